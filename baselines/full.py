@@ -1,0 +1,16 @@
+"""Full fine-tuning: every parameter of the backbone and the head trains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from harness.methods import BuildContext, MethodBuild, register_method
+
+
+@register_method("full")
+def build_full(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return MethodBuild(model=model)

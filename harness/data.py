@@ -1,0 +1,131 @@
+"""GLUE data: load the splits (hub or a local copy in the hub layout), check them, tokenise once.
+
+The local layout is the hub's parquet export: ``<dir>/<task>/<split>-*.parquet``. Tokenised
+splits are cached by the datasets library under a fingerprint of (source data, tokenizer, task,
+max length, padding), so a second run of the same task starts training without re-tokenising.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict, load_dataset
+from datasets.fingerprint import Hasher
+from transformers import PreTrainedTokenizerBase
+
+from harness.errors import DataError
+from harness.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+TOKENISER_CACHE_VERSION = 1  # bump when encode() changes, so old caches are not reused
+
+
+def load_raw_splits(task: TaskSpec, data_dir: str | None, hub_name: str = "nyu-mll/glue") -> DatasetDict:
+    """The train split and every evaluation split of ``task``, checked against the task spec."""
+    splits = ["train", *task.eval_splits]
+    if data_dir:
+        raw = _load_local(task, Path(data_dir), splits)
+    else:
+        raw = load_dataset(hub_name, task.name)
+        missing = [s for s in splits if s not in raw]
+        if missing:
+            raise DataError(f"{hub_name}/{task.name} has no split(s) {missing}; it has {list(raw)}")
+        raw = DatasetDict({s: raw[s] for s in splits})
+    for split, ds in raw.items():
+        _check_columns(task, ds.column_names, f"{task.name}/{split}")
+        _check_labels(task, ds, f"{task.name}/{split}")
+    return raw
+
+
+def _load_local(task: TaskSpec, data_dir: Path, splits: list[str]) -> DatasetDict:
+    if not data_dir.is_dir():
+        raise DataError(f"data.dir (GLUE_DIR) {str(data_dir)!r} is not a directory")
+    data_files: dict[str, list[str]] = {}
+    for split in splits:
+        files = sorted((data_dir / task.name).glob(f"{split}-*.parquet"))
+        if not files:
+            raise DataError(
+                f"{data_dir / task.name / (split + '-*.parquet')}: no such file "
+                f"(data.dir / GLUE_DIR = {str(data_dir)!r} lacks the {task.name} {split} split)"
+            )
+        for f in files:
+            _check_parquet(task, f)
+        data_files[split] = [str(f) for f in files]
+    return load_dataset("parquet", data_files=data_files)
+
+
+def _check_parquet(task: TaskSpec, path: Path) -> None:
+    """Fail on a truncated file or wrong columns here, naming the file, not deep inside arrow."""
+    try:
+        names = pq.read_schema(path).names
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path}: not a readable parquet file ({err})") from err
+    _check_columns(task, names, str(path))
+
+
+def _check_columns(task: TaskSpec, columns: list[str], where: str) -> None:
+    missing = [c for c in (*task.text_fields, "label") if c not in columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing} for task {task.name!r}; it has {columns}")
+
+
+def _check_labels(task: TaskSpec, ds: Dataset, where: str) -> None:
+    if task.is_regression:
+        return
+    labels = set(ds.unique("label"))
+    bad = sorted(v for v in labels if not 0 <= v < task.num_labels)
+    if bad:
+        raise DataError(f"{where}: label value(s) {bad[:5]} outside 0..{task.num_labels - 1} for task {task.name!r}")
+
+
+def tokenize_splits(
+    raw: DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskSpec,
+    max_length: int,
+    pad_to_max_length: bool,
+) -> DatasetDict:
+    """input_ids/attention_mask(/token_type_ids) + labels for every split, cached on disk."""
+    padding = "max_length" if pad_to_max_length else False
+
+    def encode(batch: dict) -> dict:
+        texts = [batch[field] for field in task.text_fields]
+        enc = tokenizer(*texts, truncation=True, max_length=max_length, padding=padding)
+        enc["labels"] = [float(x) for x in batch["label"]] if task.is_regression else batch["label"]
+        return enc
+
+    out = {}
+    for split, ds in raw.items():
+        fingerprint = Hasher.hash(
+            (
+                ds._fingerprint,
+                tokenizer.name_or_path,
+                type(tokenizer).__name__,
+                len(tokenizer),
+                task.text_fields,
+                task.is_regression,
+                max_length,
+                pad_to_max_length,
+                TOKENISER_CACHE_VERSION,
+            )
+        )
+        out[split] = ds.map(
+            encode,
+            batched=True,
+            remove_columns=ds.column_names,
+            new_fingerprint=fingerprint,
+            desc=f"Tokenising {task.name}/{split}",
+        )
+    return DatasetDict(out)
+
+
+def take_first(ds: Dataset, n: int | None) -> Dataset:
+    """The first ``n`` examples (all when ``n`` is None or larger than the split)."""
+    if n is None or n >= len(ds):
+        return ds
+    if n <= 0:
+        raise DataError(f"a sample limit must be positive, got {n}")
+    return ds.select(range(n))

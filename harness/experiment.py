@@ -1,0 +1,130 @@
+"""One run: config -> data -> model -> method -> Trainer -> the result dictionary."""
+
+from __future__ import annotations
+
+import logging
+import resource
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+from transformers import PreTrainedTokenizerBase, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from harness.data import load_raw_splits, take_first, tokenize_splits
+from harness.env import environment
+from harness.gradients import ClipAndCheckGradients
+from harness.history import best_and_final, per_epoch_records, runtime_summary
+from harness.methods import BuildContext, get_builder
+from harness.models import check_sequence_length, head_modules, load_model, load_tokenizer
+from harness.optim import build_optimizer
+from harness.params import TrainableParamTracker, count_parameters, trainable_counter
+from harness.results import SCHEMA_VERSION
+from harness.tasks import TaskSpec
+from harness.timing import EpochTimer
+from harness.training import (
+    build_trainer,
+    optimizer_steps,
+    resolve_device,
+    training_arguments,
+    validate_train_config,
+    world_size,
+)
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(
+    cfg: DictConfig, task: TaskSpec, tokenizer: PreTrainedTokenizerBase
+) -> tuple[Dataset, dict[str, Dataset]]:
+    raw = load_raw_splits(task, cfg.data.dir, cfg.data.hub_name)
+    tokenized = tokenize_splits(raw, tokenizer, task, cfg.data.max_seq_length, cfg.data.pad_to_max_length)
+    train_set = take_first(tokenized["train"], cfg.train.max_train_samples)
+    eval_sets = {s: take_first(tokenized[s], cfg.train.max_eval_samples) for s in task.eval_splits}
+    return train_set, eval_sets
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    task = TaskSpec.from_config(cfg.task)
+    validate_train_config(cfg.train)
+    device = resolve_device(cfg.train.device)
+    set_seed(cfg.seed)  # before the model and adapters exist, so a resumed run rebuilds them identically
+
+    tokenizer = load_tokenizer(cfg.model)
+    train_set, eval_sets = prepare_data(cfg, task, tokenizer)
+    model = load_model(cfg.model, task)
+    check_sequence_length(model, cfg.data.max_seq_length)
+
+    heads = head_modules(cfg.model)
+    steps_per_epoch, total_steps = optimizer_steps(len(train_set), cfg.train, world_size())
+    ctx = BuildContext(
+        target_modules=list(cfg.model.target_modules),
+        head_modules=heads,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        seed=cfg.seed,
+    )
+    built = get_builder(cfg.method.name, cfg.method.module)(model, cfg.method, ctx)
+    model = built.model
+    counts = count_parameters(model, heads)
+    counter = next(
+        (cb.trainable_parameters for cb in built.callbacks if hasattr(cb, "trainable_parameters")),
+        trainable_counter(model, heads),
+    )
+    tracker, timer = TrainableParamTracker(counter), EpochTimer()
+    # Method callbacks first: they see the raw gradients before the clipping callback runs.
+    callbacks = [*built.callbacks, ClipAndCheckGradients(cfg.train.max_grad_norm), tracker, timer]
+
+    optimizer = build_optimizer(model, cfg.train, heads)
+    args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)
+    trainer = build_trainer(model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks)
+
+    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if checkpoint:
+        log.info("Resuming from %s", checkpoint)
+        for cb in callbacks:
+            if hasattr(cb, "load_state"):
+                cb.load_state(checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+
+    records = per_epoch_records(trainer.state.log_history, task)
+    best, final = best_and_final(records, task)
+    result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "completed",
+        "error": None,
+        "task": task.name,
+        "model": cfg.model.name,
+        "method": cfg.method.name,
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "metrics": {
+            "selection_metric": task.selection_metric,
+            "best": best,
+            "final": final,
+            "per_epoch": records,
+        },
+        "params": {"total": counts["total"], "head": counts["head"], **tracker.summary(trainer.state.global_step)},
+        "runtime": {
+            **runtime_summary(timer.seconds, timer.epochs, records, len(train_set)),
+            "peak_memory_mb": peak_memory_mb(device),
+            "resumed_from": checkpoint,
+            "steps": trainer.state.global_step,
+            "train_examples": len(train_set),
+            "device": str(device),
+        },
+        "freezing": None,
+        "env": environment(device),
+    }
+    for cb in built.callbacks:
+        if hasattr(cb, "result_fields"):
+            result.update(cb.result_fields())
+    return result

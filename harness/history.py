@@ -1,0 +1,56 @@
+"""Per-epoch metrics, best/final epochs and runtime, read off the Trainer's log history.
+
+The history is part of every checkpoint (trainer_state.json), so a resumed run still reports
+every epoch. Keys: the Trainer logs ``eval_<split>_<metric>``; result.json uses ``<metric>``
+for the first evaluation split and ``<metric><suffix>`` for the others (MNLI: ``accuracy_mm``).
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import Any
+
+from harness.tasks import TaskSpec
+
+
+def per_epoch_records(log_history: list[dict[str, Any]], task: TaskSpec) -> list[dict[str, Any]]:
+    records: dict[int, dict[str, Any]] = {}
+    train_losses: dict[int, list[float]] = {}
+    for entry in log_history:
+        epoch = entry.get("epoch")
+        if epoch is None:
+            continue
+        if "loss" in entry:  # a training log line; attribute it to the epoch it falls in
+            train_losses.setdefault(max(int(-(-epoch // 1)), 1), []).append(entry["loss"])
+        for split, suffix in task.eval_splits.items():
+            prefix = f"eval_{split}_"
+            if f"{prefix}loss" not in entry:
+                continue
+            record = records.setdefault(round(epoch), {"epoch": round(epoch), "step": entry["step"]})
+            for metric in task.metrics:
+                record[metric + suffix] = entry.get(prefix + metric)
+            record["loss" + suffix] = entry[f"{prefix}loss"]
+            record["eval_seconds" + suffix] = entry.get(f"{prefix}runtime", 0.0)
+    for epoch, record in records.items():
+        losses = train_losses.get(epoch)
+        record["train_loss"] = fmean(losses) if losses else None
+    return [records[e] for e in sorted(records)]
+
+
+def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict, dict]:
+    """The paper reports the best epoch on the task's selection metric (first split)."""
+    if not records:
+        raise RuntimeError("training finished without a single evaluation")
+    best = max(records, key=lambda r: r[task.selection_metric])  # ties: the earliest epoch
+    return best, records[-1]
+
+
+def runtime_summary(timer_seconds: float, timer_epochs: float, records: list[dict[str, Any]], n_train: int) -> dict:
+    """Training time (evaluation excluded) per epoch and throughput, plus evaluation time."""
+    eval_seconds = sum(v for r in records for k, v in r.items() if k.startswith("eval_seconds"))
+    return {
+        "train_seconds": timer_seconds,
+        "seconds_per_epoch": timer_seconds / timer_epochs if timer_epochs else None,
+        "train_samples_per_second": n_train * timer_epochs / timer_seconds if timer_seconds else None,
+        "eval_seconds": eval_seconds,
+    }

@@ -1,0 +1,40 @@
+"""AdamW with the reference code's parameter groups (method.md §6).
+
+Two learning rates: one for the method's parameters (adapters, or the backbone for full
+fine-tuning), one for the classifier head. Weight decay applies to every non-head parameter
+(the reference code decays AFLoRA's d and b too) and to the head's weights, not its biases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.params import is_head_param
+
+
+def parameter_groups(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> list[dict]:
+    head_modules = list(head_modules)
+    body, head_decay, head_no_decay = [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if not is_head_param(name, head_modules):
+            body.append(param)
+        elif name.endswith("bias"):
+            head_no_decay.append(param)
+        else:
+            head_decay.append(param)
+    groups = [
+        {"params": body, "lr": train_cfg.lr, "weight_decay": train_cfg.weight_decay},
+        {"params": head_decay, "lr": train_cfg.head_lr, "weight_decay": train_cfg.head_weight_decay},
+        {"params": head_no_decay, "lr": train_cfg.head_lr, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> torch.optim.AdamW:
+    return torch.optim.AdamW(parameter_groups(model, train_cfg, head_modules))

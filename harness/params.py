@@ -1,0 +1,109 @@
+"""Parameter accounting: trainable adapter parameters with the classifier head excluded.
+
+The paper (and VeRA) count only what the method adds; the head is reported on its own. The
+tracker records the count in force at every optimizer step, so methods that change it during
+training (AFLoRA freezes projections, AdaLoRA prunes ranks) get a time-weighted average.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from torch import nn
+from transformers import TrainerCallback
+
+# PEFT keeps a frozen copy of every module in modules_to_save; it is not part of the model's size.
+_PEFT_SHADOW_COPY = "original_module"
+
+STATE_FILE = "param_tracker.json"
+
+
+def is_head_param(name: str, head_modules: Iterable[str]) -> bool:
+    """True for parameters of the classifier head (and the pooler when it is trained)."""
+    parts = name.split(".")
+    return any(head in parts for head in head_modules)
+
+
+def _named_real_parameters(model: nn.Module):
+    for name, param in model.named_parameters():
+        if _PEFT_SHADOW_COPY not in name.split("."):
+            yield name, param
+
+
+def count_parameters(model: nn.Module, head_modules: Iterable[str]) -> dict[str, int]:
+    """total: every parameter of the model (head and adapters included, PEFT's shadow copies not);
+    head: trainable head parameters; trainable: trainable parameters outside the head."""
+    head_modules = list(head_modules)
+    total = head = trainable = 0
+    for name, param in _named_real_parameters(model):
+        total += param.numel()
+        if param.requires_grad:
+            if is_head_param(name, head_modules):
+                head += param.numel()
+            else:
+                trainable += param.numel()
+    return {"total": total, "head": head, "trainable": trainable}
+
+
+def trainable_counter(model: nn.Module, head_modules: Iterable[str]) -> Callable[[nn.Module], int]:
+    """A cheap per-step counter: the candidate parameters are collected once, then only their
+    ``requires_grad`` flags are read (no module walk per step)."""
+    head_modules = list(head_modules)
+    candidates = [p for n, p in _named_real_parameters(model) if p.requires_grad and not is_head_param(n, head_modules)]
+
+    def count(_model: nn.Module) -> int:
+        return sum(p.numel() for p in candidates if p.requires_grad)
+
+    return count
+
+
+def time_weighted_average(history: list[list[int]], total_steps: int) -> float:
+    """Mean count over optimizer steps 1..total_steps, from (step, count) change points.
+
+    A change point (s, c) means c parameters were trainable from step s + 1 on; the first point
+    is (0, start count).
+    """
+    if total_steps <= 0:
+        return float(history[0][1])
+    weighted = 0
+    for (step, count), nxt in zip(history, [*history[1:], [total_steps, None]], strict=True):
+        span = min(nxt[0], total_steps) - min(step, total_steps)
+        weighted += span * count
+    return weighted / total_steps
+
+
+class TrainableParamTracker(TrainerCallback):
+    """Records the trainable count whenever it changes; saved with every checkpoint."""
+
+    def __init__(self, counter: Callable[[nn.Module], int]):
+        self.counter = counter
+        self.history: list[list[int]] = []  # [[step, count], ...] change points
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not self.history:
+            self.history.append([state.global_step, self.counter(model)])
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        count = self.counter(model)
+        if count != self.history[-1][1]:
+            self.history.append([state.global_step, count])
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            (ckpt / STATE_FILE).write_text(json.dumps({"history": self.history}))
+
+    def load_state(self, checkpoint_dir: str | Path) -> None:
+        path = Path(checkpoint_dir) / STATE_FILE
+        if path.exists():
+            self.history = json.loads(path.read_text())["history"]
+
+    def summary(self, total_steps: int) -> dict:
+        return {
+            "trainable_start": self.history[0][1],
+            "trainable_end": self.history[-1][1],
+            "trainable_avg": time_weighted_average(self.history, total_steps),
+            "trainable_history": self.history,
+        }

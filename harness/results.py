@@ -1,0 +1,70 @@
+"""result.json: the one file a run leaves for the report (schema in design.md).
+
+Written atomically (temporary file in the same directory, fsync, rename), so a crash while
+writing leaves the previous good file and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+SCHEMA_VERSION = 1
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, sort_keys=False, default=_jsonable)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"result.json cannot hold a {type(value).__name__}: {value!r}")
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RESULT_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def is_completed(run_dir: Path) -> bool:
+    try:
+        result = read_result(run_dir)
+    except json.JSONDecodeError:
+        return False
+    return bool(result) and result.get("status") == "completed"
+
+
+def failed_result(identity: dict[str, Any], error: str, config: dict | None, env: dict) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "failed",
+        "error": error,
+        **identity,
+        "config": config,
+        "metrics": None,
+        "params": None,
+        "runtime": None,
+        "freezing": None,
+        "env": env,
+    }

@@ -1,0 +1,49 @@
+"""Print a one-screen summary of a result.json: python -m harness.show runs/.../result.json"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def summary(result: dict) -> str:
+    head = f"{result['model']} / {result['task']} / {result['method']} / seed {result['seed']}: {result['status']}"
+    if result["status"] != "completed":
+        return f"{head}\n  error: {result.get('error')}"
+    metrics, params, runtime = result["metrics"], result["params"], result["runtime"]
+    key = metrics["selection_metric"]
+    lines = [head, f"  {'epoch':>5}  {key:>22}  {'eval loss':>9}  {'train loss':>10}"]
+    for r in metrics["per_epoch"]:
+        train_loss = f"{r['train_loss']:.4f}" if r.get("train_loss") is not None else "-"
+        lines.append(f"  {r['epoch']:>5}  {r[key]:>22.4f}  {r['loss']:>9.4f}  {train_loss:>10}")
+    best = metrics["best"]
+    lines.append(f"  best {key} {best[key]:.4f} at epoch {best['epoch']}")
+    lines.append(
+        f"  trainable (head excluded): start {params['trainable_start']:,}, end {params['trainable_end']:,}, "
+        f"time-weighted {params['trainable_avg']:,.0f}; head {params['head']:,}"
+    )
+    lines.append(
+        f"  training {runtime['train_seconds']:.0f} s ({runtime['seconds_per_epoch']:.1f} s/epoch)"
+        f" on {result['env']['device']}"
+    )
+    if result.get("freezing"):
+        steps = [s for s in result["freezing"].values() if s is not None]
+        lines.append(f"  froze {len(steps)} projection matrices, the last at step {max(steps, default=0)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("result", type=Path, help="a result.json written by run.py")
+    args = parser.parse_args(argv)
+    if not args.result.exists():
+        print(f"{args.result}: no such file", file=sys.stderr)
+        return 1
+    print(summary(json.loads(args.result.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

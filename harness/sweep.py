@@ -1,0 +1,73 @@
+"""Every GLUE task of the paper for one method (``make glue``), as one Hydra multirun.
+
+    python -m harness.sweep --method aflora --model minilm --seeds 1,2,3 [--launcher joblib]
+
+With a local copy (GLUE_DIR), tasks whose train or validation files are missing are skipped with
+a message; without one, every task is read from the hub. Finished runs are skipped by run.py
+itself, so rerunning the sweep only trains what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER_TASKS = ["cola", "sst2", "mrpc", "qnli", "stsb", "rte", "mnli", "qqp"]
+
+
+def missing_splits(task: str, glue_dir: Path) -> list[str]:
+    spec = OmegaConf.load(REPO / "conf" / "task" / f"{task}.yaml")
+    splits = ["train", *spec.eval_splits]
+    return [s for s in splits if not list((glue_dir / task).glob(f"{s}-*.parquet"))]
+
+
+def available_tasks(tasks: list[str], glue_dir: str | None) -> list[str]:
+    if not glue_dir:
+        return tasks
+    keep = []
+    for task in tasks:
+        missing = missing_splits(task, Path(glue_dir))
+        if missing:
+            print(f"skipping {task}: {glue_dir}/{task} has no {', '.join(missing)} split", file=sys.stderr)
+        else:
+            keep.append(task)
+    return keep
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--seeds", default="1", help="comma-separated, e.g. 1,2,3")
+    parser.add_argument("--tasks", default=",".join(PAPER_TASKS), help="comma-separated task names")
+    parser.add_argument("--launcher", default=None, help="a Hydra launcher config, e.g. joblib, submitit_slurm")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides passed to run.py")
+    args = parser.parse_args(argv)
+
+    tasks = available_tasks(args.tasks.split(","), os.environ.get("GLUE_DIR"))
+    if not tasks:
+        print("no task has data: set GLUE_DIR to a GLUE copy or unset it to use the hub", file=sys.stderr)
+        return 1
+    command = [
+        sys.executable,
+        str(REPO / "run.py"),
+        "-m",
+        f"task={','.join(tasks)}",
+        f"model={args.model}",
+        f"method={args.method}",
+        f"seed={args.seeds}",
+        *([f"hydra/launcher={args.launcher}"] if args.launcher else []),
+        *args.overrides,
+    ]
+    print(" ".join(command[1:]), file=sys.stderr)
+    return subprocess.call(command, cwd=REPO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

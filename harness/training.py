@@ -1,0 +1,129 @@
+"""The HF Trainer set up with the reference protocol: epochs, eval + checkpoint every epoch."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from harness.errors import ConfigError
+from harness.metrics import compute_metrics_fn
+from harness.tasks import TaskSpec
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device {name!r} is not one of ['auto', 'cpu', 'cuda']")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is visible")
+    return torch.device(name)
+
+
+def batch_layout(train_cfg: Any, processes: int) -> tuple[int, int]:
+    """(per-device batch, accumulation steps) that keep the recipe's effective batch size."""
+    batch = train_cfg.batch_size
+    per_device = train_cfg.per_device_batch_size or max(batch // processes, 1)
+    if batch <= 0 or per_device <= 0 or batch % (per_device * processes):
+        raise ConfigError(
+            f"train.batch_size {batch} is not a multiple of per-device batch {per_device} x {processes} process(es)"
+        )
+    return per_device, batch // (per_device * processes)
+
+
+def optimizer_steps(n_train: int, train_cfg: Any, processes: int) -> tuple[int, int]:
+    """(steps per epoch, total steps) exactly as the Trainer will count them."""
+    per_device, accumulation = batch_layout(train_cfg, processes)
+    batches = math.ceil(n_train / (per_device * processes))
+    per_epoch = max(math.ceil(batches / accumulation), 1)
+    if train_cfg.max_steps and train_cfg.max_steps > 0:
+        return per_epoch, train_cfg.max_steps
+    return per_epoch, per_epoch * train_cfg.epochs
+
+
+def validate_train_config(train_cfg: Any) -> None:
+    checks = {
+        "epochs": train_cfg.epochs > 0,
+        "lr": train_cfg.lr > 0,
+        "head_lr": train_cfg.head_lr > 0,
+        "weight_decay": train_cfg.weight_decay >= 0,
+        "head_weight_decay": train_cfg.head_weight_decay >= 0,
+        "warmup_ratio": 0 <= train_cfg.warmup_ratio < 1,
+        "max_grad_norm": train_cfg.max_grad_norm >= 0,
+        "eval_batch_size": train_cfg.eval_batch_size > 0,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"train.{key} = {train_cfg[key]} is out of range")
+    if train_cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(
+            f"train.precision {train_cfg.precision!r} is not one of ['fp32', 'bf16'] "
+            "(fp16 needs loss scaling, which the harness's own gradient clipping does not undo)"
+        )
+
+
+def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.device) -> TrainingArguments:
+    per_device, accumulation = batch_layout(train_cfg, world_size())
+    return TrainingArguments(
+        output_dir=run_dir,
+        num_train_epochs=train_cfg.epochs,
+        max_steps=train_cfg.max_steps,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        per_device_eval_batch_size=train_cfg.eval_batch_size,
+        lr_scheduler_type=train_cfg.lr_scheduler,
+        warmup_steps=train_cfg.warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        max_grad_norm=0.0,  # clipped by ClipAndCheckGradients after the method callbacks saw raw grads
+        eval_strategy="epoch",
+        save_strategy="epoch",  # equal to eval_strategy: exact resume (design.md)
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=train_cfg.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must show, not be averaged away
+        train_sampling_strategy="group_by_length" if train_cfg.group_by_length else "random",
+        bf16=train_cfg.precision == "bf16",
+        use_cpu=device.type == "cpu",
+        seed=seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        save_only_model=False,
+        disable_tqdm=False,
+    )
+
+
+def build_trainer(
+    model: torch.nn.Module,
+    args: TrainingArguments,
+    train_set: Dataset,
+    eval_sets: dict[str, Dataset],
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskSpec,
+    optimizer: torch.optim.Optimizer,
+    callbacks: list[TrainerCallback],
+) -> Trainer:
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_sets,  # a dict: metrics arrive as eval_<split>_<metric>
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(task),
+        optimizers=(optimizer, None),  # the Trainer builds the linear warm-up schedule
+        callbacks=callbacks,
+    )

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.glue_fixture import write_glue
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+
+# Everything here is local: never wait on hub look-ups.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory) -> Path:
+    """Every GLUE task (MNLI with both validation splits), a few dozen random examples each."""
+    return write_glue(tmp_path_factory.mktemp("glue"))
+
+
+@pytest.fixture(scope="session")
+def shared_glue() -> Path:
+    """The real GLUE copy of these machines (GLUE_DIR or ../shared/glue), else skip."""
+    candidates = [os.environ.get("GLUE_DIR"), str(REPO.parent / "shared" / "glue")]
+    for c in candidates:
+        if c and (Path(c) / "rte").is_dir():
+            return Path(c)
+    pytest.skip("no local GLUE copy (set GLUE_DIR)")
+
+
+def compose(overrides: list[str]):
+    """The config run.py would get for these overrides (Hydra initialised once per session)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+    return hydra_compose(config_name="config", overrides=overrides)
+
+
+def run_cli(args: list[str], glue: Path | None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python run.py <args>`` in a subprocess, as a user would type it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if glue is not None:
+        env["GLUE_DIR"] = str(glue)
+    else:
+        env.pop("GLUE_DIR", None)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

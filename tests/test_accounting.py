@@ -1,0 +1,104 @@
+"""Parameter counts, the time-weighted average, per-epoch records and the optimizer step count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from harness.errors import ConfigError
+from harness.history import best_and_final, per_epoch_records
+from harness.optim import parameter_groups
+from harness.params import count_parameters, is_head_param, time_weighted_average
+from harness.tasks import TaskSpec
+from harness.training import batch_layout, optimizer_steps
+from tests.conftest import compose
+
+
+def test_time_weighted_average_by_hand():
+    # 100 trainable during steps 1-10, 60 during 11-25, 20 during 26-40
+    history = [[0, 100], [10, 60], [25, 20]]
+    assert time_weighted_average(history, 40) == pytest.approx((10 * 100 + 15 * 60 + 15 * 20) / 40)
+    assert time_weighted_average([[0, 7]], 12) == 7
+
+
+def test_head_names_match_whole_components():
+    heads = ["classifier"]
+    assert is_head_param("base_model.model.classifier.modules_to_save.default.weight", heads)
+    assert not is_head_param("bert.encoder.layer.0.attention.self.query.classifierish", heads)
+    assert is_head_param("deberta.pooler.dense.weight", ["classifier", "pooler"])
+
+
+def test_counts_skip_peft_shadow_copy_and_split_head():
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(4, 4)  # 20
+            self.classifier = torch.nn.Linear(4, 2)  # 10
+
+    model = Tiny()
+    model.body.weight.requires_grad_(False)
+    counts = count_parameters(model, ["classifier"])
+    assert counts == {"total": 30, "head": 10, "trainable": 4}
+
+
+def test_parameter_groups_give_head_its_own_lr_and_no_decay_on_its_bias():
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.adapter = torch.nn.Linear(4, 4)
+            self.classifier = torch.nn.Linear(4, 2)
+
+    train = OmegaConf.create({"lr": 1e-2, "head_lr": 4e-2, "weight_decay": 0.1, "head_weight_decay": 0.1})
+    groups = parameter_groups(Tiny(), train, ["classifier"])
+    assert [(len(g["params"]), g["lr"], g["weight_decay"]) for g in groups] == [
+        (2, 1e-2, 0.1),
+        (1, 4e-2, 0.1),
+        (1, 4e-2, 0.0),
+    ]
+
+
+def test_batch_layout_keeps_the_effective_batch():
+    train = OmegaConf.create({"batch_size": 256, "per_device_batch_size": 64, "max_steps": -1, "epochs": 10})
+    assert batch_layout(train, 1) == (64, 4)
+    assert batch_layout(train, 4) == (64, 1)
+    assert batch_layout(OmegaConf.create({"batch_size": 64, "per_device_batch_size": None}), 2) == (32, 1)
+    with pytest.raises(ConfigError, match="not a multiple"):
+        batch_layout(train, 3)
+
+
+def test_optimizer_steps_by_hand():
+    train = OmegaConf.create({"batch_size": 32, "per_device_batch_size": 16, "max_steps": -1, "epochs": 3})
+    # 100 examples -> 7 batches of 16 -> ceil(7 / 2) = 4 optimizer steps per epoch
+    assert optimizer_steps(100, train, 1) == (4, 12)
+
+
+def test_per_epoch_records_for_mnli_use_suffixes():
+    spec = TaskSpec.from_config(compose(["task=mnli"]).task)
+    history = [
+        {"loss": 1.0, "epoch": 0.5, "step": 5},
+        {"loss": 0.8, "epoch": 1.0, "step": 10},
+        {"eval_validation_matched_loss": 0.9, "eval_validation_matched_accuracy": 0.6, "epoch": 1.0, "step": 10},
+        {
+            "eval_validation_mismatched_loss": 0.95,
+            "eval_validation_mismatched_accuracy": 0.58,
+            "epoch": 1.0,
+            "step": 10,
+        },
+        {"loss": 0.6, "epoch": 2.0, "step": 20},
+        {"eval_validation_matched_loss": 0.7, "eval_validation_matched_accuracy": 0.55, "epoch": 2.0, "step": 20},
+        {
+            "eval_validation_mismatched_loss": 0.72,
+            "eval_validation_mismatched_accuracy": 0.61,
+            "epoch": 2.0,
+            "step": 20,
+        },
+    ]
+    records = per_epoch_records(history, spec)
+    assert [(r["epoch"], r["step"], r["accuracy"], r["accuracy_mm"]) for r in records] == [
+        (1, 10, 0.6, 0.58),
+        (2, 20, 0.55, 0.61),
+    ]
+    assert records[0]["train_loss"] == pytest.approx(0.9) and records[1]["train_loss"] == pytest.approx(0.6)
+    best, final = best_and_final(records, spec)
+    assert best["epoch"] == 1 and final["epoch"] == 2  # selected on matched accuracy only
