@@ -11,10 +11,11 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from harness.checkpoints import MarkCompleteCheckpoints, last_complete_checkpoint
 from harness.data import load_raw_splits, take_first, tokenize_splits
 from harness.env import environment
+from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
 from harness.history import best_and_final, per_epoch_records, runtime_summary
 from harness.methods import BuildContext, get_builder
@@ -72,7 +73,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         steps_per_epoch=steps_per_epoch,
         seed=cfg.seed,
     )
-    built = get_builder(cfg.method.name, cfg.method.module)(model, cfg.method, ctx)
+    builder = get_builder(cfg.method.name, cfg.method.module)
+    try:
+        built = builder(model, cfg.method, ctx)
+    except ValueError as err:  # PEFT and the builders validate their configs with ValueError
+        raise ConfigError(f"method {cfg.method.name!r}: {err}") from err
     model = built.model
     counts = count_parameters(model, heads)
     counter = next(
@@ -81,19 +86,21 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     tracker, timer = TrainableParamTracker(counter), EpochTimer()
     # Method callbacks first: they see the raw gradients before the clipping callback runs.
+    # The marker goes last: a checkpoint counts only once everything before it has saved.
     callbacks = [*built.callbacks, ClipAndCheckGradients(cfg.train.max_grad_norm), tracker, timer]
+    callbacks.append(MarkCompleteCheckpoints())
 
     optimizer = build_optimizer(model, cfg.train, heads)
     args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)
     trainer = build_trainer(model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks)
 
-    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    checkpoint = last_complete_checkpoint(run_dir)
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
         for cb in callbacks:
             if hasattr(cb, "load_state"):
                 cb.load_state(checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     records = per_epoch_records(trainer.state.log_history, task)
     best, final = best_and_final(records, task)
@@ -116,7 +123,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "runtime": {
             **runtime_summary(timer.seconds, timer.epochs, records, len(train_set)),
             "peak_memory_mb": peak_memory_mb(device),
-            "resumed_from": checkpoint,
+            "resumed_from": str(checkpoint) if checkpoint else None,
             "steps": trainer.state.global_step,
             "train_examples": len(train_set),
             "device": str(device),

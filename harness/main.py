@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.checkpoints import remove_checkpoints
 from harness.env import environment
 from harness.errors import HarnessError
 from harness.gradients import NonFiniteGradientError
@@ -31,8 +32,7 @@ def _set_aside_previous(run_dir: Path) -> None:
     """force=true: keep the old result under a dated name and start from no checkpoint."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     (run_dir / RESULT_FILE).rename(run_dir / f"result.previous-{stamp}.json")
-    for ckpt in run_dir.glob("checkpoint-*"):
-        shutil.rmtree(ckpt)
+    remove_checkpoints(run_dir)
 
 
 def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> int:
@@ -50,21 +50,24 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> int:
         _set_aside_previous(run_dir)
     try:
         result = run_experiment(cfg, run_dir)
-    except (HarnessError, NonFiniteGradientError) as err:  # the user's input or a diverged run
+        if is_main_process():
+            write_json_atomic(run_dir / RESULT_FILE, result)
+    except (HarnessError, NonFiniteGradientError) as err:  # the user's input, or a diverged run
         _record_failure(cfg, run_dir, err)
         log.error("%s", err)
         return 2
     except Exception as err:
         _record_failure(cfg, run_dir, err)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            log.error("disk full while writing to %s (%s); free space and rerun to resume", run_dir, err)
+            return 2
         if not in_sweep:
             raise
         log.exception("run failed; the sweep goes on")  # one bad run must not stop the others
         return 1
     if is_main_process():
-        write_json_atomic(run_dir / RESULT_FILE, result)
         if not cfg.train.keep_checkpoints:
-            for ckpt in run_dir.glob("checkpoint-*"):
-                shutil.rmtree(ckpt)
+            remove_checkpoints(run_dir)
         best = result["metrics"]["best"]
         metric = result["metrics"]["selection_metric"]
         log.info("Best %s %.4f at epoch %d; wrote %s", metric, best[metric], best["epoch"], run_dir / RESULT_FILE)
@@ -83,4 +86,7 @@ def _record_failure(cfg: DictConfig, run_dir: Path, err: BaseException) -> None:
     except Exception:
         env = {}
     message = f"{type(err).__name__}: {err}"
-    write_json_atomic(run_dir / RESULT_FILE, failed_result(_identity(cfg), message, config, env))
+    try:
+        write_json_atomic(run_dir / RESULT_FILE, failed_result(_identity(cfg), message, config, env))
+    except OSError as write_err:  # e.g. the disk is still full: say so, keep the original error
+        log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_err)

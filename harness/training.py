@@ -91,7 +91,7 @@ def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.de
         max_grad_norm=0.0,  # clipped by ClipAndCheckGradients after the method callbacks saw raw grads
         eval_strategy="epoch",
         save_strategy="epoch",  # equal to eval_strategy: exact resume (design.md)
-        save_total_limit=1,
+        save_total_limit=None,  # MarkCompleteCheckpoints drops old ones once the new one is whole
         logging_strategy="steps",
         logging_steps=train_cfg.logging_steps,
         logging_nan_inf_filter=False,  # a NaN loss must show, not be averaged away
