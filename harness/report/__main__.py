@@ -1,0 +1,71 @@
+"""CLI: python -m harness.report --runs runs --out reports [--model minilm] [--paper]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from harness.report.build import build_reports
+from harness.report.load import ReportError
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.report",
+        description="Turn result.json files (runs/<model>/<task>/<method>/seed<seed>/) into the "
+        "paper's tables (Markdown, CSV, LaTeX) and figures (PNG) under "
+        "<out>/<model>/, with a README.md tying them together. Reads nothing but "
+        "result.json files.",
+    )
+    p.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="directory searched recursively for result.json (default: runs)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports"),
+        help="output root; each model gets <out>/<model>/ (default: reports)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="MODEL",
+        help="model key as in result.json, e.g. minilm or deberta-v3-base; repeat for "
+        "several (default: every model found)",
+    )
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="also print the comparison with the paper's published numbers (Markdown) to stdout",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    command = shlex.join(["python", "-m", "harness.report", *argv])
+    try:
+        written = build_reports(args.runs, args.out, args.model, command)
+    except ReportError as exc:  # schema and input errors: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for model, paths in written.items():
+        print(f"{model}: wrote {len(paths)} files under {args.out / model}")
+        for path in paths:
+            print(f"  {path}")
+        if args.paper:
+            comparison = args.out / model / "paper_comparison.md"
+            print("\n" + comparison.read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Write every table, figure and the README of one model's report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from harness.report.efficiency import params_table, runtime_summary, runtime_table
+from harness.report.figures import all_figures
+from harness.report.load import ReportError, Run, load_runs
+from harness.report.readme import readme
+from harness.report.render import Table
+from harness.report.tables import comparison_table, glue_table, runs_table
+
+log = logging.getLogger(__name__)
+
+
+def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
+    """All tables of one model's report, keyed by file stem."""
+    tables = [
+        glue_table(runs, model),
+        comparison_table(runs, model),
+        params_table(runs, model),
+        runtime_table(runs, model),
+        runtime_summary(runs, model),
+        runs_table(runs, model),
+    ]
+    return {t.name: t for t in tables}
+
+
+def build_model_report(runs: list[Run], model: str, out_dir: Path, command: str) -> list[Path]:
+    """Write reports/<model>/: tables (md, csv, tex), figures/*.png, README.md. Returns paths."""
+    runs = [r for r in runs if r.model == model]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = model_tables(runs, model)
+    paths = [p for t in tables.values() for p in t.write(out_dir)]
+    figures = all_figures(runs, model, out_dir / "figures")
+    readme_path = out_dir / "README.md"
+    readme_path.write_text(readme(model, runs, tables, figures, out_dir, command), encoding="utf-8")
+    log.info("%s: wrote %d tables, %d figures", model, len(tables), len(figures))
+    return paths + figures + [readme_path]
+
+
+def build_reports(runs_dir: Path, out_root: Path, models: list[str] | None, command: str) -> dict[str, list[Path]]:
+    """Load every result.json under runs_dir and write out_root/<model>/ for each model."""
+    runs = load_runs(runs_dir)
+    found = sorted({r.model for r in runs})
+    wanted = models or found
+    unknown = [m for m in wanted if m not in found]
+    if unknown:
+        raise ReportError(
+            f"{runs_dir}: no result.json for model(s) {', '.join(unknown)} (found: {', '.join(found) or 'none'})"
+        )
+    return {m: build_model_report(runs, m, out_root / m, command) for m in wanted}

@@ -1,0 +1,202 @@
+"""Trainable-parameter and runtime tables (the paper's efficiency claims).
+
+Ratios compare a method with a reference method on the same task; a missing reference gives a
+missing ratio, never 1 or 0. Runtime ratios are only meaningful on one machine, so each row names
+the machines its runs recorded and a ratio across machines is flagged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.report import render
+from harness.report.aggregate import paper_task_order, params_by_method, runs_frame, runtime_by_task, sorted_methods
+from harness.report.load import Run
+from harness.report.paper import PAPER_RUNTIME_VS_ELORA, PAPER_TABLE, method_label, task_title
+from harness.report.render import FLAG, MISSING, Table
+
+REFERENCES = ("elora", "lora")  # runtime is normalised to both (paper: ELoRA = 1.0)
+
+
+def _esc(text: str, fmt: str) -> str:
+    return text if fmt == "md" else render.tex_escape(text)
+
+
+def params_table(runs: list[Run], model: str) -> Table:
+    """Per method: start / end / time-weighted average trainable parameters, ratio to LoRA r=8."""
+    frame = runs_frame(runs)
+    pm = params_by_method(frame) if len(frame) else pd.DataFrame()
+    lora = float(pm.loc["lora", "trainable_avg"]) if "lora" in pm.index else math.nan
+    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
+    csv_rows = []
+    for m, row in pm.iterrows():
+        share = row["trainable_avg"] / lora  # NaN without LoRA runs
+        fewer = lora / row["trainable_avg"] if row["trainable_avg"] else math.nan
+        head = (
+            render.count(row["head_min"])
+            if row["head_min"] == row["head_max"]
+            else f"{render.count(row['head_min'])}–{render.count(row['head_max'])}"
+        )
+        pub = PAPER_TABLE.get(str(m))
+        for fmt in ("md", "tex"):
+            cells[fmt].append(
+                {
+                    "Method": _esc(method_label(str(m)), fmt),
+                    "Tasks": str(int(row["n_tasks"])),
+                    "Runs": str(int(row["n_runs"])),
+                    "Start": render.count(row["trainable_start"], fmt),
+                    "End": render.count(row["trainable_end"], fmt),
+                    "Avg (time-weighted)": render.count(row["trainable_avg"], fmt),
+                    "#Params": render.params_short(row["trainable_avg"], fmt),
+                    "Avg ÷ LoRA r=8": render.ratio(share, fmt),
+                    "Fewer than LoRA r=8": render.times(fewer, fmt),
+                    "Head (excluded)": _esc(head, fmt),
+                    "Paper #Params": render.params_short(pub.params if pub else None, fmt),
+                }
+            )
+        csv_rows.append(
+            {
+                "method": m,
+                "n_tasks": int(row["n_tasks"]),
+                "n_runs": int(row["n_runs"]),
+                "trainable_start": row["trainable_start"],
+                "trainable_end": row["trainable_end"],
+                "trainable_avg": row["trainable_avg"],
+                "head_min": row["head_min"],
+                "head_max": row["head_max"],
+                "avg_over_lora": share,
+                "lora_over_avg": fewer,
+            }
+        )
+    notes = [
+        f"Model: `{model}`. Counts exclude the classifier head (the paper's convention), "
+        "mean over seeds per task, then over tasks.",
+        "Avg (time-weighted): params.trainable_avg, the count averaged over optimizer steps; "
+        "for AFLoRA it falls as projections freeze (start = before any freezing).",
+        "Fewer than LoRA r=8 = LoRA's average ÷ the method's (the paper: 1.33M / 0.14M ≈ "
+        "9.5×); — when there are no LoRA runs. Paper #Params are DeBERTaV3-base counts.",
+    ]
+    return Table(
+        "params_table",
+        f"Trainable parameters ({model})",
+        pd.DataFrame(cells["md"]),
+        pd.DataFrame(cells["tex"]),
+        pd.DataFrame(csv_rows),
+        notes,
+    )
+
+
+def runtime_ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, method): seed means plus both quantities divided by each reference's."""
+    rt = runtime_by_task(frame)
+    for ref in REFERENCES:
+        for q in ("seconds_per_epoch", "train_samples_per_second"):
+            col = f"{q}_over_{ref}"
+            rt[col] = [v / rt.loc[(t, ref), q] if (t, ref) in rt.index else math.nan for (t, _), v in rt[q].items()]
+        rt[f"machine_differs_{ref}"] = [
+            (t, ref) in rt.index and rt.loc[(t, ref), "machines"] != machines
+            for (t, _), machines in rt["machines"].items()
+        ]
+    return rt
+
+
+def _ratio_cell(x: float, flagged: bool, fmt: str) -> str:
+    text = render.ratio(x, fmt)
+    return text + FLAG[fmt] if flagged and text != MISSING[fmt] else text
+
+
+def runtime_table(runs: list[Run], model: str) -> Table:
+    """Seconds per epoch and training samples/s per task and method, normalised to ELoRA, LoRA."""
+    frame = runs_frame(runs)
+    rt = runtime_ratios(frame) if len(frame) else pd.DataFrame()
+    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
+    order = [
+        (t, m)
+        for t in paper_task_order({k[0] for k in rt.index})
+        for m in sorted_methods({k[1] for k in rt.index if k[0] == t})
+    ]
+    for t, m in order:
+        row = rt.loc[(t, m)]
+        for fmt in ("md", "tex"):
+            cell = {
+                "Task": _esc(task_title(t), fmt),
+                "Method": _esc(method_label(m), fmt),
+                "Runs": str(int(row["n"])),
+                "s/epoch": render.num(row["seconds_per_epoch"], fmt, 1),
+                "samples/s": render.num(row["train_samples_per_second"], fmt, 1),
+            }
+            for q, short in (("seconds_per_epoch", "s/epoch"), ("train_samples_per_second", "samples/s")):
+                for ref in REFERENCES:
+                    cell[f"{short} ÷ {method_label(ref)}"] = _ratio_cell(
+                        row[f"{q}_over_{ref}"], bool(row[f"machine_differs_{ref}"]), fmt
+                    )
+            cell["Machine"] = _esc(row["machines"], fmt)
+            cells[fmt].append(cell)
+    csv = rt.reset_index() if len(rt) else pd.DataFrame()
+    notes = [
+        f"Model: `{model}`. Mean over seeds; ratios divide by the reference method's mean "
+        "on the same task; — when the reference has no completed run for that task.",
+        "s/epoch ÷ ELoRA is the paper's normalised runtime (AFLoRA 0.539, LoRA 0.652); "
+        "samples/s ÷ ELoRA is the speed-up (paper: AFLoRA 1.86×).",
+        "* the reference's runs recorded a different machine: that ratio mixes hardware.",
+    ]
+    return Table(
+        "runtime_table",
+        f"Training runtime per task ({model})",
+        pd.DataFrame(cells["md"]),
+        pd.DataFrame(cells["tex"]),
+        csv,
+        notes,
+    )
+
+
+def _geomean(values: pd.Series) -> float:
+    vals = [float(v) for v in values if not math.isnan(v) and v > 0]
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
+
+
+def runtime_summary(runs: list[Run], model: str) -> Table:
+    """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
+    frame = runs_frame(runs)
+    rt = runtime_ratios(frame) if len(frame) else pd.DataFrame()
+    ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]
+    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
+    csv_rows = []
+    methods = sorted_methods({k[1] for k in rt.index}) if len(rt) else []
+    for m in methods:
+        sub = rt.xs(m, level="method")
+        means = {c: _geomean(sub[c]) for c in ratio_cols}
+        flagged = {ref: bool(sub[f"machine_differs_{ref}"].any()) for ref in REFERENCES}
+        paper = PAPER_RUNTIME_VS_ELORA.get(m)
+        for fmt in ("md", "tex"):
+            cell = {"Method": _esc(method_label(m), fmt), "Tasks": str(len(sub))}
+            for c in ratio_cols:
+                ref = c.rsplit("_over_", 1)[1]
+                short = "s/epoch" if c.startswith("seconds") else "samples/s"
+                cell[f"{short} ÷ {method_label(ref)}"] = _ratio_cell(means[c], flagged[ref], fmt)
+            cell["Paper runtime ÷ ELoRA"] = render.ratio(paper, fmt)
+            cells[fmt].append(cell)
+        csv_rows.append(
+            {
+                "method": m,
+                "n_tasks": len(sub),
+                **means,
+                "paper_runtime_over_elora": paper if paper is not None else math.nan,
+            }
+        )
+    notes = [
+        f"Model: `{model}`. Geometric mean over tasks of the per-task ratios of the runtime "
+        "table (tasks without the reference are left out).",
+        "Paper runtime ÷ ELoRA: the paper's efficiency figure (DeBERTaV3-base, its GPU).",
+        "* at least one task's reference ran on a different machine.",
+    ]
+    return Table(
+        "runtime_summary",
+        f"Runtime relative to ELoRA and LoRA ({model})",
+        pd.DataFrame(cells["md"]),
+        pd.DataFrame(cells["tex"]),
+        pd.DataFrame(csv_rows),
+        notes,
+    )

@@ -1,0 +1,269 @@
+"""PNG figures: AFLoRA's freezing heatmap, trainable parameters over steps, score vs parameters,
+and the validation metric per epoch.
+
+Uses matplotlib's object API on Agg canvases (no pyplot), so nothing depends on a display or on
+global figure state, and figures are freed as soon as they are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.report.aggregate import completed, paper_task_order, sorted_methods
+from harness.report.load import Run
+from harness.report.paper import METHOD_ORDER, method_label, method_sort_key, metric_label, task_title
+
+log = logging.getLogger(__name__)
+
+# Heatmap rows: the FFN projections whose freezing the paper plots. "output.dense" is the FFN
+# output; the attention output ("attention.output.dense") is a different module and not a row.
+FREEZE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("inter.A", "intermediate.dense", "A"),
+    ("inter.B", "intermediate.dense", "B"),
+    ("out.A", "output.dense", "A"),
+    ("out.B", "output.dense", "B"),
+)
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+# `layer.<i>.` directly followed by the module, so `layer.<i>.attention.output.dense` never
+# matches the FFN output row. The suffix may be `.A` or a prefixed parameter name `.aflora_A`.
+_FFN = re.compile(r"(?:^|\.)layer\.(\d+)\.(intermediate\.dense|output\.dense)\.(?:\w+_)?([AB])$")
+
+
+def n_layers_of(freezing: Mapping[str, int | None]) -> int:
+    """Number of layers = highest `layer.<i>` index in any module name + 1."""
+    found = [int(m.group(1)) for k in freezing if (m := _LAYER.search(k))]
+    return max(found) + 1 if found else 0
+
+
+def freeze_matrix(freezing: Mapping[str, int | None], n_layers: int | None = None) -> np.ndarray:
+    """(4, n_layers) freeze steps in FREEZE_ROWS order; NaN = never froze or not recorded."""
+    n = n_layers_of(freezing) if n_layers is None else n_layers
+    out = np.full((len(FREEZE_ROWS), n), np.nan)
+    rows = {(module, ab): i for i, (_, module, ab) in enumerate(FREEZE_ROWS)}
+    for name, step in freezing.items():
+        m = _FFN.search(name)
+        if m and step is not None and int(m.group(1)) < n:
+            out[rows[(m.group(2), m.group(3))], int(m.group(1))] = step
+    return out
+
+
+def mean_freeze_matrix(freezings: Sequence[Mapping[str, int | None]]) -> np.ndarray:
+    """Mean over seeds; a matrix that froze in only some seeds averages those seeds."""
+    n = max((n_layers_of(f) for f in freezings), default=0)
+    stack = np.stack([freeze_matrix(f, n) for f in freezings]) if freezings else np.zeros((0, 4, 0))
+    with warnings.catch_warnings():  # all-NaN cells (never froze in any seed) stay NaN quietly
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.nanmean(stack, axis=0) if len(stack) else np.full((len(FREEZE_ROWS), 0), np.nan)
+
+
+def method_colour(method: str) -> str:
+    """The same colour for a method in every figure (tab10 by paper order)."""
+    known = list(METHOD_ORDER)
+    # Unknown methods share the three colours after the known ones, chosen by name so a method
+    # keeps its colour from one report to the next.
+    i = known.index(method) if method in known else len(known) + sum(map(ord, method)) % 3
+    return f"C{i % 10}"
+
+
+def _figure_legend(fig: Figure, axes: list[Axes]) -> None:
+    """One legend for the whole grid (methods in paper order), not one crowding every panel."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    if handles:
+        # Below the panels: never collides with the suptitle, whatever the number of panels.
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(len(handles), 7))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120)  # constrained layout already fits; "tight" would draw twice
+    return path
+
+
+def _grid(n: int, width: float = 4.3, height: float = 3.3) -> tuple[Figure, list[Axes]]:
+    cols = min(4, max(1, n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _step_text(v: float) -> str:
+    """A seed mean can fall between steps: '7.5', not a rounded '8'."""
+    return f"{v:.0f}" if v == round(v) else f"{v:.1f}"
+
+
+def freezing_heatmap(matrix: np.ndarray, title: str, path: Path) -> Path:
+    fig = Figure(figsize=(max(6.0, 0.75 * matrix.shape[1] + 2.5), 3.2), layout="constrained")
+    ax = fig.subplots()
+    masked = np.ma.masked_invalid(matrix)
+    cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")  # grey = never froze
+    im = ax.imshow(masked, aspect="auto", cmap=cmap)
+    finite = matrix[np.isfinite(matrix)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (i, j), v in np.ndenumerate(matrix):
+        text, colour = ("never", "black") if math.isnan(v) else (_step_text(v), "white" if v < mid else "black")
+        ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(matrix.shape[1]))
+    ax.set_yticks(range(len(FREEZE_ROWS)), [r[0] for r in FREEZE_ROWS])
+    ax.set_xlabel("layer" + (" (grey: never froze)" if np.isnan(matrix).any() else ""))
+    ax.set_ylabel("projection matrix")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="step at which it froze")
+    return _save(fig, path)
+
+
+def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
+    """One heatmap per task from AFLoRA runs' `freezing`, averaged over seeds."""
+    by_task: dict[str, list[Mapping[str, int | None]]] = {}
+    for r in completed(runs):
+        if r.data.get("freezing"):
+            by_task.setdefault(r.task, []).append(r.data["freezing"])
+    paths = []
+    for task in paper_task_order(by_task):
+        matrix = mean_freeze_matrix(by_task[task])
+        if matrix.size == 0:
+            log.warning("%s: freezing has no `layer.<i>` FFN modules; no heatmap", task)
+            continue
+        n = len(by_task[task])
+        seeds = f"{n} seed{'s' * (n > 1)}"
+        title = f"AFLoRA freezing step — {task_title(task)} ({model}, mean of {seeds})"
+        paths.append(freezing_heatmap(matrix, title, out_dir / f"freezing_{task}.png"))
+    return paths
+
+
+def _last_step(run: Run) -> int:
+    """The run's final optimizer step (runtime.steps, else the last evaluation's step)."""
+    steps = [run.data["runtime"].get("steps") or 0]
+    steps += [e.get("step") or 0 for e in run.data["metrics"]["per_epoch"]]
+    steps += [s for s, _ in run.data["params"]["trainable_history"]]
+    return int(max(steps))
+
+
+def trainable_figure(runs: list[Run], model: str, path: Path) -> Path | None:
+    """Trainable parameters (head excluded) against optimizer step, a step line per run."""
+    done = completed(runs)
+    tasks = paper_task_order({r.task for r in done})
+    if not tasks:
+        return None
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        labelled = set()
+        for r in sorted((r for r in done if r.task == task), key=lambda r: (method_sort_key(r.method), r.seed)):
+            hist = sorted(r.data["params"]["trainable_history"])
+            x = [s for s, _ in hist] + [max(_last_step(r), hist[-1][0])]
+            y = [c for _, c in hist] + [hist[-1][1]]
+            ax.step(
+                x,
+                y,
+                where="post",
+                color=method_colour(r.method),
+                alpha=0.8,
+                lw=1.5,
+                label=None if r.method in labelled else method_label(r.method),
+            )
+            labelled.add(r.method)
+        ax.set_yscale("log")
+        ax.set_title(task_title(task))
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("trainable parameters")
+    _figure_legend(fig, axes)
+    fig.suptitle(f"Trainable parameters during training, head excluded ({model}; one line per seed)")
+    return _save(fig, path)
+
+
+def _main_metric(run: Run) -> str:
+    return run.column.metrics[0]
+
+
+def metric_vs_params(runs: list[Run], model: str, path: Path) -> Path | None:
+    """Each method's mean score (± std over seeds) against its average trainable parameters."""
+    done = completed(runs)
+    tasks = paper_task_order({r.task for r in done})
+    if not tasks:
+        return None
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        sub = [r for r in done if r.task == task]
+        metric = _main_metric(sub[0])
+        for m in sorted_methods({r.method for r in sub}):
+            rs = [r for r in sub if r.method == m]
+            x = float(np.mean([r.data["params"]["trainable_avg"] for r in rs]))
+            ys = [100 * r.data["metrics"]["best"][metric] for r in rs]
+            yerr = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
+            ax.errorbar(
+                x, np.mean(ys), yerr=yerr, fmt="o", capsize=3, ms=6, color=method_colour(m), label=method_label(m)
+            )
+        ax.set_xscale("log")
+        ax.set_title(task_title(task))
+        ax.set_xlabel("average trainable parameters (log)")
+        ax.set_ylabel(f"{metric_label(metric)} (%) at best epoch")
+    _figure_legend(fig, axes)
+    fig.suptitle(f"Score vs trainable parameters ({model}; mean ± sample std over seeds)")
+    return _save(fig, path)
+
+
+def metric_per_epoch(runs: list[Run], model: str, path: Path) -> Path | None:
+    """Validation metric per epoch, one line per method (mean over seeds, band = min..max)."""
+    done = completed(runs)
+    tasks = paper_task_order({r.task for r in done})
+    if not tasks:
+        return None
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        sub = [r for r in done if r.task == task]
+        metric = _main_metric(sub[0])
+        for m in sorted_methods({r.method for r in sub}):
+            curves: dict[float, list[float]] = {}
+            for r in (r for r in sub if r.method == m):
+                for e in r.data["metrics"]["per_epoch"]:
+                    if e.get(metric) is not None:
+                        curves.setdefault(float(e["epoch"]), []).append(100 * e[metric])
+            if not curves:
+                continue
+            xs = sorted(curves)
+            colour = method_colour(m)
+            ax.plot(xs, [np.mean(curves[x]) for x in xs], marker="o", ms=3, color=colour, label=method_label(m))
+            ax.fill_between(
+                xs, [min(curves[x]) for x in xs], [max(curves[x]) for x in xs], color=colour, alpha=0.15, lw=0
+            )
+        ax.set_title(task_title(task))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {metric_label(metric)} (%)")
+    _figure_legend(fig, axes)
+    fig.suptitle(f"Validation metric per epoch ({model}; mean over seeds, band = min–max)")
+    return _save(fig, path)
+
+
+def all_figures(runs: list[Run], model: str, fig_dir: Path) -> list[Path]:
+    """Write every figure; stale heatmaps of tasks that no longer have AFLoRA runs are removed."""
+    for old in fig_dir.glob("freezing_*.png"):
+        old.unlink()
+    paths = freezing_figures(runs, model, fig_dir)
+    for fn, name in (
+        (trainable_figure, "trainable_params.png"),
+        (metric_vs_params, "metric_vs_params.png"),
+        (metric_per_epoch, "metric_per_epoch.png"),
+    ):
+        path = fn(runs, model, fig_dir / name)
+        if path is None:
+            (fig_dir / name).unlink(missing_ok=True)
+        else:
+            paths.append(path)
+    return paths
