@@ -1,0 +1,222 @@
+"""AdaLoRA (Zhang et al., ICLR 2023) through peft's ``AdaLoraConfig``, plus the hook peft leaves out.
+
+peft's AdaLoRA only prunes ranks when someone calls ``update_and_allocate(global_step)`` after
+every optimizer step, while the gradients are still there; without it the run silently trains a
+plain SVD-LoRA at the initial rank. ``AdaLoraAllocator`` is that call as a TrainerCallback, and
+it also keeps what the Trainer would otherwise lose or mishandle:
+
+- the allocator's running averages (not in Trainer checkpoints): saved next to each checkpoint
+  as ``adalora_allocator.pt`` and read back by ``load_state``;
+- the rank pattern: peft stores it in the adapter config, and once it is there every
+  ``save_pretrained`` writes the adapter *cut down* to the kept ranks. A Trainer checkpoint saved
+  mid-run would then no longer load into the freshly built (full-rank) model on resume. So the
+  callback keeps the pattern itself and hands it to peft only for the duration of each call;
+  checkpoints stay full-size, with the pruned singular values at zero (the same function).
+
+The orthogonal regulariser is added by ``AdaLoraModel.forward`` to ``outputs.loss``: a Trainer
+that recomputes the loss from the logits (label smoothing, ``compute_loss_func``) would drop it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import AdaLoraConfig, get_peft_model
+from peft.tuners.adalora import AdaLoraLayer
+from transformers import TrainerCallback
+
+from harness.errors import ConfigError
+from harness.methods import BuildContext, MethodBuild, register_method
+
+logger = logging.getLogger(__name__)
+
+ALLOCATOR_FILE = "adalora_allocator.pt"
+
+
+def resolve_schedule(cfg: Any, total_steps: int) -> tuple[int, int]:
+    """(tinit, tfinal) in optimizer steps.
+
+    ``method.tinit`` / ``method.tfinal`` are steps (the AdaLoRA paper's Table 8, used by the
+    DeBERTaV3 recipes); when one is null its ``*_frac`` (a fraction of the run's total steps)
+    is used instead, so short runs (MiniLM on CPU, debug) keep the same shape of schedule.
+    """
+    resolved = {}
+    for key in ("tinit", "tfinal"):
+        steps, frac = cfg.get(key), cfg.get(f"{key}_frac")
+        if steps is not None:
+            resolved[key] = int(steps)
+        elif frac is not None:
+            if not 0 <= frac < 1:
+                raise ConfigError(f"method.{key}_frac = {frac} must lie in [0, 1)")
+            resolved[key] = round(frac * total_steps)
+        else:
+            raise ConfigError(f"adalora: set method.{key} (steps) or method.{key}_frac (fraction of total steps)")
+    tinit, tfinal = resolved["tinit"], resolved["tfinal"]
+    if tinit < 0 or tfinal < 0 or tinit >= total_steps - tfinal:
+        raise ConfigError(
+            f"adalora: method.tinit = {tinit} and method.tfinal = {tfinal} leave no rank-budgeting phase "
+            f"in a run of total_steps = {total_steps} (need 0 <= tinit < total_steps - tfinal). For a "
+            "shorter run than the recipe's, set method.tinit=null method.tfinal=null to use "
+            "method.tinit_frac / method.tfinal_frac."
+        )
+    return tinit, tfinal
+
+
+def _validate(cfg: Any) -> None:
+    if not 0 < cfg.target_r <= cfg.init_r:
+        raise ConfigError(f"adalora: need 0 < method.target_r ({cfg.target_r}) <= method.init_r ({cfg.init_r})")
+    for key in ("beta1", "beta2"):
+        if not 0 < cfg[key] < 1:
+            raise ConfigError(f"adalora: method.{key} = {cfg[key]} must lie in (0, 1)")
+    if cfg.deltaT < 1:
+        raise ConfigError(f"adalora: method.deltaT = {cfg.deltaT} must be >= 1 step")
+    if cfg.orth_reg_weight < 0:
+        raise ConfigError(f"adalora: method.orth_reg_weight = {cfg.orth_reg_weight} must be >= 0")
+
+
+class AdaLoraAllocator(TrainerCallback):
+    """Runs peft's rank allocation after every optimizer step and reports the ranks it kept."""
+
+    def __init__(self, peft_model: torch.nn.Module):
+        self.tuner = peft_model.base_model  # peft's AdaLoraModel
+        self.adapter = self.tuner.trainable_adapter_name
+        self.rank_pattern: dict[str, list[bool]] | None = None  # lora_E name -> kept triplets
+        self._layer_list: list[tuple[str, AdaLoraLayer]] | None = None
+
+    @property
+    def config(self) -> AdaLoraConfig:
+        return self.tuner.peft_config[self.adapter]
+
+    # --- training hooks -------------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The cubic budget schedule is laid out over config.total_step; a Trainer that runs a
+        # different number of steps would end the run mid-schedule or sit at the target budget.
+        if state.max_steps != self.config.total_step:
+            raise ConfigError(
+                f"adalora: the Trainer will run {state.max_steps} optimizer steps but the rank schedule "
+                f"was built for total_step = {self.config.total_step}"
+            )
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        # After optimizer.step() and before zero_grad(): peft's sensitivity is |p * grad| with the
+        # step's gradient (clipped by then, as in AdaLoRA's own HF-Trainer fork). global_step still
+        # counts the steps completed before this one: the 0-based loop index of peft's example.
+        self.step(state.global_step)
+
+    def step(self, global_step: int) -> None:
+        config = self.config
+        config.rank_pattern = self.rank_pattern
+        try:
+            self.tuner.update_and_allocate(global_step)
+        finally:
+            # Keep the pattern out of the adapter config between calls (see the module docstring).
+            self.rank_pattern, config.rank_pattern = config.rank_pattern, None
+
+    # --- accounting -----------------------------------------------------------------------
+
+    def adapted_modules(self) -> list[tuple[str, AdaLoraLayer]]:
+        # The adapted modules never change (peft masks ranks instead of resizing): walk the model once.
+        if self._layer_list is None:
+            self._layer_list = [
+                (name, module)
+                for name, module in self.tuner.model.named_modules()
+                if isinstance(module, AdaLoraLayer) and self.adapter in module.lora_A
+            ]
+        return self._layer_list
+
+    def ranks(self) -> dict[str, int]:
+        """Module name -> number of singular triplets currently kept (init_r before any pruning)."""
+        ranks = {}
+        for name, module in self.adapted_modules():
+            kept = (self.rank_pattern or {}).get(f"{name}.lora_E.{self.adapter}")
+            ranks[name] = int(sum(kept)) if kept is not None else module.r[self.adapter]
+        return ranks
+
+    def trainable_parameters(self, model: torch.nn.Module | None = None) -> int:
+        """Adapter parameters of the kept triplets, head excluded: a rank-r module holds r right
+        singular vectors (lora_A, r x in), r left ones (lora_B, out x r) and r values (lora_E)."""
+        ranks = self.ranks()
+        return sum(ranks[name] * (m.in_features + m.out_features + 1) for name, m in self.adapted_modules())
+
+    def result_fields(self) -> dict:
+        config = self.config
+        return {
+            "ranks": self.ranks(),
+            "adalora_schedule": {
+                "total_step": config.total_step,
+                "tinit": config.tinit,
+                "tfinal": config.tfinal,
+                "deltaT": config.deltaT,
+                "initial_budget": self.tuner.rankallocator.init_bgt,
+                "target_budget": self.tuner.rankallocator.target_bgt,
+            },
+        }
+
+    # --- checkpointing --------------------------------------------------------------------
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            torch.save(self.state_dict(), ckpt / ALLOCATOR_FILE)
+
+    def state_dict(self) -> dict:
+        allocator = self.tuner.rankallocator
+        cpu = lambda d: {k: v.detach().cpu() for k, v in d.items()}  # noqa: E731
+        return {
+            "ipt": cpu(allocator.ipt),
+            "exp_avg_ipt": cpu(allocator.exp_avg_ipt),
+            "exp_avg_unc": cpu(allocator.exp_avg_unc),
+            "rank_pattern": self.rank_pattern,
+        }
+
+    def load_state(self, checkpoint_dir: str | Path) -> None:
+        """Restore the allocator of a checkpoint before the Trainer resumes from it."""
+        path = Path(checkpoint_dir) / ALLOCATOR_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: this AdaLoRA checkpoint cannot resume its rank allocation")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        params = dict(self.tuner.model.named_parameters())
+        allocator = self.tuner.rankallocator
+        for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+            setattr(allocator, key, {n: t.to(params[n].device) for n, t in state[key].items()})
+        self.rank_pattern = state["rank_pattern"]
+
+
+@register_method("adalora")
+def build_adalora(model: torch.nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
+    _validate(cfg)
+    tinit, tfinal = resolve_schedule(cfg, ctx.total_steps)
+    config = AdaLoraConfig(
+        task_type="SEQ_CLS",
+        target_modules=list(ctx.target_modules),
+        modules_to_save=list(ctx.head_modules),
+        init_r=cfg.init_r,
+        target_r=cfg.target_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        beta1=cfg.beta1,
+        beta2=cfg.beta2,
+        orth_reg_weight=cfg.orth_reg_weight,
+        tinit=tinit,
+        tfinal=tfinal,
+        deltaT=cfg.deltaT,
+        total_step=ctx.total_steps,  # from the harness's own step count, never guessed
+    )
+    peft_model = get_peft_model(model, config)
+    logger.info(
+        "adalora: %d modules, rank %d -> %d on average; schedule tinit=%d tfinal=%d deltaT=%d of %d steps",
+        len(peft_model.base_model.rankallocator.name_set),
+        cfg.init_r,
+        cfg.target_r,
+        tinit,
+        tfinal,
+        cfg.deltaT,
+        ctx.total_steps,
+    )
+    return MethodBuild(model=peft_model, callbacks=[AdaLoraAllocator(peft_model)])
