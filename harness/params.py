@@ -85,7 +85,9 @@ class TrainableParamTracker(TrainerCallback):
         if not self.history:
             self.history.append([state.global_step, self.counter(model)])
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        # Runs after the method callbacks of step t = global_step + 1 decided (AFLoRA froze before
+        # the update, AdaLoRA re-allocated after it): the new count is in force from step t on.
         count = self.counter(model)
         if count != self.history[-1][1]:
             self.history.append([state.global_step, count])

@@ -18,6 +18,18 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the thread
+    hand-offs cost far more than the work (tens of times slower): one thread for the suite."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     """Every GLUE task (MNLI with both validation splits), a few dozen random examples each."""
@@ -47,7 +59,7 @@ def compose(overrides: list[str]):
 
 def run_cli(args: list[str], glue: Path | None, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python run.py <args>`` in a subprocess, as a user would type it."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     if glue is not None:
         env["GLUE_DIR"] = str(glue)
     else:

@@ -32,16 +32,6 @@ BERT_TARGETS = ["query", "key", "value", *DENSE_SUFFIXES]
 SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box the thread
-    hand-offs cost more than the work: one thread keeps these tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def method_cfg(name: str, **overrides):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     return OmegaConf.merge(cfg, overrides)

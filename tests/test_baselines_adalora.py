@@ -10,7 +10,7 @@ from transformers import Trainer, TrainerControl, TrainerState, TrainingArgument
 
 from baselines.adalora import ALLOCATOR_FILE, resolve_schedule
 from harness.errors import ConfigError
-from tests.test_baselines import batch, build, method_cfg, one_thread, tiny_bert, tiny_ctx  # noqa: F401 (fixture)
+from tests.test_baselines import batch, build, method_cfg, tiny_bert, tiny_ctx
 
 N_MODULES = 12  # tiny BERT: 2 layers x 6 linear types
 

@@ -81,7 +81,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, unin
     import subprocess
 
     args = [*RUN, *METHOD_ARGS[method], f"runs_dir={tmp_path}"]
-    env = {**os.environ, "GLUE_DIR": str(glue_dir), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "GLUE_DIR": str(glue_dir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     killed = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, *args],
         cwd=REPO,

@@ -1,0 +1,199 @@
+"""The AFLoRA adapter layer: ``h = W0 x + bias + b * (B (d * (A x)))`` (method.md §1).
+
+Frozen projections. Each adapter has a flag pair (A frozen, B frozen) in ``frozen_flags`` (a plain
+dict, read without touching the device) mirrored in the persistent bool buffer
+``aflora_frozen[adapter]`` (2,), which goes into the adapter's state dict, so a saved adapter
+remembers what froze; a load_state_dict post-hook copies the buffer back into the flags. The
+layer's ``frozen_peft_weight_names`` is derived from the flags, and peft consults it whenever it
+switches gradients on (``set_adapter``, ``set_requires_grad``, ``enable_adapters``, injection), so a
+frozen projection never thaws. Loading a state dict restores the flags but not ``requires_grad``:
+that follows at the next such peft call, or in ``AFLoraFreezer.on_train_begin`` (deliberately not
+inside ``load_state_dict``: see ``AFLoraFreezer``'s notes on resuming).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from peft.tuners._buffer_dict import BufferDict
+from peft.tuners.tuners_utils import BaseTunerLayer, _get_in_out_features, check_adapters_to_merge
+from peft.utils.other import transpose
+from torch import nn
+
+from .config import AFLoraConfig
+
+PROJECTIONS = ("A", "B")  # index into the aflora_frozen buffer
+
+
+class AFLoraLayer(BaseTunerLayer):
+    """Adapter state shared by the AFLoRA layer types (only ``Linear`` exists)."""
+
+    adapter_layer_names = ("aflora_A", "aflora_B", "aflora_d", "aflora_b")
+    other_param_names = ("r", "aflora_frozen", "frozen_flags")
+
+    def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
+        self.base_layer = base_layer
+        self.r: dict[str, int] = {}
+        self.aflora_A = nn.ParameterDict({})  # (r, in) per adapter
+        self.aflora_B = nn.ParameterDict({})  # (out, r)
+        self.aflora_d = nn.ParameterDict({})  # (r,)
+        self.aflora_b = nn.ParameterDict({})  # (out,)
+        self.aflora_frozen = BufferDict({}, persistent=True)  # (2,) bool: A frozen, B frozen
+        self.frozen_flags: dict[str, list[bool]] = {}  # the same flags, host side
+        self._disable_adapters = False
+        self.merged_adapters: list[str] = []
+        in_features, out_features = _get_in_out_features(self.get_base_layer())
+        if in_features is None or out_features is None:
+            raise TypeError(f"AFLoRA cannot adapt a layer of type {type(self.get_base_layer())}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.kwargs = kwargs
+
+    def update_layer(self, adapter_name: str, config: AFLoraConfig, inference_mode: bool = False) -> None:
+        """Create the adapter's parameters, initialised as method.md §1 prescribes."""
+        r = config.r
+        self.r[adapter_name] = r
+        # Kaiming-uniform with a=0 in fan-in mode (bound sqrt(6 / fan_in)), drawn from the global
+        # RNG so set_seed fixes it; every layer gets its own A and B (unlike VeRA's shared pair).
+        weight_a = torch.empty(r, self.in_features)
+        weight_b = torch.empty(self.out_features, r)
+        nn.init.kaiming_uniform_(weight_a, a=0)
+        nn.init.kaiming_uniform_(weight_b, a=0)
+        self.aflora_A[adapter_name] = nn.Parameter(weight_a)
+        self.aflora_B[adapter_name] = nn.Parameter(weight_b)
+        self.aflora_d[adapter_name] = nn.Parameter(torch.full((r,), float(config.d_init)))
+        self.aflora_b[adapter_name] = nn.Parameter(torch.full((self.out_features,), float(config.b_init)))
+        frozen = config.projections_frozen_at_start(self.in_features, self.out_features)
+        self.frozen_flags[adapter_name] = [frozen, frozen]
+        self.aflora_frozen[adapter_name] = torch.tensor([frozen, frozen], dtype=torch.bool)
+
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        # set_adapter switches gradients on for the active adapters and then applies the frozen flags.
+        self.set_adapter(self.active_adapters, inference_mode=inference_mode)
+
+    # -- frozen projections -------------------------------------------------------------------
+
+    @property
+    def frozen_peft_weight_names(self) -> dict[str, tuple[str, ...]]:  # type: ignore[override]
+        """Per adapter, the projections peft must keep frozen (read by peft after it enables gradients)."""
+        names = {}
+        for adapter_name, flags in self.frozen_flags.items():
+            frozen = tuple(f"aflora_{p}" for p, f in zip(PROJECTIONS, flags, strict=True) if f)
+            if frozen:
+                names[adapter_name] = frozen
+        return names
+
+    def is_projection_frozen(self, adapter_name: str, projection: str) -> bool:
+        """Whether projection ``"A"`` or ``"B"`` of the adapter is frozen."""
+        return self.frozen_flags[adapter_name][PROJECTIONS.index(projection)]
+
+    def projection(self, adapter_name: str, projection: str) -> nn.Parameter:
+        """The parameter of projection ``"A"`` (r x in) or ``"B"`` (out x r)."""
+        return getattr(self, f"aflora_{projection}")[adapter_name]
+
+    def freeze_projection(self, adapter_name: str, projection: str) -> None:
+        """Freeze projection ``"A"`` or ``"B"`` for good.
+
+        ``requires_grad=False`` stops autograd from computing its weight gradient, and dropping the
+        gradient makes torch optimizers skip it (no momentum drift, no weight decay).
+        """
+        index = PROJECTIONS.index(projection)
+        self.frozen_flags[adapter_name][index] = True
+        self.aflora_frozen[adapter_name][index] = True
+        param = self.projection(adapter_name, projection)
+        param.requires_grad_(False)
+        param.grad = None
+
+
+class Linear(nn.Module, AFLoraLayer):
+    """AFLoRA on an ``nn.Linear`` (or a transformers ``Conv1D`` with ``fan_in_fan_out=True``)."""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: AFLoraConfig,
+        is_target_conv_1d_layer: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        AFLoraLayer.__init__(self, base_layer, **kwargs)
+        self.fan_in_fan_out = config.fan_in_fan_out
+        self.is_target_conv_1d_layer = is_target_conv_1d_layer
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+        self.register_load_state_dict_post_hook(_flags_from_buffer)
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        """delta W = diag(b) B diag(d) A, shape (out, in) (transposed for fan_in_fan_out)."""
+        weight_a, weight_b = self.aflora_A[adapter], self.aflora_B[adapter]
+        vec_d, vec_b = self.aflora_d[adapter], self.aflora_b[adapter]
+        dtype = weight_b.dtype
+        # Half-precision matmuls are slow or missing on CPU: merge in fp32 and cast back.
+        cast = weight_b.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16)
+        if cast:
+            weight_a, weight_b, vec_d, vec_b = (t.float() for t in (weight_a, weight_b, vec_d, vec_b))
+        delta = (vec_b.unsqueeze(-1) * weight_b) @ (vec_d.unsqueeze(-1) * weight_a)  # (out, in)
+        delta = transpose(delta, self.fan_in_fan_out)
+        return delta.to(dtype) if cast else delta
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Fold the active (or the named) adapters into the base weight."""
+        adapter_names = check_adapters_to_merge(self, adapter_names)
+        for adapter in adapter_names:
+            if adapter not in self.aflora_A:
+                continue
+            base = self.get_base_weight()
+            delta = self.get_delta_weight(adapter).to(base.dtype)
+            if safe_merge:
+                merged = base.clone() + delta
+                if not torch.isfinite(merged).all():
+                    raise ValueError(f"NaNs or infs in the merged weights of adapter {adapter!r}")
+                self.set_base_weight(merged)
+            else:
+                base += delta
+                self.set_base_weight(base)
+            self.merged_adapters.append(adapter)
+
+    def unmerge(self) -> None:
+        """Subtract the merged adapters from the base weight again."""
+        if not self.merged:
+            warnings.warn("AFLoRA layer is not merged; nothing to unmerge", stacklevel=2)
+            return
+        while self.merged_adapters:
+            adapter = self.merged_adapters.pop()
+            if adapter in self.aflora_A:
+                base = self.get_base_weight()
+                base -= self.get_delta_weight(adapter).to(base.dtype)
+                self.set_base_weight(base)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        previous_dtype = x.dtype
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        result = self.base_layer(x, *args, **kwargs)  # (..., out)
+        if self.merged:
+            return result
+        for adapter in self.active_adapters:
+            if adapter not in self.aflora_A:
+                continue
+            weight_a = self.aflora_A[adapter]  # (r, in)
+            x_a = self._cast_input_dtype(x, weight_a.dtype)
+            hidden = F.linear(x_a, weight_a) * self.aflora_d[adapter]  # (..., r)
+            result = result + self.aflora_b[adapter] * F.linear(hidden, self.aflora_B[adapter])  # (..., out)
+        return result.to(previous_dtype)
+
+    def __repr__(self) -> str:
+        return "aflora." + super().__repr__()
+
+
+def _flags_from_buffer(layer: AFLoraLayer, incompatible_keys: Any) -> None:
+    """After a state-dict load, take the frozen flags from the (possibly replaced) buffers."""
+    for adapter_name, flags in layer.aflora_frozen.items():
+        if not flags.is_meta:
+            layer.frozen_flags[adapter_name] = [bool(f) for f in flags.tolist()]

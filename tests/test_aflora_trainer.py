@@ -1,0 +1,152 @@
+"""AFLoRA in a stock HF Trainer: raw-gradient scoring, checkpoints, exact resume, the harness builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from peft import get_peft_model
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from aflora import FREEZER_STATE_FILE, AFLoraConfig, AFLoraFreezer, ClipGradNormCallback
+from harness.methods import BuildContext, get_builder
+
+TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "vocab_size": 100,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+METHOD_YAML = Path(__file__).resolve().parents[1] / "conf" / "method" / "aflora.yaml"
+
+
+def tiny_backbone(seed: int = 0) -> BertForSequenceClassification:
+    set_seed(seed)
+    return BertForSequenceClassification(BertConfig(**TINY))
+
+
+def dataset(n: int = 16) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    return [
+        {"input_ids": torch.randint(0, 100, (8,), generator=gen), "labels": torch.randint(0, 2, (), generator=gen)}
+        for _ in range(n)
+    ]
+
+
+def args(output_dir: Path, epochs: int = 4) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_train_epochs=epochs,
+        learning_rate=1e-2,
+        weight_decay=0.1,
+        max_grad_norm=0.0,
+        save_strategy="epoch",
+        logging_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+
+
+def run(output_dir: Path, resume: str | None = None) -> tuple[torch.nn.Module, AFLoraFreezer]:
+    model = get_peft_model(tiny_backbone(), AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS"))
+    freezer = AFLoraFreezer(model, total_steps=16, t_i=2, t_f=6, window=2)
+    if resume is not None:
+        freezer.load_state(resume)
+    callbacks = [freezer, ClipGradNormCallback(model, 0.1)]
+    Trainer(model=model, args=args(output_dir), train_dataset=dataset(), callbacks=callbacks).train(
+        resume_from_checkpoint=resume
+    )
+    return model, freezer
+
+
+def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
+    full_model, full = run(tmp_path / "full")
+    steps = full.result_fields()["freezing"]
+    assert all(s is not None for s in steps.values())
+    assert any(0 < s < 8 for s in steps.values())  # froze before the checkpoint we resume from
+    assert any(s >= 8 for s in steps.values())  # and after it (step 8 is the first one after checkpoint-8)
+    for k in (4, 8, 12, 16):
+        assert (tmp_path / "full" / f"checkpoint-{k}" / FREEZER_STATE_FILE).is_file()
+
+    # resume in a "new process": stock Trainer, optimizer built from requires_grad parameters
+    resumed_model, resumed = run(tmp_path / "full", resume=str(tmp_path / "full" / "checkpoint-8"))
+    assert resumed.result_fields() == full.result_fields()
+    assert resumed.trainable_summary() == full.trainable_summary()
+    for (name, a), b in zip(full_model.named_parameters(), resumed_model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+class GradSpy(TrainerCallback):
+    """Records one gradient in on_pre_optimizer_step, before the callbacks listed after it."""
+
+    def __init__(self, param):
+        self.param, self.grads = param, []
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.grads.append(self.param.grad.detach().clone())
+
+
+def test_freezer_scores_raw_gradients_and_clipping_follows(tmp_path):
+    model = get_peft_model(tiny_backbone(), AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS", b_init=0.5))
+    freezer = AFLoraFreezer(model, total_steps=8, t_i=2, t_f=3, window=1)
+    name = "bert.encoder.layer.0.intermediate.dense.A"
+    param = model.base_model.model.bert.encoder.layer[0].intermediate.dense.aflora_A["default"]
+    spy, clip = GradSpy(param), ClipGradNormCallback(model, 1e-4)
+    trainer = Trainer(
+        model=model, args=args(tmp_path, epochs=1), train_dataset=dataset(4), callbacks=[spy, freezer, clip]
+    )
+    trainer.train()
+    assert clip.last_norm > 1e-4  # the clip did act
+    raw = spy.grads[0].abs()
+    assert raw.sum() > 0
+    assert torch.allclose(freezer.scorer.ipt_avg[name], 0.15 * raw)  # Ī after one step: (1 - β1) |raw grad|
+
+
+def build(cfg_overrides: dict, total_steps: int = 100, steps_per_epoch: int = 5):
+    cfg = OmegaConf.merge(OmegaConf.load(METHOD_YAML), cfg_overrides)
+    ctx = BuildContext(
+        target_modules=TARGETS,
+        head_modules=["classifier"],
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        seed=0,
+    )
+    return get_builder(cfg.name, cfg.module)(tiny_backbone(), cfg, ctx)
+
+
+def test_builder_from_the_method_yaml():
+    built = build({})
+    (freezer,) = built.callbacks
+    assert isinstance(freezer, AFLoraFreezer)
+    assert freezer.schedule.total_steps == 100 and freezer.schedule.t_i == 5 and freezer.schedule.t_f == 70
+    assert freezer.schedule.interval == 10 and freezer.rule == "quantile" and freezer.scorer.sensitivity == "grad"
+    assert (freezer.scorer.beta1, freezer.scorer.beta2) == (0.85, 0.95)
+    config = built.model.peft_config["default"]
+    assert (config.r, config.trainable_projections, config.d_init, config.b_init) == (4, "ffn", 0.1, 0.0)
+    assert "classifier" in config.modules_to_save
+    assert sum(s is None for s in freezer.freeze_steps.values()) == 8  # the FFN projections of 2 layers
+
+
+def test_builder_step_overrides_and_schedule_error():
+    (freezer,) = build({"t_i_steps": 3, "t_f_steps": 20, "freeze_rule": "fraction", "window": 1}).callbacks
+    assert (freezer.schedule.t_i, freezer.schedule.t_f, freezer.rule) == (3, 20, "fraction")
+    (by_fraction,) = build({}, total_steps=60).callbacks  # the yaml's 5 % / 70 % of the run
+    assert (by_fraction.schedule.t_i, by_fraction.schedule.t_f) == (3, 42)
+    with pytest.raises(ValueError, match=r"t_i=5 \+ t_f=70 steps"):  # the 20-epoch recipe on a short run
+        build({"t_i_epochs": 1, "t_f_epochs": 14}, total_steps=60)

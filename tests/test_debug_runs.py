@@ -1,0 +1,30 @@
+"""Every method on every task config: a debug run on tiny fixture data completes and is complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import main as harness_main
+from tests.conftest import CONF_DIR, compose
+
+TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("task", TASKS)
+def test_debug_run_completes(tmp_path, glue_dir, task, method):
+    cfg = compose([f"task={task}", f"method={method}", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}",
+                   "train.logging_steps=4"])
+    assert harness_main.main(cfg, tmp_path) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "completed", result["error"]
+    assert [r["epoch"] for r in result["metrics"]["per_epoch"]] == [1, 2]
+    best = result["metrics"]["best"]
+    for key in ("accuracy", "accuracy_mm") if task == "mnli" else (result["metrics"]["selection_metric"],):
+        assert best[key] is not None
+    params = result["params"]
+    assert params["trainable_end"] <= params["trainable_avg"] <= params["trainable_start"]
+    assert 0 < params["head"] < params["total"]
