@@ -9,13 +9,11 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from peft import get_peft_model
-from transformers import BertConfig, BertForSequenceClassification, TrainerControl, TrainerState, set_seed
+from transformers import TrainerControl, TrainerState
 
-from aflora import AFLoraConfig, AFLoraFreezer
+from aflora import AFLoraFreezer
+from tests.tiny_models import tiny_bert, wrap_aflora
 
-TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 100}
 WORLD = 2
 
 
@@ -23,10 +21,7 @@ def _rank_main(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        set_seed(0)
-        model = get_peft_model(
-            BertForSequenceClassification(BertConfig(**TINY)), AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS")
-        )
+        model = wrap_aflora(tiny_bert(seed=0))
         freezer = AFLoraFreezer(model, total_steps=40, t_i=2, t_f=10, window=1)
         args, state, control = SimpleNamespace(max_grad_norm=0, output_dir=out_dir), TrainerState(), TrainerControl()
         freezer.on_train_begin(args, state, control)

@@ -9,11 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from peft import get_peft_model
-from transformers import BertConfig, BertForSequenceClassification, TrainerControl, TrainerState, set_seed
+from transformers import TrainerControl, TrainerState
 
 from aflora import (
-    AFLoraConfig,
     AFLoraFreezer,
     AFLoraLayer,
     CubicSchedule,
@@ -21,17 +19,8 @@ from aflora import (
     fraction_rule,
     quantile_rule,
 )
+from tests.tiny_models import tiny_bert, wrap_aflora
 
-TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "vocab_size": 100,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-}  # no dropout: runs compare exactly
 FFN = [
     f"bert.encoder.layer.{i}.{kind}.{p}"
     for i in range(2)
@@ -144,9 +133,7 @@ def test_scorer_window_averages_and_advances_on_multiples():
 
 
 def tiny_aflora(seed: int = 0) -> torch.nn.Module:
-    set_seed(seed)
-    model = BertForSequenceClassification(BertConfig(**TINY))
-    return get_peft_model(model, AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS"))
+    return wrap_aflora(tiny_bert(seed, dropout=False))  # no dropout: runs compare exactly
 
 
 def batch(step: int) -> dict[str, torch.Tensor]:

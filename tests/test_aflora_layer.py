@@ -8,39 +8,25 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 from torch import nn
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    DebertaV2Config,
-    DebertaV2ForSequenceClassification,
-    set_seed,
-)
+from transformers import set_seed
 
 from aflora import AFLoraConfig, AFLoraLayer
-
-BERT_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
-DEBERTA_TARGETS = [
-    "query_proj",
-    "key_proj",
-    "value_proj",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-]
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 100}
+from tests.tiny_models import (
+    BERT_TARGETS,
+    DEBERTA_TARGETS,
+    deberta_v3_base_on_meta,
+    tiny_bert,
+    tiny_deberta,
+    wrap_aflora,
+)
 
 
 def tiny_model(family: str, seed: int = 0) -> nn.Module:
-    set_seed(seed)
-    if family == "bert":
-        return BertForSequenceClassification(BertConfig(**TINY)).eval()
-    return DebertaV2ForSequenceClassification(DebertaV2Config(**TINY, relative_attention=True)).eval()
+    return (tiny_bert if family == "bert" else tiny_deberta)(seed).eval()
 
 
 def wrap(model: nn.Module, family: str = "bert", **kwargs) -> PeftModel:
-    targets = BERT_TARGETS if family == "bert" else DEBERTA_TARGETS
-    config = AFLoraConfig(target_modules=targets, task_type="SEQ_CLS", **kwargs)
-    return get_peft_model(model, config)
+    return wrap_aflora(model, BERT_TARGETS if family == "bert" else DEBERTA_TARGETS, **kwargs)
 
 
 def aflora_layers(model: nn.Module) -> dict[str, AFLoraLayer]:
@@ -225,41 +211,20 @@ def test_save_load_round_trip_keeps_outputs_and_frozen_state(tmp_path):
     assert not aflora_layers(model)[frozen_name].aflora_B["default"].requires_grad
 
 
-@pytest.fixture(scope="module")
-def deberta_v3_base_meta() -> DebertaV2Config:
-    return DebertaV2Config(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        vocab_size=128100,
-        relative_attention=True,
-        pos_att_type=["p2c", "c2p"],
-        position_biased_input=False,
-        max_relative_positions=-1,
-        position_buckets=256,
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-    )
-
-
 @pytest.mark.parametrize(
     ("r", "rule", "expected"),
     [(4, "ffn", 451_872), (4, "all", 746_784), (4, "none", 83_232), (1024, "none", 156_672)],
 )
-def test_parameter_counts_on_deberta_v3_base_shapes(deberta_v3_base_meta, r, rule, expected):
-    # Built on the meta device: shapes and requires_grad are all a count needs, and it takes no time.
+def test_parameter_counts_on_deberta_v3_base_shapes(r, rule, expected):
     with torch.device("meta"):
-        model = wrap(
-            DebertaV2ForSequenceClassification(deberta_v3_base_meta), "deberta", r=r, trainable_projections=rule
-        )
+        model = wrap(deberta_v3_base_on_meta(), "deberta", r=r, trainable_projections=rule)
     assert len(aflora_layers(model)) == 72
     assert trainable_adapter_params(model) == expected
 
 
-def test_count_after_every_projection_froze_on_deberta_v3_base_shapes(deberta_v3_base_meta):
+def test_count_after_every_projection_froze_on_deberta_v3_base_shapes():
     with torch.device("meta"):
-        model = wrap(DebertaV2ForSequenceClassification(deberta_v3_base_meta), "deberta")
+        model = wrap(deberta_v3_base_on_meta(), "deberta")
     layers = aflora_layers(model).values()
     assert (
         sum(

@@ -12,8 +12,7 @@ from peft.utils import PeftType
 import aflora
 from aflora import AFLoraConfig, AFLoraModel
 from aflora.peft_type import add_peft_type
-
-TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+from tests.tiny_models import BERT_TARGETS
 
 
 def test_peft_type_member_behaves_like_a_builtin_one():
@@ -52,14 +51,14 @@ def test_method_registered_with_peft():
 
 
 def test_config_defaults_and_json_round_trip(tmp_path):
-    config = AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS", modules_to_save=["classifier"])
+    config = AFLoraConfig(target_modules=BERT_TARGETS, task_type="SEQ_CLS", modules_to_save=["classifier"])
     assert (config.r, config.trainable_projections, config.d_init, config.b_init) == (4, "ffn", 0.1, 0.0)
     assert config.peft_type is PeftType.AFLORA
     config.save_pretrained(tmp_path)
     loaded = PeftConfig.from_pretrained(tmp_path)
     assert type(loaded) is AFLoraConfig
     assert loaded.peft_type is PeftType.AFLORA
-    assert loaded.target_modules == set(TARGETS)
+    assert loaded.target_modules == set(BERT_TARGETS)
     assert (loaded.r, loaded.trainable_projections, loaded.modules_to_save) == (4, "ffn", ["classifier"])
 
 
@@ -80,7 +79,7 @@ def test_config_defaults_and_json_round_trip(tmp_path):
 )
 def test_config_errors_name_key_and_allowed_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        AFLoraConfig(**{"target_modules": TARGETS, **kwargs})
+        AFLoraConfig(**{"target_modules": BERT_TARGETS, **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -88,6 +87,6 @@ def test_config_errors_name_key_and_allowed_values(kwargs, message):
     [("ffn", True, False), ("all", False, False), ("attention", False, True), ("none", True, True)],
 )
 def test_trainable_projections_rule_uses_layer_shape(rule, square, rectangular):
-    config = AFLoraConfig(target_modules=TARGETS, trainable_projections=rule)
+    config = AFLoraConfig(target_modules=BERT_TARGETS, trainable_projections=rule)
     assert config.projections_frozen_at_start(768, 768) is square
     assert config.projections_frozen_at_start(768, 3072) is rectangular

@@ -7,35 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from peft import get_peft_model
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from aflora import FREEZER_STATE_FILE, AFLoraConfig, AFLoraFreezer, ClipGradNormCallback
-from harness.methods import BuildContext, get_builder
+from aflora import FREEZER_STATE_FILE, AFLoraFreezer, ClipGradNormCallback
+from harness.methods import get_builder
+from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx, wrap_aflora
 
-TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "vocab_size": 100,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-}
 METHOD_YAML = Path(__file__).resolve().parents[1] / "conf" / "method" / "aflora.yaml"
 
 
-def tiny_backbone(seed: int = 0) -> BertForSequenceClassification:
-    set_seed(seed)
-    return BertForSequenceClassification(BertConfig(**TINY))
+def tiny_backbone() -> torch.nn.Module:
+    return tiny_bert(dropout=False)  # no dropout: an interrupted and an uninterrupted run compare exactly
 
 
 def dataset(n: int = 16) -> list[dict[str, torch.Tensor]]:
@@ -47,24 +29,13 @@ def dataset(n: int = 16) -> list[dict[str, torch.Tensor]]:
 
 
 def args(output_dir: Path, epochs: int = 4) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=4,
-        num_train_epochs=epochs,
-        learning_rate=1e-2,
-        weight_decay=0.1,
-        max_grad_norm=0.0,
-        save_strategy="epoch",
-        logging_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
+    return cpu_training_args(
+        output_dir, per_device_train_batch_size=4, num_train_epochs=epochs, weight_decay=0.1, max_grad_norm=0.0
     )
 
 
 def run(output_dir: Path, resume: str | None = None) -> tuple[torch.nn.Module, AFLoraFreezer]:
-    model = get_peft_model(tiny_backbone(), AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS"))
+    model = wrap_aflora(tiny_backbone())
     freezer = AFLoraFreezer(model, total_steps=16, t_i=2, t_f=6, window=2)
     if resume is not None:
         freezer.load_state(resume)
@@ -103,7 +74,7 @@ class GradSpy(TrainerCallback):
 
 
 def test_freezer_scores_raw_gradients_and_clipping_follows(tmp_path):
-    model = get_peft_model(tiny_backbone(), AFLoraConfig(target_modules=TARGETS, task_type="SEQ_CLS", b_init=0.5))
+    model = wrap_aflora(tiny_backbone(), b_init=0.5)
     freezer = AFLoraFreezer(model, total_steps=8, t_i=2, t_f=3, window=1)
     name = "bert.encoder.layer.0.intermediate.dense.A"
     param = model.base_model.model.bert.encoder.layer[0].intermediate.dense.aflora_A["default"]
@@ -120,14 +91,7 @@ def test_freezer_scores_raw_gradients_and_clipping_follows(tmp_path):
 
 def build(cfg_overrides: dict, total_steps: int = 100, steps_per_epoch: int = 5):
     cfg = OmegaConf.merge(OmegaConf.load(METHOD_YAML), cfg_overrides)
-    ctx = BuildContext(
-        target_modules=TARGETS,
-        head_modules=["classifier"],
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-        seed=0,
-    )
-    return get_builder(cfg.name, cfg.module)(tiny_backbone(), cfg, ctx)
+    return get_builder(cfg.name, cfg.module)(tiny_backbone(), cfg, tiny_ctx(total_steps, steps_per_epoch, seed=0))
 
 
 def test_builder_from_the_method_yaml():

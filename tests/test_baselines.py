@@ -6,6 +6,7 @@ the DeBERTaV3-base models are built on the meta device (shapes only, no memory, 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -13,22 +14,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from peft.tuners.vera import VeraLayer
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    DebertaV2Config,
-    DebertaV2ForSequenceClassification,
-    TrainerControl,
-    TrainerState,
-)
+from transformers import TrainerControl, TrainerState
 
 from harness.errors import ConfigError
 from harness.methods import BuildContext, get_builder
+from tests.tiny_models import DEBERTA_TARGETS, deberta_v3_base_on_meta, tiny_bert, tiny_ctx
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "method"
-DENSE_SUFFIXES = ["attention.output.dense", "intermediate.dense", "output.dense"]  # full suffixes: no pooler.dense
-DEBERTA_TARGETS = ["query_proj", "key_proj", "value_proj", *DENSE_SUFFIXES]
-BERT_TARGETS = ["query", "key", "value", *DENSE_SUFFIXES]
 SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module
 
 
@@ -54,33 +46,9 @@ def adapter_count(model) -> int:
 # --- DeBERTaV3-base shapes -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def deberta_config() -> DebertaV2Config:
-    return DebertaV2Config(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        vocab_size=128100,
-        relative_attention=True,
-        pos_att_type=["p2c", "c2p"],
-        position_biased_input=False,
-        max_relative_positions=-1,
-        position_buckets=256,
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        num_labels=2,
-    )
-
-
 DEBERTA_CTX = BuildContext(
     target_modules=DEBERTA_TARGETS, head_modules=["classifier"], total_steps=3900, steps_per_epoch=78, seed=1
 )
-
-
-def deberta_on_meta(config: DebertaV2Config):
-    with torch.device("meta"):
-        return DebertaV2ForSequenceClassification(config)
 
 
 # Per encoder layer, as (in, out): q, k, v, attention output 768 -> 768, then the FFN 768 -> 3072 -> 768.
@@ -91,19 +59,19 @@ def per_model(per_module) -> int:
     return 12 * sum(per_module(i, o) for i, o in MODULES)
 
 
-def test_lora_count_deberta(deberta_config):
+def test_lora_count_deberta():
     if importlib.util.find_spec("baselines.lora") is None:
         pytest.skip("baselines/lora.py not written yet")
     with torch.device("meta"):
-        built = build("lora", DebertaV2ForSequenceClassification(deberta_config), DEBERTA_CTX)
+        built = build("lora", deberta_v3_base_on_meta(), DEBERTA_CTX)
     # r x in (A) + out x r (B), r = 8
     assert per_model(lambda i, o: 8 * (i + o)) == 1_327_104
     assert adapter_count(built.model) == 1_327_104
 
 
-def test_vera_count_deberta(deberta_config):
+def test_vera_count_deberta():
     with torch.device("meta"):
-        built = build("vera", DebertaV2ForSequenceClassification(deberta_config), DEBERTA_CTX)
+        built = build("vera", deberta_v3_base_on_meta(), DEBERTA_CTX)
     # d (r = 1024) + b (out) per module; the shared A, B are buffers, not parameters
     assert per_model(lambda i, o: 1024 + o) == 156_672
     assert adapter_count(built.model) == 156_672
@@ -111,9 +79,9 @@ def test_vera_count_deberta(deberta_config):
     assert len(wrapped) == 72 and not any("pooler" in n for n in wrapped)
 
 
-def test_elora_count_deberta(deberta_config):
+def test_elora_count_deberta():
     with torch.device("meta"):
-        built = build("elora", DebertaV2ForSequenceClassification(deberta_config), DEBERTA_CTX)
+        built = build("elora", deberta_v3_base_on_meta(), DEBERTA_CTX)
     # ELoRA = the AFLoRA path with frozen per-module projections: d (1024) + b (out) train
     assert per_model(lambda i, o: 1024 + o) == 156_672
     assert adapter_count(built.model) == 156_672
@@ -123,9 +91,9 @@ def test_elora_count_deberta(deberta_config):
     assert n_frozen_projections == 2 * 72
 
 
-def test_adalora_counts_deberta(deberta_config):
+def test_adalora_counts_deberta():
     with torch.device("meta"):
-        built = build("adalora", DebertaV2ForSequenceClassification(deberta_config), DEBERTA_CTX)
+        built = build("adalora", deberta_v3_base_on_meta(), DEBERTA_CTX)
     (allocator,) = built.callbacks
     # A rank-r module holds r right singular vectors (r x in), r left ones (out x r) and r values.
     start = per_model(lambda i, o: 12 * (i + o) + 12)
@@ -155,11 +123,11 @@ def test_adalora_counts_deberta(deberta_config):
     assert allocator.trainable_parameters(built.model) == 24 * 12 * 3841 + 288 * 1537
 
 
-def test_full_count_deberta(deberta_config):
+def test_full_count_deberta():
     if importlib.util.find_spec("baselines.full") is None:
         pytest.skip("baselines/full.py not written yet")
     with torch.device("meta"):
-        model = DebertaV2ForSequenceClassification(deberta_config)
+        model = deberta_v3_base_on_meta()
         for p in model.parameters():
             p.requires_grad_(False)
         built = build("full", model, DEBERTA_CTX)
@@ -169,20 +137,6 @@ def test_full_count_deberta(deberta_config):
 
 
 # --- a tiny BERT: what trains -------------------------------------------------------------------
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100, num_labels=2
-    )
-    return BertForSequenceClassification(config)
-
-
-def tiny_ctx(total_steps: int = 4, seed: int = 1) -> BuildContext:
-    return BuildContext(
-        target_modules=BERT_TARGETS, head_modules=["classifier"], total_steps=total_steps, steps_per_epoch=2, seed=seed
-    )
 
 
 def batch(generator: torch.Generator, size: int = 8, length: int = 12) -> dict:
@@ -271,12 +225,7 @@ def test_vera_projections_follow_the_run_seed():
 
 
 def test_vera_refuses_a_bare_dense_target():
-    ctx = BuildContext(
-        target_modules=["query", "key", "value", "dense"],  # 'dense' also takes pooler.dense
-        head_modules=["classifier"],
-        total_steps=4,
-        steps_per_epoch=2,
-        seed=1,
-    )
+    # a bare "dense" also takes pooler.dense
+    ctx = dataclasses.replace(tiny_ctx(), target_modules=["query", "key", "value", "dense"])
     with pytest.raises(ConfigError, match="pooler.dense"):
         build("vera", tiny_bert(), ctx)

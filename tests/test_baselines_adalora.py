@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerControl, TrainerState
 
 from baselines.adalora import ALLOCATOR_FILE, resolve_schedule
 from harness.errors import ConfigError
-from tests.test_baselines import batch, build, method_cfg, tiny_bert, tiny_ctx
+from tests.test_baselines import batch, build, method_cfg
+from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx
 
 N_MODULES = 12  # tiny BERT: 2 layers x 6 linear types
 
@@ -108,19 +109,12 @@ def _dataset(n: int = 32) -> Dataset:
 
 
 def _trainer(built, out_dir, resume_steps=None) -> Trainer:
-    args = TrainingArguments(
-        output_dir=str(out_dir),
+    args = cpu_training_args(
+        out_dir,
         num_train_epochs=3,
         per_device_train_batch_size=8,
-        learning_rate=1e-2,
         lr_scheduler_type="constant",
-        save_strategy="epoch",
         eval_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
         dataloader_num_workers=0,
     )
     return Trainer(model=built.model, args=args, train_dataset=_dataset(), callbacks=built.callbacks)

@@ -20,10 +20,6 @@ from harness.report.render import FLAG, MISSING, Table
 REFERENCES = ("elora", "lora")  # runtime is normalised to both (paper: ELoRA = 1.0)
 
 
-def _esc(text: str, fmt: str) -> str:
-    return text if fmt == "md" else render.tex_escape(text)
-
-
 def params_table(runs: list[Run], model: str) -> Table:
     """Per method: start / end / time-weighted average trainable parameters, ratio to LoRA r=8."""
     frame = runs_frame(runs)
@@ -43,7 +39,7 @@ def params_table(runs: list[Run], model: str) -> Table:
         for fmt in ("md", "tex"):
             cells[fmt].append(
                 {
-                    "Method": _esc(method_label(str(m)), fmt),
+                    "Method": render.escape(method_label(str(m)), fmt),
                     "Tasks": str(int(row["n_tasks"])),
                     "Runs": str(int(row["n_runs"])),
                     "Start": render.count(row["trainable_start"], fmt),
@@ -52,7 +48,7 @@ def params_table(runs: list[Run], model: str) -> Table:
                     "#Params": render.params_short(row["trainable_avg"], fmt),
                     "Avg ÷ LoRA r=8": render.ratio(share, fmt),
                     "Fewer than LoRA r=8": render.times(fewer, fmt),
-                    "Head (excluded)": _esc(head, fmt),
+                    "Head (excluded)": render.escape(head, fmt),
                     "Paper #Params": render.params_short(pub.params if pub else None, fmt),
                 }
             )
@@ -78,14 +74,7 @@ def params_table(runs: list[Run], model: str) -> Table:
         "Fewer than LoRA r=8 = LoRA's average ÷ the method's (the paper: 1.33M / 0.14M ≈ "
         "9.5×); — when there are no LoRA runs. Paper #Params are DeBERTaV3-base counts.",
     ]
-    return Table(
-        "params_table",
-        f"Trainable parameters ({model})",
-        pd.DataFrame(cells["md"]),
-        pd.DataFrame(cells["tex"]),
-        pd.DataFrame(csv_rows),
-        notes,
-    )
+    return Table.from_rows("params_table", f"Trainable parameters ({model})", cells, csv_rows, notes)
 
 
 def runtime_ratios(frame: pd.DataFrame) -> pd.DataFrame:
@@ -102,6 +91,11 @@ def runtime_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     return rt
 
 
+def _runtime(runs: list[Run]) -> pd.DataFrame:
+    frame = runs_frame(runs)
+    return runtime_ratios(frame) if len(frame) else pd.DataFrame()
+
+
 def _ratio_cell(x: float, flagged: bool, fmt: str) -> str:
     text = render.ratio(x, fmt)
     return text + FLAG[fmt] if flagged and text != MISSING[fmt] else text
@@ -109,8 +103,7 @@ def _ratio_cell(x: float, flagged: bool, fmt: str) -> str:
 
 def runtime_table(runs: list[Run], model: str) -> Table:
     """Seconds per epoch and training samples/s per task and method, normalised to ELoRA, LoRA."""
-    frame = runs_frame(runs)
-    rt = runtime_ratios(frame) if len(frame) else pd.DataFrame()
+    rt = _runtime(runs)
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     order = [
         (t, m)
@@ -121,8 +114,8 @@ def runtime_table(runs: list[Run], model: str) -> Table:
         row = rt.loc[(t, m)]
         for fmt in ("md", "tex"):
             cell = {
-                "Task": _esc(task_title(t), fmt),
-                "Method": _esc(method_label(m), fmt),
+                "Task": render.escape(task_title(t), fmt),
+                "Method": render.escape(method_label(m), fmt),
                 "Runs": str(int(row["n"])),
                 "s/epoch": render.num(row["seconds_per_epoch"], fmt, 1),
                 "samples/s": render.num(row["train_samples_per_second"], fmt, 1),
@@ -132,7 +125,7 @@ def runtime_table(runs: list[Run], model: str) -> Table:
                     cell[f"{short} ÷ {method_label(ref)}"] = _ratio_cell(
                         row[f"{q}_over_{ref}"], bool(row[f"machine_differs_{ref}"]), fmt
                     )
-            cell["Machine"] = _esc(row["machines"], fmt)
+            cell["Machine"] = render.escape(row["machines"], fmt)
             cells[fmt].append(cell)
     csv = rt.reset_index() if len(rt) else pd.DataFrame()
     notes = [
@@ -142,14 +135,7 @@ def runtime_table(runs: list[Run], model: str) -> Table:
         "samples/s ÷ ELoRA is the speed-up (paper: AFLoRA 1.86×).",
         "* the reference's runs recorded a different machine: that ratio mixes hardware.",
     ]
-    return Table(
-        "runtime_table",
-        f"Training runtime per task ({model})",
-        pd.DataFrame(cells["md"]),
-        pd.DataFrame(cells["tex"]),
-        csv,
-        notes,
-    )
+    return Table.from_rows("runtime_table", f"Training runtime per task ({model})", cells, csv, notes)
 
 
 def _geomean(values: pd.Series) -> float:
@@ -159,8 +145,7 @@ def _geomean(values: pd.Series) -> float:
 
 def runtime_summary(runs: list[Run], model: str) -> Table:
     """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
-    frame = runs_frame(runs)
-    rt = runtime_ratios(frame) if len(frame) else pd.DataFrame()
+    rt = _runtime(runs)
     ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv_rows = []
@@ -171,7 +156,7 @@ def runtime_summary(runs: list[Run], model: str) -> Table:
         flagged = {ref: bool(sub[f"machine_differs_{ref}"].any()) for ref in REFERENCES}
         paper = PAPER_RUNTIME_VS_ELORA.get(m)
         for fmt in ("md", "tex"):
-            cell = {"Method": _esc(method_label(m), fmt), "Tasks": str(len(sub))}
+            cell = {"Method": render.escape(method_label(m), fmt), "Tasks": str(len(sub))}
             for c in ratio_cols:
                 ref = c.rsplit("_over_", 1)[1]
                 short = "s/epoch" if c.startswith("seconds") else "samples/s"
@@ -192,11 +177,4 @@ def runtime_summary(runs: list[Run], model: str) -> Table:
         "Paper runtime ÷ ELoRA: the paper's efficiency figure (DeBERTaV3-base, its GPU).",
         "* at least one task's reference ran on a different machine.",
     ]
-    return Table(
-        "runtime_summary",
-        f"Runtime relative to ELoRA and LoRA ({model})",
-        pd.DataFrame(cells["md"]),
-        pd.DataFrame(cells["tex"]),
-        pd.DataFrame(csv_rows),
-        notes,
-    )
+    return Table.from_rows("runtime_summary", f"Runtime relative to ELoRA and LoRA ({model})", cells, csv_rows, notes)

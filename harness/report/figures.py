@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -156,99 +156,96 @@ def _last_step(run: Run) -> int:
     return int(max(steps))
 
 
-def trainable_figure(runs: list[Run], model: str, path: Path) -> Path | None:
-    """Trainable parameters (head excluded) against optimizer step, a step line per run."""
+def _per_task_figure(
+    runs: list[Run], path: Path, suptitle: str, panel: Callable[[Axes, list[Run]], None]
+) -> Path | None:
+    """A grid with one panel per task (paper order), each drawn by `panel` from that task's
+    completed runs, one legend for the grid; None when no run completed."""
     done = completed(runs)
     tasks = paper_task_order({r.task for r in done})
     if not tasks:
         return None
     fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
-        labelled = set()
-        for r in sorted((r for r in done if r.task == task), key=lambda r: (method_sort_key(r.method), r.seed)):
-            hist = sorted(r.data["params"]["trainable_history"])
-            x = [s for s, _ in hist] + [max(_last_step(r), hist[-1][0])]
-            y = [c for _, c in hist] + [hist[-1][1]]
-            ax.step(
-                x,
-                y,
-                where="post",
-                color=method_colour(r.method),
-                alpha=0.8,
-                lw=1.5,
-                label=None if r.method in labelled else method_label(r.method),
-            )
-            labelled.add(r.method)
-        ax.set_yscale("log")
+        panel(ax, [r for r in done if r.task == task])
         ax.set_title(task_title(task))
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("trainable parameters")
     _figure_legend(fig, axes)
-    fig.suptitle(f"Trainable parameters during training, head excluded ({model}; one line per seed)")
+    fig.suptitle(suptitle)
     return _save(fig, path)
+
+
+def _trainable_panel(ax: Axes, runs: list[Run]) -> None:
+    labelled = set()
+    for r in sorted(runs, key=lambda r: (method_sort_key(r.method), r.seed)):
+        hist = sorted(r.data["params"]["trainable_history"])
+        x = [s for s, _ in hist] + [max(_last_step(r), hist[-1][0])]
+        y = [c for _, c in hist] + [hist[-1][1]]
+        ax.step(
+            x,
+            y,
+            where="post",
+            color=method_colour(r.method),
+            alpha=0.8,
+            lw=1.5,
+            label=None if r.method in labelled else method_label(r.method),
+        )
+        labelled.add(r.method)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("trainable parameters")
+
+
+def trainable_figure(runs: list[Run], model: str, path: Path) -> Path | None:
+    """Trainable parameters (head excluded) against optimizer step, a step line per run."""
+    title = f"Trainable parameters during training, head excluded ({model}; one line per seed)"
+    return _per_task_figure(runs, path, title, _trainable_panel)
 
 
 def _main_metric(run: Run) -> str:
     return run.column.metrics[0]
 
 
+def _score_panel(ax: Axes, runs: list[Run]) -> None:
+    metric = _main_metric(runs[0])
+    for m in sorted_methods({r.method for r in runs}):
+        rs = [r for r in runs if r.method == m]
+        x = float(np.mean([r.data["params"]["trainable_avg"] for r in rs]))
+        ys = [100 * r.data["metrics"]["best"][metric] for r in rs]
+        yerr = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
+        ax.errorbar(x, np.mean(ys), yerr=yerr, fmt="o", capsize=3, ms=6, color=method_colour(m), label=method_label(m))
+    ax.set_xscale("log")
+    ax.set_xlabel("average trainable parameters (log)")
+    ax.set_ylabel(f"{metric_label(metric)} (%) at best epoch")
+
+
 def metric_vs_params(runs: list[Run], model: str, path: Path) -> Path | None:
     """Each method's mean score (± std over seeds) against its average trainable parameters."""
-    done = completed(runs)
-    tasks = paper_task_order({r.task for r in done})
-    if not tasks:
-        return None
-    fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
-        sub = [r for r in done if r.task == task]
-        metric = _main_metric(sub[0])
-        for m in sorted_methods({r.method for r in sub}):
-            rs = [r for r in sub if r.method == m]
-            x = float(np.mean([r.data["params"]["trainable_avg"] for r in rs]))
-            ys = [100 * r.data["metrics"]["best"][metric] for r in rs]
-            yerr = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
-            ax.errorbar(
-                x, np.mean(ys), yerr=yerr, fmt="o", capsize=3, ms=6, color=method_colour(m), label=method_label(m)
-            )
-        ax.set_xscale("log")
-        ax.set_title(task_title(task))
-        ax.set_xlabel("average trainable parameters (log)")
-        ax.set_ylabel(f"{metric_label(metric)} (%) at best epoch")
-    _figure_legend(fig, axes)
-    fig.suptitle(f"Score vs trainable parameters ({model}; mean ± sample std over seeds)")
-    return _save(fig, path)
+    title = f"Score vs trainable parameters ({model}; mean ± sample std over seeds)"
+    return _per_task_figure(runs, path, title, _score_panel)
+
+
+def _epoch_panel(ax: Axes, runs: list[Run]) -> None:
+    metric = _main_metric(runs[0])
+    for m in sorted_methods({r.method for r in runs}):
+        curves: dict[float, list[float]] = {}
+        for r in (r for r in runs if r.method == m):
+            for e in r.data["metrics"]["per_epoch"]:
+                if e.get(metric) is not None:
+                    curves.setdefault(float(e["epoch"]), []).append(100 * e[metric])
+        if not curves:
+            continue
+        xs = sorted(curves)
+        colour = method_colour(m)
+        ax.plot(xs, [np.mean(curves[x]) for x in xs], marker="o", ms=3, color=colour, label=method_label(m))
+        ax.fill_between(xs, [min(curves[x]) for x in xs], [max(curves[x]) for x in xs], color=colour, alpha=0.15, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {metric_label(metric)} (%)")
 
 
 def metric_per_epoch(runs: list[Run], model: str, path: Path) -> Path | None:
     """Validation metric per epoch, one line per method (mean over seeds, band = min..max)."""
-    done = completed(runs)
-    tasks = paper_task_order({r.task for r in done})
-    if not tasks:
-        return None
-    fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
-        sub = [r for r in done if r.task == task]
-        metric = _main_metric(sub[0])
-        for m in sorted_methods({r.method for r in sub}):
-            curves: dict[float, list[float]] = {}
-            for r in (r for r in sub if r.method == m):
-                for e in r.data["metrics"]["per_epoch"]:
-                    if e.get(metric) is not None:
-                        curves.setdefault(float(e["epoch"]), []).append(100 * e[metric])
-            if not curves:
-                continue
-            xs = sorted(curves)
-            colour = method_colour(m)
-            ax.plot(xs, [np.mean(curves[x]) for x in xs], marker="o", ms=3, color=colour, label=method_label(m))
-            ax.fill_between(
-                xs, [min(curves[x]) for x in xs], [max(curves[x]) for x in xs], color=colour, alpha=0.15, lw=0
-            )
-        ax.set_title(task_title(task))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation {metric_label(metric)} (%)")
-    _figure_legend(fig, axes)
-    fig.suptitle(f"Validation metric per epoch ({model}; mean over seeds, band = min–max)")
-    return _save(fig, path)
+    title = f"Validation metric per epoch ({model}; mean over seeds, band = min–max)"
+    return _per_task_figure(runs, path, title, _epoch_panel)
 
 
 def all_figures(runs: list[Run], model: str, fig_dir: Path) -> list[Path]:

@@ -43,6 +43,11 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
 
 
+def escape(text: str, fmt: str) -> str:
+    """Free text (labels, machine names) as a cell: LaTeX-escaped, Markdown as is."""
+    return text if fmt == "md" else tex_escape(text)
+
+
 def md_escape(text: str) -> str:
     """Keep free text (error messages) on one table row."""
     return " ".join(text.split()).replace("|", r"\|")
@@ -108,6 +113,18 @@ class Table:
     tex: pd.DataFrame  # cells formatted for LaTeX, same shape
     csv: pd.DataFrame  # numbers, not strings
     notes: list[str] = field(default_factory=list)  # shown under the table (Markdown syntax)
+
+    @classmethod
+    def from_rows(
+        cls,
+        name: str,
+        title: str,
+        cells: dict[str, list[dict[str, str]]],
+        csv: pd.DataFrame | list[dict[str, object]],
+        notes: list[str],
+    ) -> Table:
+        """From one list of cell rows per format ({"md": [...], "tex": [...]}) and CSV rows (or a frame)."""
+        return cls(name, title, pd.DataFrame(cells["md"]), pd.DataFrame(cells["tex"]), pd.DataFrame(csv), notes)
 
     def markdown(self) -> str:
         # disable_numparse: tabulate would otherwise re-format numeric-looking cells ("1.000" -> "1").

@@ -80,6 +80,14 @@ def _best(stats: pd.DataFrame, columns: list[Column]) -> set[tuple[str, str, str
     return best
 
 
+def _seed_stats(stats: pd.DataFrame, key: tuple[str, str, str]) -> tuple[float, float, int]:
+    """(mean, std, n) of one (method, task, metric) for the CSVs; (NaN, NaN, 0) without a run."""
+    if key not in stats.index:
+        return math.nan, math.nan, 0
+    row = stats.loc[key]
+    return float(row["mean"]), float(row["std"]), int(row["n"])
+
+
 def score_cell(
     stats: pd.DataFrame,
     fails: dict[tuple[str, str], int],
@@ -110,6 +118,12 @@ def avg_cell(avg: float, n_tasks: int, fmt: str, is_best: bool = False) -> str:
     return text if n_tasks in (0, N_PAPER) else f"{text} ({n_tasks}/{N_PAPER} tasks)"
 
 
+def _params_avg(runs: list[Run]) -> pd.Series:
+    """Per method: the time-weighted average of trainable parameters (head excluded)."""
+    frame = runs_frame(runs)
+    return params_by_method(frame)["trainable_avg"] if len(frame) else pd.Series(dtype=float)
+
+
 def glue_table(runs: list[Run], model: str) -> Table:
     """Table 1 layout: rows = methods, columns = #Params, tasks, Avg; best per column marked."""
     stats = score_stats(scores_frame(runs))
@@ -117,8 +131,7 @@ def glue_table(runs: list[Run], model: str) -> Table:
     methods = reported_methods(runs)
     columns = table_columns(runs)
     avgs = averages(stats, methods)
-    frame = runs_frame(runs)
-    params = params_by_method(frame)["trainable_avg"] if len(frame) else pd.Series(dtype=float)
+    params = _params_avg(runs)
     best = _best(stats, columns)
     covered = {c.task for c in PAPER_COLUMNS if any(k[1] == c.task for k in stats.index)}
     eligible = [m for m in methods if covered and set(avgs.loc[m, "tasks"]) == covered]
@@ -130,8 +143,7 @@ def glue_table(runs: list[Run], model: str) -> Table:
         p = float(params[m]) if m in params.index else math.nan
         avg, n_tasks = float(avgs.loc[m, "avg"]), int(avgs.loc[m, "n_tasks"])
         for fmt in ("md", "tex"):
-            label = method_label(m) if fmt == "md" else render.tex_escape(method_label(m))
-            row = {"Method": label, "#Params": render.params_short(p, fmt)}
+            row = {"Method": render.escape(method_label(m), fmt), "#Params": render.params_short(p, fmt)}
             for col in columns:
                 row[col.label] = score_cell(stats, fails, m, col, fmt, best)
             is_best = m in eligible and round(avg, 2) == best_avg
@@ -141,11 +153,9 @@ def glue_table(runs: list[Run], model: str) -> Table:
         for col in columns:
             for metric in col.metrics:
                 key = (m, col.task, metric)
-                has = key in stats.index
-                csv[f"{col.task}_{metric}"] = stats.loc[key, "mean"] if has else math.nan
-                csv[f"{col.task}_{metric}_std"] = stats.loc[key, "std"] if has else math.nan
-                csv[f"{col.task}_{metric}_n"] = int(stats.loc[key, "n"]) if has else 0
-                csv[f"{col.task}_{metric}_best"] = key in best
+                name = f"{col.task}_{metric}"
+                csv[name], csv[f"{name}_std"], csv[f"{name}_n"] = _seed_stats(stats, key)
+                csv[f"{name}_best"] = key in best
             csv[f"{col.task}_failed"] = fails.get((m, col.task), 0)
         csv.update({"avg": avg, "avg_n_tasks": n_tasks})
         csv_rows.append(csv)
@@ -161,14 +171,7 @@ def glue_table(runs: list[Run], model: str) -> Table:
     ]
     if set(c.task for c in columns) - set(PAPER_TASKS):
         notes.append("Columns after QQP are tasks outside the paper's table; they are not in Avg.")
-    return Table(
-        "glue_table",
-        f"GLUE validation results ({model})",
-        pd.DataFrame(cells["md"]),
-        pd.DataFrame(cells["tex"]),
-        pd.DataFrame(csv_rows),
-        notes,
-    )
+    return Table.from_rows("glue_table", f"GLUE validation results ({model})", cells, csv_rows, notes)
 
 
 def _paper_avg(method: str, tasks: tuple[str, ...]) -> float:
@@ -186,8 +189,7 @@ def comparison_table(runs: list[Run], model: str) -> Table:
     fails = failure_counts(runs)
     methods = reported_methods(runs)
     avgs = averages(stats, methods)
-    frame = runs_frame(runs)
-    params = params_by_method(frame)["trainable_avg"] if len(frame) else pd.Series(dtype=float)
+    params = _params_avg(runs)
     ours_src, paper_src = f"reproduced ({model})", f"paper ({PAPER_MODEL_LABEL})"
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv_rows = []
@@ -197,15 +199,18 @@ def comparison_table(runs: list[Run], model: str) -> Table:
         ours_avg = float(avgs.loc[m, "avg"])
         paper_avg = _paper_avg(m, tasks) if pub else math.nan
         for fmt in ("md", "tex"):
-            esc = (lambda s: s) if fmt == "md" else render.tex_escape
             p = float(params[m]) if m in params.index else math.nan
-            ours = {"Method": esc(method_label(m)), "Source": esc(ours_src), "#Params": render.params_short(p, fmt)}
+            ours = {
+                "Method": render.escape(method_label(m), fmt),
+                "Source": render.escape(ours_src, fmt),
+                "#Params": render.params_short(p, fmt),
+            }
             paper = {
                 "Method": "",
-                "Source": esc(paper_src),
+                "Source": render.escape(paper_src, fmt),
                 "#Params": render.params_short(pub.params if pub else None, fmt),
             }
-            delta = {"Method": "", "Source": esc("Δ reproduced − paper"), "#Params": ""}
+            delta = {"Method": "", "Source": render.escape("Δ reproduced − paper", fmt), "#Params": ""}
             for col in PAPER_COLUMNS:
                 ours[col.label] = score_cell(stats, fails, m, col, fmt)
                 pv = pub.scores[col.task] if pub else None
@@ -224,17 +229,16 @@ def comparison_table(runs: list[Run], model: str) -> Table:
         for col in PAPER_COLUMNS:
             for i, met in enumerate(col.metrics):
                 key = (m, col.task, met)
-                has = key in stats.index
                 pv = pub.scores[col.task][i] if pub else math.nan
-                mean = float(stats.loc[key, "mean"]) if has else math.nan
+                mean, std, n = _seed_stats(stats, key)
                 csv_rows.append(
                     {
                         "method": m,
                         "task": col.task,
                         "metric": met,
                         "reproduced_mean": mean,
-                        "reproduced_std": float(stats.loc[key, "std"]) if has else math.nan,
-                        "reproduced_n": int(stats.loc[key, "n"]) if has else 0,
+                        "reproduced_std": std,
+                        "reproduced_n": n,
                         "paper": pv,
                         "delta": mean - pv,
                     }
@@ -251,12 +255,11 @@ def comparison_table(runs: list[Run], model: str) -> Table:
                 "delta": ours_avg - paper_avg,
             }
         )
-    return Table(
+    return Table.from_rows(
         "paper_comparison",
         f"Reproduced ({model}) vs published (DeBERTaV3-base)",
-        pd.DataFrame(cells["md"]),
-        pd.DataFrame(cells["tex"]),
-        pd.DataFrame(csv_rows),
+        cells,
+        csv_rows,
         comparison_notes(model, methods),
     )
 
