@@ -1,6 +1,7 @@
 # AFLoRA on GLUE. `make help` lists the targets. Targets that need Python set up .venv themselves.
 # Variables: GLUE_DIR (a local GLUE copy in the hub layout; unset = the hub), METHOD, MODEL, SEEDS,
-# LAUNCHER (a Hydra launcher for `glue`, e.g. joblib or submitit_slurm), TORCH_SPEC.
+# LAUNCHER (a Hydra launcher preset for `glue`: slurm, local_pool, local_submitit; conf/hydra/launcher/),
+# REPORT_MODEL (limit `report` to one model), TORCH_SPEC.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: a bare requirement would pull a multi-GB CUDA build
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,scale]"
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv with pinned CPU torch and the project (editable, with dev tools)

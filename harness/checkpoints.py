@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from harness.distributed import barrier
+
 MARKER = "checkpoint-complete"
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 
@@ -42,6 +44,7 @@ class MarkCompleteCheckpoints(TrainerCallback):
     """Marks the checkpoint just saved as complete, then drops the older ones (rank 0 only)."""
 
     def on_save(self, args, state, control, **kwargs):
+        barrier()  # every rank has written its part (e.g. its RNG state) before the mark
         if not state.is_world_process_zero:
             return
         current = Path(args.output_dir) / f"checkpoint-{state.global_step}"

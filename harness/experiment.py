@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase, set_seed
 
 from harness.checkpoints import MarkCompleteCheckpoints, last_complete_checkpoint
 from harness.data import load_raw_splits, take_first, tokenize_splits
+from harness.distributed import agree
 from harness.env import environment
 from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
@@ -94,7 +95,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)
     trainer = build_trainer(model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks)
 
-    checkpoint = last_complete_checkpoint(run_dir)
+    checkpoint = agree(last_complete_checkpoint(run_dir))  # rank 0's choice, made after its force=true clean-up
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
         for cb in callbacks:

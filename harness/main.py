@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import logging
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.checkpoints import remove_checkpoints
+from harness.distributed import barrier, is_main_process
 from harness.env import environment
 from harness.errors import HarnessError
 from harness.gradients import NonFiniteGradientError
@@ -18,10 +18,6 @@ from harness.results import RESULT_FILE, failed_result, is_completed, write_json
 from harness.training import resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _identity(cfg: DictConfig) -> dict:
@@ -47,7 +43,8 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> int:
         if not cfg.get("force", False):
             log.info("%s already holds a completed result; force=true retrains (keeping it).", run_dir / RESULT_FILE)
             return 0
-        _set_aside_previous(run_dir)
+        if is_main_process():  # the other ranks train too; they resume from what rank 0 resumes from
+            _set_aside_previous(run_dir)
     try:
         result = run_experiment(cfg, run_dir)
         if is_main_process():
@@ -65,6 +62,7 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> int:
             raise
         log.exception("run failed; the sweep goes on")  # one bad run must not stop the others
         return 1
+    barrier()  # every rank has finished writing into the checkpoints before rank 0 deletes them
     if is_main_process():
         if not cfg.train.keep_checkpoints:
             remove_checkpoints(run_dir)

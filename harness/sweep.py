@@ -1,6 +1,6 @@
 """Every GLUE task of the paper for one method (``make glue``), as one Hydra multirun.
 
-    python -m harness.sweep --method aflora --model minilm --seeds 1,2,3 [--launcher joblib]
+    python -m harness.sweep --method aflora --model minilm --seeds 1,2,3 [--launcher local_pool]
 
 With a local copy (GLUE_DIR), tasks whose train or validation files are missing are skipped with
 a message; without one, every task is read from the hub. Finished runs are skipped by run.py
@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--seeds", default="1", help="comma-separated, e.g. 1,2,3")
     parser.add_argument("--tasks", default=",".join(PAPER_TASKS), help="comma-separated task names")
-    parser.add_argument("--launcher", default=None, help="a Hydra launcher config, e.g. joblib, submitit_slurm")
+    parser.add_argument(
+        "--launcher", default=None, help="a Hydra launcher preset of conf/hydra/launcher/: slurm, local_pool, ..."
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides passed to run.py")
     args = parser.parse_args(argv)
 

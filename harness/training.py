@@ -116,7 +116,7 @@ def build_trainer(
     optimizer: torch.optim.Optimizer,
     callbacks: list[TrainerCallback],
 ) -> Trainer:
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -127,3 +127,8 @@ def build_trainer(
         optimizers=(optimizer, None),  # the Trainer builds the linear warm-up schedule
         callbacks=callbacks,
     )
+    # The classifiers' forward takes **kwargs, so the Trainer assumes their loss is normalised by
+    # num_items_in_batch; it is a per-batch mean. Left True, the gradient comes out multiplied by
+    # accumulation steps x processes (transformers#47688): the effective batch would not be kept.
+    trainer.model_accepts_loss_kwargs = False
+    return trainer
