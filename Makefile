@@ -12,10 +12,11 @@ MODEL ?= minilm
 SEEDS ?= 1
 LAUNCHER ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 export GLUE_DIR
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all demo glue report paper-tables lint clean distclean
+.PHONY: help setup test test-all demo glue report paper-tables bench lint clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +50,9 @@ report: setup ## tables and figures for every model under runs/ into reports/
 
 paper-tables: setup ## the paper's Table 1 layout with the published numbers beside ours
 	$(PY) -m harness.report --runs runs --out reports --paper
+
+bench: setup ## side-by-side step time, memory, parameters and FLOPs of every method (BENCH_ARGS=model=... device=...)
+	$(PY) -m harness.bench $(BENCH_ARGS)
 
 lint: setup ## ruff over the code
 	$(PY) -m ruff check aflora baselines harness tests run.py

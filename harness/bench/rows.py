@@ -1,0 +1,175 @@
+"""The benchmark's rows: one model + optimizer + callbacks per method (and AFLoRA phase), built
+exactly as ``harness.experiment`` builds a run, through the method registry.
+
+Rows:
+- ``floor``: the backbone with only the head trainable and gradients flowing back through every
+  layer (the embeddings' output requires grad): the least any adapter method can cost.
+- ``full``, ``lora``, ``adalora``, ``elora``, ``vera``: the method's own yaml (``conf/method``),
+  no recipe, with the callbacks its builder returns driven every step (AdaLoRA's allocator: it
+  updates its sensitivities every step; its masking, every ΔT steps from tinit = 15 % of the run
+  on, is not among the timed steps, which start at step 101 of 2000).
+- ``aflora``: AFLoRA before any freezing, with its freezer scoring and deciding every step. The
+  freezer runs dry (it decides but does not freeze), so the row keeps its trainable projections
+  for the whole measurement: the upper bound of the bookkeeping, whose pool never shrinks.
+- ``aflora-nofreezer``: the same model with the freezer not called (the overhead's A/B partner).
+- ``aflora-frozen``: every projection frozen through the freezer's ``freeze``; only d, b and the
+  head train, and the freezer, having nothing left, returns at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+from torch import nn
+from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
+
+from harness.gradients import ClipAndCheckGradients
+from harness.methods import BuildContext, get_builder
+from harness.models import head_modules, load_model
+from harness.optim import build_optimizer
+from harness.params import TrainableParamTracker, count_parameters, trainable_counter
+from harness.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+AFLORA_ROWS = ("aflora", "aflora-nofreezer", "aflora-frozen")
+ROWS = ("floor", "full", "lora", "adalora", "elora", "vera", *AFLORA_ROWS)
+
+# A nominal run for the schedules (AFLoRA's t_i/t_f in epochs, AdaLoRA's fractions): 20 epochs of
+# 100 steps, the reference code's 20-epoch shape. Every row's step counter starts at the first step
+# of the second epoch, where AFLoRA's cubic window (score + decide every ΔT steps) is open.
+STEPS_PER_EPOCH = 100
+EPOCHS = 20
+START_STEP = STEPS_PER_EPOCH + 1
+MAX_GRAD_NORM = 0.1  # the reference recipe's clipping (method.md §6); its value does not change cost
+
+
+@dataclass
+class Row:
+    name: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    method_callbacks: list[TrainerCallback]  # timed as the method's bookkeeping
+    harness_callbacks: list[TrainerCallback]  # clipping and parameter tracking, as in every run
+    state: TrainerState
+    heads: list[str]
+    trainable: int  # head excluded
+    head: int
+    note: str = ""
+
+    @property
+    def callbacks(self) -> list[TrainerCallback]:
+        # Method callbacks first: they must see raw gradients before the clipping (experiment.py).
+        return [*self.method_callbacks, *self.harness_callbacks]
+
+
+def compose_config(model: str, method: str, task: str = "rte") -> DictConfig:
+    """The run config for (model, method, task) without a recipe: the method yaml's own settings."""
+    if not GlobalHydra.instance().is_initialized():
+        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+    return compose("config", overrides=[f"model={model}", f"method={method}", f"task={task}", "~recipe"])
+
+
+def available_rows(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The wanted rows whose method yaml exists, and a note for each one skipped."""
+    rows, skipped = [], {}
+    for name in wanted:
+        if name not in ROWS:
+            raise ValueError(f"unknown bench row {name!r}; rows: {', '.join(ROWS)}")
+        method = method_of(name)
+        if method is not None and not (CONF_DIR / "method" / f"{method}.yaml").exists():
+            skipped[name] = f"conf/method/{method}.yaml does not exist yet"
+        else:
+            rows.append(name)
+    return rows, skipped
+
+
+def method_of(row: str) -> str | None:
+    return None if row == "floor" else row.split("-")[0]
+
+
+def build_row(name: str, model_name: str, device: torch.device, args: Any, seed: int = 1) -> Row:
+    """Build one row on ``device``; ``args`` is the TrainingArguments handed to the callbacks."""
+    method = method_of(name) or "full"
+    cfg = compose_config(model_name, method)
+    heads = head_modules(cfg.model)
+    set_seed(seed)  # every row starts from the same head and adapter draws
+    model = load_model(cfg.model, TaskSpec.from_config(cfg.task))
+    ctx = BuildContext(
+        target_modules=list(cfg.model.target_modules),
+        head_modules=heads,
+        total_steps=EPOCHS * STEPS_PER_EPOCH,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        seed=seed,
+    )
+    note = ""
+    if name == "floor":
+        callbacks = _head_only(model, heads)
+        note = "head trainable, input grads through every layer"
+    else:
+        built = get_builder(cfg.method.name, cfg.method.module)(model, cfg.method, ctx)
+        model, callbacks = built.model, built.callbacks
+        if name in AFLORA_ROWS:
+            callbacks, note = _aflora_phase(name, callbacks)
+    model.to(device)
+    counts = count_parameters(model, heads)
+    counter = next((cb.trainable_parameters for cb in callbacks if hasattr(cb, "trainable_parameters")), None)
+    tracker = TrainableParamTracker(counter or trainable_counter(model, heads))
+    state = TrainerState(max_steps=ctx.total_steps, global_step=0)
+    row = Row(
+        name=name,
+        model=model,
+        optimizer=build_optimizer(model, cfg.train, heads),
+        method_callbacks=callbacks,
+        harness_callbacks=[ClipAndCheckGradients(MAX_GRAD_NORM), tracker],
+        state=state,
+        heads=heads,
+        trainable=counts["trainable"],
+        head=counts["head"],
+        note=note,
+    )
+    for cb in row.callbacks:  # as the Trainer does; then jump into the second epoch
+        cb.on_train_begin(args, state, TrainerControl(), model=model, optimizer=row.optimizer)
+    state.global_step = START_STEP
+    return row
+
+
+def _head_only(model: nn.Module, heads: list[str]) -> list[TrainerCallback]:
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(h in name.split(".") for h in heads))
+    # Gradients flow to the embeddings' output, so backward runs through every layer (activation
+    # gradients only: no weight gradient anywhere but the head).
+    model.enable_input_require_grads()
+    return []
+
+
+def _aflora_phase(name: str, callbacks: list[TrainerCallback]) -> tuple[list[TrainerCallback], str]:
+    from aflora import AFLoraFreezer
+
+    freezer = next(cb for cb in callbacks if isinstance(cb, AFLoraFreezer))
+    others = [cb for cb in callbacks if cb is not freezer]
+    if name == "aflora-nofreezer":
+        return others, "AFLoRA at start, freezer not called"
+    if name == "aflora-frozen":
+        trainable = [n for n, step in freezer.freeze_steps.items() if step is None]
+        freezer.freeze(trainable, step=0)
+        return callbacks, f"all {len(freezer.freeze_steps)} projections frozen"
+    # Dry run: the freezer scores and takes its decisions, but _freeze is a no-op on this instance,
+    # so the model keeps what it measures. check_unchanged() verifies nothing froze.
+    freezer._freeze = lambda indices, step: None
+    return callbacks, "AFLoRA at start, freezer scoring + deciding (dry run)"
+
+
+def check_unchanged(row: Row) -> None:
+    """The dry-run freezer must not have frozen anything: the row's count would then drift."""
+    now = count_parameters(row.model, row.heads)["trainable"]
+    if now != row.trainable:
+        raise RuntimeError(f"bench row {row.name}: trainable parameters changed from {row.trainable} to {now}")

@@ -1,0 +1,110 @@
+"""The speed benchmark (harness.bench): its quick mode runs on tiny-bert and writes every row, and
+each row's FLOP count equals a hand computation. Speed targets are reported, never asserted here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from harness.bench.__main__ import main, parse_args
+from harness.bench.epoch import run_overrides
+from harness.bench.rows import CONF_DIR, ROWS, method_of
+
+# tiny-bert (conf/model/tiny-bert.yaml): 2 layers, hidden 32, FFN 64. Per token, each layer runs
+# q, k, v, attention.output (32 -> 32), intermediate (32 -> 64) and output (64 -> 32).
+LAYERS, HIDDEN, FFN = 2, 32, 64
+BASE = LAYERS * (4 * HIDDEN * HIDDEN + HIDDEN * FFN + FFN * HIDDEN)  # pooler and classifier: once per sequence
+
+
+def adapter_path(r: int) -> int:
+    """r·in + r·out on the six adapted linears of every layer."""
+    return LAYERS * r * (4 * (HIDDEN + HIDDEN) + 2 * (HIDDEN + FFN))
+
+
+EXPECTED_MACS = {
+    "floor": BASE,
+    "full": BASE,
+    "lora": BASE + adapter_path(8),  # conf/method/lora.yaml: r = 8
+    "adalora": BASE + adapter_path(12),  # init_r = 12: pruned ranks are masked, still computed
+    "elora": BASE + adapter_path(1024),
+    "vera": BASE + adapter_path(1024),
+    "aflora": BASE + adapter_path(4),
+    "aflora-nofreezer": BASE + adapter_path(4),
+    "aflora-frozen": BASE + adapter_path(4),
+}
+
+
+def test_hand_computation_itself():
+    assert BASE == 16_384
+    assert EXPECTED_MACS["lora"] == 23_552
+    assert EXPECTED_MACS["adalora"] == 27_136
+    assert EXPECTED_MACS["elora"] == 933_888
+    assert EXPECTED_MACS["aflora"] == 19_968
+
+
+def test_cli_takes_hydra_style_and_flags():
+    a = parse_args(["model=deberta-v3-base-random", "device=cuda"])
+    b = parse_args(["--model", "deberta-v3-base-random", "--device", "cuda"])
+    assert (
+        (a.model, a.device, a.batch, a.seq)
+        == (b.model, b.device, b.batch, b.seq)
+        == ("deberta-v3-base-random", "cuda", 32, 256)
+    )
+    quick = parse_args(["model=tiny-bert", "quick=true", "reps=4"])
+    assert quick.quick and quick.batch == 2 and quick.reps == 4
+    assert parse_args(["--quick"]).quick
+    with pytest.raises(SystemExit):
+        parse_args(["device=tpu"])
+
+
+def test_epoch_mode_runs_differ_only_in_padding():
+    opts = SimpleNamespace(
+        task="rte", model="minilm", method="lora", train_samples=None, device="cpu", group_by_length=True
+    )
+    padded = run_overrides(opts, "padded", Path("/tmp/p"))
+    dynamic = run_overrides(opts, "dynamic", Path("/tmp/d"))
+    assert "data.pad_to_max_length=true" in padded and "data.pad_to_max_length=false" in dynamic
+    assert "train.group_by_length=false" in padded and "train.group_by_length=true" in dynamic
+    assert "data.max_seq_length=256" in padded and "data.max_seq_length=256" in dynamic
+    differ = set(padded) ^ set(dynamic)
+    assert {o.split("=")[0] for o in differ} == {"runs_dir", "data.pad_to_max_length", "train.group_by_length"}
+
+
+@pytest.fixture
+def one_thread():
+    """A tiny model gains nothing from intra-op threads on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_bench_on_tiny_bert(tmp_path, one_thread):
+    assert main(["model=tiny-bert", "quick=true", f"out={tmp_path}", "threads=1"]) == 0
+    report = json.loads((tmp_path / "tiny-bert-cpu-quick.json").read_text())
+    markdown = (tmp_path / "tiny-bert-cpu-quick.md").read_text()
+
+    expected_rows = [r for r in ROWS if method_of(r) is None or (CONF_DIR / "method" / f"{method_of(r)}.yaml").exists()]
+    rows = {r["name"]: r for r in report["rows"]}
+    assert list(rows) == expected_rows
+    for name, row in rows.items():
+        assert row["macs_per_token"]["total"] == EXPECTED_MACS[name], name
+        assert row["step_ms"] > 0 and len(row["step_seconds"]) == report["settings"]["reps"]
+        assert f"| {name} |" in markdown
+
+    assert rows["floor"]["trainable"] == 0
+    if "aflora" in rows:
+        # Dry-run freezer: the start row keeps its trainable projections; the frozen row keeps d, b only:
+        # per layer d: 6 x 4, b: 3 x 32 + 64 + 32 (q, k, v, attention.output; intermediate; output).
+        assert rows["aflora-frozen"]["trainable"] == LAYERS * (6 * 4 + 4 * HIDDEN + FFN + HIDDEN) == 496
+        assert rows["aflora"]["trainable"] == rows["aflora-nofreezer"]["trainable"] > rows["aflora-frozen"]["trainable"]
+        assert report["freezer"]["per_step_ms"] > 0
+    assert [t["name"] for t in report["targets"]] == [
+        "aflora_frozen_vs_elora",
+        "freezer_bookkeeping",
+        "aflora_frozen_vs_floor",
+    ]
+    assert markdown.count("PASS:") + markdown.count("FAIL:") + markdown.count("n/a:") == 3
