@@ -108,3 +108,14 @@ def test_quick_bench_on_tiny_bert(tmp_path, one_thread):
         "aflora_frozen_vs_floor",
     ]
     assert markdown.count("PASS:") + markdown.count("FAIL:") + markdown.count("n/a:") == 3
+
+
+def test_flops_mode_counts_every_row_without_timing(tmp_path):
+    assert main(["mode=flops", "model=tiny-bert", f"out={tmp_path}"]) == 0
+    table = (tmp_path / "tiny-bert-flops.md").read_text()
+    for name, macs in EXPECTED_MACS.items():
+        if method_of(name) is None or (CONF_DIR / "method" / f"{method_of(name)}.yaml").exists():
+            assert f"| {name} |" in table and f"| {macs:,} |" in table, name
+    lora_vs_elora = EXPECTED_MACS["lora"] / EXPECTED_MACS["elora"]
+    lora_params = LAYERS * 8 * (4 * 2 * HIDDEN + 2 * (HIDDEN + FFN))  # r (in + out) per adapted linear
+    assert f"| lora | {lora_params:,} | {EXPECTED_MACS['lora']:,} | {lora_vs_elora:.4f} | 1.0000 |" in table

@@ -6,6 +6,7 @@
     python -m harness.bench rows=elora,aflora-frozen,floor reps=9       # some rows only
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch          # RTE epoch: padded vs dynamic
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch train_samples=640   # a shorter epoch
+    python -m harness.bench mode=flops model=deberta-v3-base-random   # FLOPs and parameters only, no timing
 
 Arguments are ``key=value`` (Hydra style) or ``--key value``. Writes
 ``<out>/<model>-<device>[-quick].md`` and ``.json`` (epoch mode: ``<out>/epoch-<model>-<task>.*``).
@@ -45,7 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # key=value -> --key=value, so argparse checks both spellings alike.
     argv = [f"--{a}" if "=" in a and not a.startswith("-") else a for a in argv]
     p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=["speed", "epoch"], default="speed")
+    p.add_argument("--mode", choices=["speed", "epoch", "flops"], default="speed")
     p.add_argument("--model", default="minilm", help="a conf/model name")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--quick", type=_bool, nargs="?", const=True, default=False, help="tiny batch, 3 rounds")
@@ -136,6 +137,36 @@ def run_speed(opts: argparse.Namespace, command: str) -> dict[str, Any]:
     }
 
 
+def run_flops(opts: argparse.Namespace, command: str) -> str:
+    """Linear-layer multiply-adds per token and trainable parameters of every row, without timing:
+    the paper's FLOPs comparison on any shapes (DeBERTaV3-base's build in seconds on a CPU)."""
+    from harness.bench import flops, rows
+    from harness.params import count_parameters
+
+    names, _ = rows.available_rows(opts.rows.split(",") if opts.rows else list(rows.ROWS))
+    macs, params = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        from transformers import TrainingArguments
+
+        args = TrainingArguments(output_dir=tmp, max_grad_norm=0.0, report_to="none", use_cpu=True)
+        for name in names:
+            row = rows.build_row(name, opts.model, torch_device("cpu"), args)
+            macs[name] = flops.linear_macs_per_token(row.model)["total"]
+            params[name] = count_parameters(row.model, ["classifier"])["trainable"]
+    lines = [f"# Linear FLOPs per token: {opts.model}", "", f"Command: `{command}`", "",
+             "| row | trainable (head excl.) | linear MACs/token | vs ELoRA | vs LoRA |", "|---|---:|---:|---:|---:|"]
+    for name in names:
+        vs = [f"{macs[name] / macs[ref]:.4f}" if ref in macs else "n/a" for ref in ("elora", "lora")]
+        lines.append(f"| {name} | {params[name]:,} | {macs[name]:,} | {vs[0]} | {vs[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def torch_device(name: str) -> Any:
+    import torch
+
+    return torch.device(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -146,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(opts.threads)
-    if opts.mode == "epoch":
+    if opts.mode == "flops":
+        text = run_flops(opts, command)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{opts.model}-flops.md").write_text(text)
+    elif opts.mode == "epoch":
         import json
 
         from harness.bench import epoch
