@@ -38,8 +38,8 @@ test: setup ## run the test suite offline (real-data tests need GLUE_DIR; slow o
 test-all: setup ## the test suite including tests marked slow
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "" $(PYTEST_ARGS)
 
-demo: setup ## fine-tune MiniLM on RTE with AFLoRA (offline; needs GLUE_DIR) and print the result
-	HF_HUB_OFFLINE=1 $(PY) run.py task=rte model=minilm method=aflora seed=1
+demo: setup ## fine-tune MiniLM on RTE with AFLoRA (offline with GLUE_DIR, else data from the hub) and print the result
+	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1) $(PY) run.py task=rte model=minilm method=aflora seed=1
 	$(PY) -m harness.show runs/minilm/rte/aflora/seed1/result.json
 
 glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3)
