@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import textwrap
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -170,7 +171,9 @@ def _per_task_figure(
         panel(ax, [r for r in done if r.task == task])
         ax.set_title(task_title(task))
     _figure_legend(fig, axes)
-    fig.suptitle(suptitle)
+    # A one- or two-panel grid is narrower than a long title: wrap it to the figure's width.
+    width_chars = int(fig.get_figwidth() * 9)
+    fig.suptitle(textwrap.fill(suptitle, width=max(width_chars, 30)))
     return _save(fig, path)
 
 
