@@ -34,7 +34,7 @@ def available_tasks(tasks: list[str], glue_dir: str | None) -> list[str]:
     for task in tasks:
         missing = missing_splits(task, Path(glue_dir))
         if missing:
-            print(f"skipping {task}: {glue_dir}/{task} has no {', '.join(missing)} split", file=sys.stderr)
+            print(f"skipping {task}: {glue_dir}/{task} lacks the split(s) {', '.join(missing)}", file=sys.stderr)
         else:
             keep.append(task)
     return keep
