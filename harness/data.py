@@ -23,9 +23,18 @@ log = logging.getLogger(__name__)
 TOKENISER_CACHE_VERSION = 1  # bump when encode() changes, so old caches are not reused
 
 
+def split_files(data_dir: Path, task: str, split: str) -> list[Path]:
+    """The parquet files of one split in the hub layout: ``<dir>/<task>/<split>-*.parquet``."""
+    return sorted((Path(data_dir) / task).glob(f"{split}-*.parquet"))
+
+
+def required_splits(task: TaskSpec) -> list[str]:
+    return ["train", *task.eval_splits]
+
+
 def load_raw_splits(task: TaskSpec, data_dir: str | None, hub_name: str = "nyu-mll/glue") -> DatasetDict:
     """The train split and every evaluation split of ``task``, checked against the task spec."""
-    splits = ["train", *task.eval_splits]
+    splits = required_splits(task)
     if data_dir:
         raw = _load_local(task, Path(data_dir), splits)
     else:
@@ -45,7 +54,7 @@ def _load_local(task: TaskSpec, data_dir: Path, splits: list[str]) -> DatasetDic
         raise DataError(f"data.dir (GLUE_DIR) {str(data_dir)!r} is not a directory")
     data_files: dict[str, list[str]] = {}
     for split in splits:
-        files = sorted((data_dir / task.name).glob(f"{split}-*.parquet"))
+        files = split_files(data_dir, task.name, split)
         if not files:
             raise DataError(
                 f"{data_dir / task.name / (split + '-*.parquet')}: no such file "

@@ -17,14 +17,16 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from harness.data import required_splits, split_files
+from harness.tasks import TaskSpec
+
 REPO = Path(__file__).resolve().parent.parent
 PAPER_TASKS = ["cola", "sst2", "mrpc", "qnli", "stsb", "rte", "mnli", "qqp"]
 
 
 def missing_splits(task: str, glue_dir: Path) -> list[str]:
-    spec = OmegaConf.load(REPO / "conf" / "task" / f"{task}.yaml")
-    splits = ["train", *spec.eval_splits]
-    return [s for s in splits if not list((glue_dir / task).glob(f"{s}-*.parquet"))]
+    spec = TaskSpec.from_config(OmegaConf.load(REPO / "conf" / "task" / f"{task}.yaml"))
+    return [split for split in required_splits(spec) if not split_files(glue_dir, task, split)]
 
 
 def available_tasks(tasks: list[str], glue_dir: str | None) -> list[str]:
