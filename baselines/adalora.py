@@ -28,6 +28,7 @@ from peft import AdaLoraConfig, get_peft_model
 from peft.tuners.adalora import AdaLoraLayer
 from transformers import TrainerCallback
 
+from harness.checkpoints import saved_checkpoint
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, register_method
 
@@ -161,8 +162,8 @@ class AdaLoraAllocator(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
+        ckpt = saved_checkpoint(args, state)
+        if ckpt is not None:
             torch.save(self.state_dict(), ckpt / ALLOCATOR_FILE)
 
     def state_dict(self) -> dict:

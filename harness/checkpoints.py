@@ -9,11 +9,13 @@ so a crash at any moment leaves at least one good checkpoint.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from harness.distributed import barrier
 
@@ -35,9 +37,42 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def remove_checkpoints(run_dir: Path) -> None:
+def remove_checkpoints(run_dir: Path, keep: Path | None = None) -> None:
     for _, path in _checkpoints(run_dir):
-        shutil.rmtree(path, ignore_errors=True)
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def saved_checkpoint(args, state) -> Path | None:
+    """In ``on_save``: the folder the Trainer has just written, or None when there is none."""
+    path = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    return path if path.is_dir() else None
+
+
+class JsonStateCallback(TrainerCallback):
+    """A callback whose small state travels with every checkpoint as one JSON file.
+
+    Subclasses name the file and say what their state is; rank 0 writes it in ``on_save`` and
+    the harness calls ``load_state(checkpoint)`` before resuming.
+    """
+
+    state_file: str
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, saved: dict) -> None:
+        raise NotImplementedError
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = saved_checkpoint(args, state)
+        if state.is_world_process_zero and ckpt is not None:
+            (ckpt / self.state_file).write_text(json.dumps(self.state_dict()))
+
+    def load_state(self, checkpoint_dir: str | Path) -> None:
+        path = Path(checkpoint_dir) / self.state_file
+        if path.exists():
+            self.load_state_dict(json.loads(path.read_text()))
 
 
 class MarkCompleteCheckpoints(TrainerCallback):
@@ -45,12 +80,8 @@ class MarkCompleteCheckpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         barrier()  # every rank has written its part (e.g. its RNG state) before the mark
-        if not state.is_world_process_zero:
-            return
-        current = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if not current.is_dir():
+        current = saved_checkpoint(args, state)
+        if not state.is_world_process_zero or current is None:
             return
         (current / MARKER).write_text(f"{state.global_step}\n")
-        for _, path in _checkpoints(Path(args.output_dir)):
-            if path != current:
-                shutil.rmtree(path, ignore_errors=True)
+        remove_checkpoints(Path(args.output_dir), keep=current)

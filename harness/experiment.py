@@ -88,8 +88,13 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     tracker, timer = TrainableParamTracker(counter), EpochTimer()
     # Method callbacks first: they see the raw gradients before the clipping callback runs.
     # The marker goes last: a checkpoint counts only once everything before it has saved.
-    callbacks = [*built.callbacks, ClipAndCheckGradients(cfg.train.max_grad_norm), tracker, timer]
-    callbacks.append(MarkCompleteCheckpoints())
+    callbacks = [
+        *built.callbacks,
+        ClipAndCheckGradients(cfg.train.max_grad_norm),
+        tracker,
+        timer,
+        MarkCompleteCheckpoints(),
+    ]
 
     optimizer = build_optimizer(model, cfg.train, heads)
     args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)

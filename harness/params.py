@@ -7,17 +7,14 @@ training (AFLoRA freezes projections, AdaLoRA prunes ranks) get a time-weighted 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from torch import nn
-from transformers import TrainerCallback
+
+from harness.checkpoints import JsonStateCallback
 
 # PEFT keeps a frozen copy of every module in modules_to_save; it is not part of the model's size.
 _PEFT_SHADOW_COPY = "original_module"
-
-STATE_FILE = "param_tracker.json"
 
 
 def is_head_param(name: str, head_modules: Iterable[str]) -> bool:
@@ -74,8 +71,10 @@ def time_weighted_average(history: list[list[int]], total_steps: int) -> float:
     return weighted / total_steps
 
 
-class TrainableParamTracker(TrainerCallback):
+class TrainableParamTracker(JsonStateCallback):
     """Records the trainable count whenever it changes; saved with every checkpoint."""
+
+    state_file = "param_tracker.json"
 
     def __init__(self, counter: Callable[[nn.Module], int]):
         self.counter = counter
@@ -92,15 +91,11 @@ class TrainableParamTracker(TrainerCallback):
         if count != self.history[-1][1]:
             self.history.append([state.global_step, count])
 
-    def on_save(self, args, state, control, **kwargs):
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
-            (ckpt / STATE_FILE).write_text(json.dumps({"history": self.history}))
+    def state_dict(self) -> dict:
+        return {"history": self.history}
 
-    def load_state(self, checkpoint_dir: str | Path) -> None:
-        path = Path(checkpoint_dir) / STATE_FILE
-        if path.exists():
-            self.history = json.loads(path.read_text())["history"]
+    def load_state_dict(self, saved: dict) -> None:
+        self.history = saved["history"]
 
     def summary(self, total_steps: int) -> dict:
         return {

@@ -7,16 +7,14 @@ paper's runtime comparison is about training, so the epochs are timed here inste
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
-from transformers import TrainerCallback
-
-STATE_FILE = "epoch_timer.json"
+from harness.checkpoints import JsonStateCallback
 
 
-class EpochTimer(TrainerCallback):
+class EpochTimer(JsonStateCallback):
+    state_file = "epoch_timer.json"
+
     def __init__(self) -> None:
         self.seconds = 0.0  # training seconds over all epochs run so far
         self.epochs = 0.0  # epochs those seconds cover (a resumed epoch counts its remainder)
@@ -33,13 +31,8 @@ class EpochTimer(TrainerCallback):
             self.epochs += (state.epoch or 0.0) - self._start_epoch
             self._start = None
 
-    def on_save(self, args, state, control, **kwargs):
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
-            (ckpt / STATE_FILE).write_text(json.dumps({"seconds": self.seconds, "epochs": self.epochs}))
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds, "epochs": self.epochs}
 
-    def load_state(self, checkpoint_dir: str | Path) -> None:
-        path = Path(checkpoint_dir) / STATE_FILE
-        if path.exists():
-            saved = json.loads(path.read_text())
-            self.seconds, self.epochs = saved["seconds"], saved["epochs"]
+    def load_state_dict(self, saved: dict) -> None:
+        self.seconds, self.epochs = saved["seconds"], saved["epochs"]
