@@ -140,31 +140,26 @@ def run_speed(opts: argparse.Namespace, command: str) -> dict[str, Any]:
 def run_flops(opts: argparse.Namespace, command: str) -> str:
     """Linear-layer multiply-adds per token and trainable parameters of every row, without timing:
     the paper's FLOPs comparison on any shapes (DeBERTaV3-base's build in seconds on a CPU)."""
+    import torch
+    from transformers import TrainingArguments
+
     from harness.bench import flops, rows
     from harness.params import count_parameters
 
     names, _ = rows.available_rows(opts.rows.split(",") if opts.rows else list(rows.ROWS))
     macs, params = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        from transformers import TrainingArguments
-
+    with tempfile.TemporaryDirectory() as tmp:  # nothing is written there; TrainingArguments wants a folder
         args = TrainingArguments(output_dir=tmp, max_grad_norm=0.0, report_to="none", use_cpu=True)
         for name in names:
-            row = rows.build_row(name, opts.model, torch_device("cpu"), args)
+            row = rows.build_row(name, opts.model, torch.device("cpu"), args)
             macs[name] = flops.linear_macs_per_token(row.model)["total"]
-            params[name] = count_parameters(row.model, ["classifier"])["trainable"]
+            params[name] = count_parameters(row.model, row.heads)["trainable"]
     lines = [f"# Linear FLOPs per token: {opts.model}", "", f"Command: `{command}`", "",
              "| row | trainable (head excl.) | linear MACs/token | vs ELoRA | vs LoRA |", "|---|---:|---:|---:|---:|"]
     for name in names:
         vs = [f"{macs[name] / macs[ref]:.4f}" if ref in macs else "n/a" for ref in ("elora", "lora")]
         lines.append(f"| {name} | {params[name]:,} | {macs[name]:,} | {vs[0]} | {vs[1]} |")
     return "\n".join(lines) + "\n"
-
-
-def torch_device(name: str) -> Any:
-    import torch
-
-    return torch.device(name)
 
 
 def main(argv: list[str] | None = None) -> int:
