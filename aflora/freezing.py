@@ -54,6 +54,10 @@ class AFLoraFreezer(TrainerCallback):
     Under ``torch.distributed`` the decision of rank 0 is broadcast, so all ranks freeze alike.
     Once nothing is left to freeze every hook returns at once.
 
+    ``dry_run=True`` scores and decides as usual but freezes nothing: each decision is appended to
+    ``dry_run_decisions`` as (step, projection names) instead. Benchmarks use it to time the
+    bookkeeping on a pool that never shrinks; the decisions show what a real run would freeze first.
+
     Steps are ``state.global_step`` at decision time, i.e. optimizer steps already completed.
     ``result_fields()["freezing"][name]`` is therefore the number of optimizer updates the matrix
     received: 0 for matrices frozen from the start (``trainable_projections``), ``None`` for one
@@ -82,6 +86,7 @@ class AFLoraFreezer(TrainerCallback):
         window: int = 10,
         head_modules: Sequence[str] = ("classifier",),
         adapter_name: str | None = None,
+        dry_run: bool = False,
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -100,6 +105,8 @@ class AFLoraFreezer(TrainerCallback):
         self.trainable_history: list[tuple[int, int]] = []  # (from step, trainable params, head excluded)
         self._end_step: int | None = None
         self._state_loaded = False
+        self.dry_run = dry_run
+        self.dry_run_decisions: list[tuple[int, list[str]]] = []
 
     # -- Trainer hooks ----------------------------------------------------------------------------
 
@@ -141,7 +148,11 @@ class AFLoraFreezer(TrainerCallback):
         else:
             means = [float(self.scorer.score(p.name).mean()) for p in pool]
             chosen = fraction_rule(means, fraction, self._n_schedulable, self._n_schedulable - len(pool))
-        self._freeze([self._active[i] for i in self._agree_across_ranks(chosen, pool)], step)
+        indices = [self._active[i] for i in self._agree_across_ranks(chosen, pool)]
+        if self.dry_run:
+            self.dry_run_decisions.append((step, [self._projections[i].name for i in indices]))
+            return
+        self._freeze(indices, step)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:

@@ -9,6 +9,10 @@ switches gradients on (``set_adapter``, ``set_requires_grad``, ``enable_adapters
 frozen projection never thaws. Loading a state dict restores the flags but not ``requires_grad``:
 that follows at the next such peft call, or in ``AFLoraFreezer.on_train_begin`` (deliberately not
 inside ``load_state_dict``: see ``AFLoraFreezer``'s notes on resuming).
+
+Folding. Once both projections of an adapter are frozen (``requires_grad`` off), the forward folds
+the adapter into the base weight for the step (``aflora/folded.py``): one linear layer instead of
+the rank-r path, with the same output and the same gradients for d and b.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from peft.utils.other import transpose
 from torch import nn
 
 from .config import AFLoraConfig
+from .folded import fold_pays_off, folded_linear
 
 PROJECTIONS = ("A", "B")  # index into the aflora_frozen buffer
 
@@ -124,6 +129,10 @@ class Linear(nn.Module, AFLoraLayer):
         self.fan_in_fan_out = config.fan_in_fan_out
         self.is_target_conv_1d_layer = is_target_conv_1d_layer
         self._active_adapter = adapter_name
+        # Fold an adapter whose A and B are both frozen into the base weight during the forward
+        # (aflora/folded.py). An instance attribute, so a benchmark or a debugging session can
+        # switch one layer back to the layer-by-layer path.
+        self.fold_frozen_projections = True
         self.update_layer(adapter_name, config)
         self.register_load_state_dict_post_hook(_flags_from_buffer)
 
@@ -176,6 +185,10 @@ class Linear(nn.Module, AFLoraLayer):
             if self.merged:
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
+        if not self.merged and (adapter := self._foldable_adapter(x)) is not None:
+            base = self.base_layer
+            weights = (self.aflora_A[adapter], self.aflora_B[adapter], self.aflora_d[adapter], self.aflora_b[adapter])
+            return folded_linear(x, base.weight, base.bias, *weights)
         result = self.base_layer(x, *args, **kwargs)  # (..., out)
         if self.merged:
             return result
@@ -187,6 +200,29 @@ class Linear(nn.Module, AFLoraLayer):
             hidden = F.linear(x_a, weight_a) * self.aflora_d[adapter]  # (..., r)
             result = result + self.aflora_b[adapter] * F.linear(hidden, self.aflora_B[adapter])  # (..., out)
         return result.to(previous_dtype)
+
+    def _foldable_adapter(self, x: torch.Tensor) -> str | None:
+        """The adapter to fold into the base weight for this input, or None for the layer-by-layer path.
+
+        Folding needs a single active adapter with A and B frozen, a plain ``nn.Linear`` base whose
+        weight is frozen (its gradient is not computed), one dtype throughout and no autocast (W0 + ΔW
+        cast to half precision would round ΔW against W0's magnitude), and enough tokens to repay
+        building the folded weight.
+        """
+        if not self.fold_frozen_projections or self.fan_in_fan_out or type(self.base_layer) is not nn.Linear:
+            return None
+        adapters = [a for a in self.active_adapters if a in self.aflora_A]
+        if len(adapters) != 1:
+            return None
+        adapter = adapters[0]
+        weight_a, weight_b, weight = self.aflora_A[adapter], self.aflora_B[adapter], self.base_layer.weight
+        if weight_a.requires_grad or weight_b.requires_grad or weight.requires_grad:
+            return None
+        if torch.is_autocast_enabled(x.device.type) or not x.dtype == weight.dtype == weight_a.dtype:
+            return None
+        if not fold_pays_off(x.numel() // self.in_features, self.in_features, self.out_features):
+            return None
+        return adapter
 
     def __repr__(self) -> str:
         return "aflora." + super().__repr__()

@@ -210,6 +210,23 @@ def test_training_freezes_on_schedule_and_frozen_matrices_stop_changing():
     assert summary["end"] < summary["avg"] < summary["start"]
 
 
+def test_dry_run_decides_as_a_real_run_but_freezes_nothing():
+    real, dry = tiny_aflora(), tiny_aflora()
+    real_freezer = AFLoraFreezer(real, total_steps=30, t_i=4, t_f=10, window=2)
+    dry_freezer = AFLoraFreezer(dry, total_steps=30, t_i=4, t_f=10, window=2, dry_run=True)
+    trainable = {n for n, p in dry.named_parameters() if p.requires_grad}
+    train(real, real_freezer, range(20), begin(real_freezer))
+    train(dry, dry_freezer, range(20), begin(dry_freezer))
+    frozen_by_real = {n for n, s in real_freezer.freeze_steps.items() if s not in (None, 0)}
+    assert frozen_by_real  # the cubic window froze some before step 20
+    assert {n for n, p in dry.named_parameters() if p.requires_grad} == trainable
+    assert all(s in (None, 0) for s in dry_freezer.freeze_steps.values())
+    # Until the real run first froze, both trained alike: the first non-empty decision is the same.
+    step, names = next((step, names) for step, names in dry_freezer.dry_run_decisions if names)
+    assert step == min(real_freezer.freeze_steps[n] for n in frozen_by_real)
+    assert set(names) == {n for n in frozen_by_real if real_freezer.freeze_steps[n] == step}
+
+
 def test_early_return_once_everything_is_frozen():
     model = tiny_aflora()
     freezer = AFLoraFreezer(model, total_steps=30, t_i=4, t_f=10, window=2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.bench.__main__ import main, parse_args
-from harness.bench.epoch import run_overrides
+from harness.bench.epoch import metric_noise, run_overrides
 from harness.bench.rows import CONF_DIR, ROWS, method_of
 
 # tiny-bert (conf/model/tiny-bert.yaml): 2 layers, hidden 32, FFN 64. Per token, each layer runs
@@ -35,6 +35,7 @@ EXPECTED_MACS = {
     "aflora": BASE + adapter_path(4),
     "aflora-nofreezer": BASE + adapter_path(4),
     "aflora-frozen": BASE + adapter_path(4),
+    "aflora-frozen-unfolded": BASE + adapter_path(4),
 }
 
 
@@ -74,6 +75,17 @@ def test_epoch_mode_runs_differ_only_in_padding():
     assert {o.split("=")[0] for o in differ} == {"runs_dir", "data.pad_to_max_length", "train.group_by_length"}
 
 
+def test_epoch_report_sets_the_metric_difference_beside_its_standard_error():
+    runs = {"dynamic": {"metric": "accuracy", "value": 0.50}, "padded": {"metric": "accuracy", "value": 0.46}}
+    (line,) = metric_noise(runs, {"train": 2490, "validation": 277})
+    # By hand: p = 0.48, sqrt(2 * 0.48 * 0.52 / 277) = sqrt(0.0018022) = 0.04245.
+    assert "dynamic - padded = +0.0400" in line and "on 277 validation examples is 0.0425" in line
+    runs = {name: {**run, "metric": "matthews_correlation"} for name, run in runs.items()}
+    assert metric_noise(runs, {"validation": 1043}) == [
+        "- Validation matthews_correlation: dynamic - padded = +0.0400."
+    ]
+
+
 @pytest.fixture
 def one_thread():
     """A tiny model gains nothing from intra-op threads on a shared 2-core box."""
@@ -101,6 +113,8 @@ def test_quick_bench_on_tiny_bert(tmp_path, one_thread):
         # per layer d: 6 x 4, b: 3 x 32 + 64 + 32 (q, k, v, attention.output; intermediate; output).
         assert rows["aflora-frozen"]["trainable"] == LAYERS * (6 * 4 + 4 * HIDDEN + FFN + HIDDEN) == 496
         assert rows["aflora"]["trainable"] == rows["aflora-nofreezer"]["trainable"] > rows["aflora-frozen"]["trainable"]
+        assert rows["aflora-frozen-unfolded"]["trainable"] == rows["aflora-frozen"]["trainable"]
+        assert "Folding: `aflora-frozen` / `aflora-frozen-unfolded` step = " in markdown
         assert report["freezer"]["per_step_ms"] > 0
     assert [t["name"] for t in report["targets"]] == [
         "aflora_frozen_vs_elora",

@@ -154,8 +154,14 @@ def run_flops(opts: argparse.Namespace, command: str) -> str:
             row = rows.build_row(name, opts.model, torch.device("cpu"), args)
             macs[name] = flops.linear_macs_per_token(row.model)["total"]
             params[name] = count_parameters(row.model, row.heads)["trainable"]
-    lines = [f"# Linear FLOPs per token: {opts.model}", "", f"Command: `{command}`", "",
-             "| row | trainable (head excl.) | linear MACs/token | vs ELoRA | vs LoRA |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# Linear FLOPs per token: {opts.model}",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| row | trainable (head excl.) | linear MACs/token | vs ELoRA | vs LoRA |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name in names:
         vs = [f"{macs[name] / macs[ref]:.4f}" if ref in macs else "n/a" for ref in ("elora", "lora")]
         lines.append(f"| {name} | {params[name]:,} | {macs[name]:,} | {vs[0]} | {vs[1]} |")

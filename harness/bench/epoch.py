@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -84,8 +85,9 @@ def run_variant(opts: Any, variant: str, root: Path, glue_dir: str) -> dict[str,
     }
 
 
-def tokenise_seconds(task_name: str, model_name: str, glue_dir: str, max_length: int) -> dict[str, float]:
-    """Seconds to load the raw splits and to tokenise them, as ``harness.experiment`` does."""
+def tokenise_seconds(task_name: str, model_name: str, glue_dir: str, max_length: int) -> dict[str, Any]:
+    """Seconds to load the raw splits and to tokenise them, as ``harness.experiment`` does, and the
+    number of examples of each split (the metrics' noise depends on the evaluation split's size)."""
     import time
 
     from harness.bench.rows import compose_config
@@ -100,7 +102,8 @@ def tokenise_seconds(task_name: str, model_name: str, glue_dir: str, max_length:
     raw = load_raw_splits(task, glue_dir)
     loaded = time.perf_counter()
     tokenize_splits(raw, tokenizer, task, max_length, pad_to_max_length=False)
-    return {"load": loaded - start, "tokenise": time.perf_counter() - loaded}
+    seconds = time.perf_counter() - loaded
+    return {"load": loaded - start, "tokenise": seconds, "examples": {s: ds.num_rows for s, ds in raw.items()}}
 
 
 def cache_timings(opts: Any, root: Path, glue_dir: str) -> dict[str, dict[str, float]]:
@@ -162,8 +165,23 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- {verdict}: padded / dynamic seconds per epoch = {report['speedup']:.2f} "
         f"(target >= {report['target']['limit']})",
+        *metric_noise(runs, tok["first"].get("examples", {})),
         f"- Data cache: load + tokenise in a fresh process, first {first:.2f} s (tokenise "
         f"{tok['first']['tokenise']:.2f} s), second {second:.2f} s (tokenise {tok['second']['tokenise']:.2f} s: "
         "read from the cache).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def metric_noise(runs: dict[str, Any], examples: dict[str, int]) -> list[str]:
+    """The two runs' metric difference beside the binomial standard error of an accuracy on the
+    evaluation split: a difference within about two standard errors is noise."""
+    dynamic, padded = runs["dynamic"], runs["padded"]
+    difference = dynamic["value"] - padded["value"]
+    line = f"- Validation {dynamic['metric']}: dynamic - padded = {difference:+.4f}"
+    eval_split = next((s for s in examples if s != "train"), None)
+    if dynamic["metric"] != "accuracy" or eval_split is None:
+        return [line + "."]
+    p, n = (dynamic["value"] + padded["value"]) / 2, examples[eval_split]
+    error = math.sqrt(2 * p * (1 - p) / n)  # of the difference of two accuracies on n examples each
+    return [line + f"; one standard error of that difference on {n} {eval_split} examples is {error:.4f}."]

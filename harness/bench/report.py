@@ -167,6 +167,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"`aflora` steps; the A/B step ratio `aflora` / `aflora-nofreezer` is {f['ab_ratio']:.3f} "
             "(within the timing noise: the direct measurement is the one a 2 % limit can resolve).",
         ]
+    by_name = {r["name"]: r for r in report["rows"]}
+    if "aflora-frozen" in by_name and "aflora-frozen-unfolded" in by_name:
+        folding = paired_ratio(
+            by_name["aflora-frozen"]["step_seconds"], by_name["aflora-frozen-unfolded"]["step_seconds"]
+        )
+        lines += [
+            "",
+            f"Folding: `aflora-frozen` / `aflora-frozen-unfolded` step = {folding:.3f} (median of the paired "
+            "rounds): the frozen adapters folded into W0 during the step against the layer-by-layer path.",
+        ]
     lines += [
         "",
         "## Notes",
@@ -178,6 +188,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"- The paper's figure (normalised to ELoRA): runtime AFLoRA {PAPER['runtime']['aflora']}, LoRA "
         f"{PAPER['runtime']['lora']}; FLOPs AFLoRA {PAPER['flops']['aflora']}, LoRA {PAPER['flops']['lora']}. "
         "Its runtime is over whole training runs (AFLoRA mostly frozen), on DeBERTaV3-base and a GPU.",
+        "- Rows built on the AFLoRA layer (`aflora*`, `elora`) fold each adapter whose A and B are both "
+        "frozen into W0 during the step when the batch has at least 2·in·out/(in+out) tokens "
+        "(`aflora/folded.py`); the MACs column counts the model's layers either way.",
         "- Peak MiB: on CUDA static footprint + the step's peak allocation on top (the peak of the row "
         "alone); n/a on CPU (no allocator counters). Static MiB: weights, buffers and AdamW state.",
         "- Callbacks ms/step: mean time in the method's own callbacks in the timed steps (AdaLoRA's "

@@ -13,7 +13,9 @@ Rows:
   for the whole measurement: the upper bound of the bookkeeping, whose pool never shrinks.
 - ``aflora-nofreezer``: the same model with the freezer not called (the overhead's A/B partner).
 - ``aflora-frozen``: every projection frozen through the freezer's ``freeze``; only d, b and the
-  head train, and the freezer, having nothing left, returns at once.
+  head train, and the freezer, having nothing left, returns at once. Each adapter is folded into
+  its base weight during the step (``aflora/folded.py``).
+- ``aflora-frozen-unfolded``: the same, on the layer-by-layer path (the folding's A/B partner).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from harness.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-AFLORA_ROWS = ("aflora", "aflora-nofreezer", "aflora-frozen")
+AFLORA_ROWS = ("aflora", "aflora-nofreezer", "aflora-frozen", "aflora-frozen-unfolded")
 ROWS = ("floor", "full", "lora", "adalora", "elora", "vera", *AFLORA_ROWS)
 
 # A nominal run for the schedules (AFLoRA's t_i/t_f in epochs, AdaLoRA's fractions): 20 epochs of
@@ -118,7 +120,7 @@ def build_row(name: str, model_name: str, device: torch.device, args: Any, seed:
         built = get_builder(cfg.method.name, cfg.method.module)(model, cfg.method, ctx)
         model, callbacks = built.model, built.callbacks
         if name in AFLORA_ROWS:
-            callbacks, note = _aflora_phase(name, callbacks)
+            callbacks, note = _aflora_phase(name, model, callbacks)
     model.to(device)
     counts = count_parameters(model, heads)
     counter = next((cb.trainable_parameters for cb in callbacks if hasattr(cb, "trainable_parameters")), None)
@@ -151,20 +153,26 @@ def _head_only(model: nn.Module, heads: list[str]) -> list[TrainerCallback]:
     return []
 
 
-def _aflora_phase(name: str, callbacks: list[TrainerCallback]) -> tuple[list[TrainerCallback], str]:
+def _aflora_phase(name: str, model: nn.Module, callbacks: list[TrainerCallback]) -> tuple[list[TrainerCallback], str]:
     from aflora import AFLoraFreezer
+    from aflora.layer import Linear as AFLoraLinear
 
     freezer = next(cb for cb in callbacks if isinstance(cb, AFLoraFreezer))
     others = [cb for cb in callbacks if cb is not freezer]
     if name == "aflora-nofreezer":
         return others, "AFLoRA at start, freezer not called"
-    if name == "aflora-frozen":
+    if name.startswith("aflora-frozen"):
         trainable = [n for n, step in freezer.freeze_steps.items() if step is None]
         freezer.freeze(trainable, step=0)
-        return callbacks, f"all {len(freezer.freeze_steps)} projections frozen"
-    # Dry run: the freezer scores and takes its decisions, but _freeze is a no-op on this instance,
-    # so the model keeps what it measures. check_unchanged() verifies nothing froze.
-    freezer._freeze = lambda indices, step: None
+        if name == "aflora-frozen":
+            return callbacks, f"all {len(freezer.freeze_steps)} projections frozen, folded into W0"
+        for module in model.modules():
+            if isinstance(module, AFLoraLinear):
+                module.fold_frozen_projections = False
+        return callbacks, f"all {len(freezer.freeze_steps)} projections frozen, layer-by-layer path"
+    # Dry run: the freezer scores and takes its decisions but freezes nothing, so the model keeps
+    # what it measures. check_unchanged() verifies nothing froze.
+    freezer.dry_run = True
     return callbacks, "AFLoRA at start, freezer scoring + deciding (dry run)"
 
 
