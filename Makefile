@@ -1,7 +1,8 @@
 # AFLoRA on GLUE. `make help` lists the targets. Targets that need Python set up .venv themselves.
 # Variables: GLUE_DIR (a local GLUE copy in the hub layout; unset = the hub), METHOD, MODEL, SEEDS,
 # LAUNCHER (a Hydra launcher preset for `glue`: slurm, local_pool, local_submitit; conf/hydra/launcher/),
-# REPORT_MODEL (limit `report` to one model), TORCH_SPEC.
+# REPORT_MODEL (limit `report` to one model), TORCH_SPEC, DEMO_RUNS (where `demo` trains; the
+# committed runs/ stay as they are).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,6 +14,7 @@ SEEDS ?= 1
 LAUNCHER ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DEMO_RUNS ?= outputs/demo
 export GLUE_DIR
 
 .DEFAULT_GOAL := help
@@ -38,9 +40,9 @@ test: setup ## run the test suite offline (real-data tests need GLUE_DIR; slow o
 test-all: setup ## the test suite including tests marked slow
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "" $(PYTEST_ARGS)
 
-demo: setup ## fine-tune MiniLM on RTE with AFLoRA (offline with GLUE_DIR, else data from the hub) and print the result
-	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1) $(PY) run.py task=rte model=minilm method=aflora seed=1
-	$(PY) -m harness.show runs/minilm/rte/aflora/seed1/result.json
+demo: setup ## fine-tune MiniLM on RTE with AFLoRA into outputs/demo (DEMO_RUNS; offline with GLUE_DIR, else data from the hub) and print the result
+	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1) $(PY) run.py task=rte model=minilm method=aflora seed=1 runs_dir=$(DEMO_RUNS)
+	$(PY) -m harness.show $(DEMO_RUNS)/minilm/rte/aflora/seed1/result.json
 
 glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3)
 	$(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
