@@ -33,13 +33,17 @@ def folded_linear(x, weight, bias, weight_a, weight_b, vec_d, vec_b) -> torch.Te
     """``x (W0 + diag(b) B diag(d) A)^T + bias``; through ``FoldedAdapterLinear`` when gradients are on."""
     if torch.is_grad_enabled():
         return FoldedAdapterLinear.apply(x, weight, bias, weight_a, weight_b, vec_d, vec_b)
-    folded = torch.addmm(weight, scaled_up_projection(weight_b, vec_d, vec_b), weight_a)  # no A x to keep
-    return F.linear(x, folded, bias)
+    return F.linear(x, folded_weight(weight, weight_a, weight_b, vec_d, vec_b), bias)  # no A x to keep
 
 
 def scaled_up_projection(weight_b: torch.Tensor, vec_d: torch.Tensor, vec_b: torch.Tensor) -> torch.Tensor:
-    """``M = diag(b) B diag(d)``, shape (out, r)."""
+    """``M = diag(b) B diag(d)``, shape (out, r); ``M A`` is the adapter's delta weight."""
     return weight_b * vec_d * vec_b.unsqueeze(-1)
+
+
+def folded_weight(weight, weight_a, weight_b, vec_d, vec_b) -> torch.Tensor:
+    """``W = W0 + diag(b) B diag(d) A``, shape (out, in)."""
+    return torch.addmm(weight, scaled_up_projection(weight_b, vec_d, vec_b), weight_a)
 
 
 class FoldedAdapterLinear(torch.autograd.Function):
@@ -54,7 +58,7 @@ class FoldedAdapterLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, weight_a, weight_b, vec_d, vec_b):  # type: ignore[override]
         if any(t.requires_grad for t in (weight, weight_a, weight_b)):
             raise RuntimeError("FoldedAdapterLinear computes no gradient for W0, A or B: they must be frozen")
-        folded = torch.addmm(weight, scaled_up_projection(weight_b, vec_d, vec_b), weight_a)
+        folded = folded_weight(weight, weight_a, weight_b, vec_d, vec_b)
         x_a = F.linear(x, weight_a) if (vec_d.requires_grad or vec_b.requires_grad) else None
         ctx.save_for_backward(weight, weight_a, weight_b, vec_d, vec_b, x_a)
         ctx.has_bias = bias is not None
@@ -67,7 +71,7 @@ class FoldedAdapterLinear(torch.autograd.Function):
         grad_flat = grad_y.reshape(-1, grad_y.shape[-1])  # (tokens, out)
         grad_x = grad_bias = grad_d = grad_b = None
         if needs_x:
-            folded = torch.addmm(weight, scaled_up_projection(weight_b, vec_d, vec_b), weight_a)
+            folded = folded_weight(weight, weight_a, weight_b, vec_d, vec_b)
             grad_x = (grad_flat @ folded).view(*grad_y.shape[:-1], folded.shape[1])
         if needs_bias and ctx.has_bias:
             grad_bias = grad_flat.sum(0)

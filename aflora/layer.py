@@ -28,7 +28,7 @@ from peft.utils.other import transpose
 from torch import nn
 
 from .config import AFLoraConfig
-from .folded import fold_pays_off, folded_linear
+from .folded import fold_pays_off, folded_linear, scaled_up_projection
 
 PROJECTIONS = ("A", "B")  # index into the aflora_frozen buffer
 
@@ -145,7 +145,7 @@ class Linear(nn.Module, AFLoraLayer):
         cast = weight_b.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16)
         if cast:
             weight_a, weight_b, vec_d, vec_b = (t.float() for t in (weight_a, weight_b, vec_d, vec_b))
-        delta = (vec_b.unsqueeze(-1) * weight_b) @ (vec_d.unsqueeze(-1) * weight_a)  # (out, in)
+        delta = scaled_up_projection(weight_b, vec_d, vec_b) @ weight_a  # (out, in)
         delta = transpose(delta, self.fan_in_fan_out)
         return delta.to(dtype) if cast else delta
 

@@ -11,8 +11,6 @@ from aflora import layer as layer_module
 from aflora.folded import FoldedAdapterLinear, fold_pays_off, folded_linear
 from tests.tiny_models import tiny_bert, wrap_aflora
 
-HIDDEN = 32  # tests.tiny_models.TINY
-
 
 def folded_inputs(bias: bool = True, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Double-precision inputs for gradcheck: x (2, 3, in), W0, bias, A, B frozen; d, b trainable."""

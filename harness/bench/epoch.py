@@ -106,7 +106,7 @@ def tokenise_seconds(task_name: str, model_name: str, glue_dir: str, max_length:
     return {"load": loaded - start, "tokenise": seconds, "examples": {s: ds.num_rows for s, ds in raw.items()}}
 
 
-def cache_timings(opts: Any, root: Path, glue_dir: str) -> dict[str, dict[str, float]]:
+def cache_timings(opts: Any, root: Path, glue_dir: str) -> dict[str, dict[str, Any]]:
     """Load + tokenise in two fresh processes over one empty datasets cache: cold, then warm."""
     env = _env(opts, glue_dir, HF_DATASETS_CACHE=str(root / "hf-datasets-cache"))
     args = [sys.executable, "-c", _TOKENISE, opts.task, opts.model, glue_dir, str(MAX_LENGTH)]
