@@ -65,6 +65,7 @@ def build_aflora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
         beta2=float(cfg.beta2),
         window=int(cfg.window),
         head_modules=list(ctx.head_modules),
+        last_update=bool(cfg.last_update),
     )
     logger.info(
         "AFLoRA: %d projection matrices, %d trainable at start; freezing schedule T=%d t_i=%d t_f=%d",

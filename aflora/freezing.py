@@ -49,8 +49,12 @@ class AFLoraFreezer(TrainerCallback):
     this callback; with ``max_grad_norm > 0`` the freezer warns once that it scores clipped
     gradients. Gradient accumulation is fine: the score uses the accumulated gradient of a step.
 
-    Freezing a matrix sets ``requires_grad=False``, drops its gradient (torch optimizers skip it: no
-    momentum, no weight decay) and marks it in the layer's persistent ``aflora_frozen`` buffer.
+    Freezing a matrix sets ``requires_grad=False`` and marks it in the layer's persistent
+    ``aflora_frozen`` buffer. ``last_update=True`` (the reference code's behaviour) keeps the
+    gradient of the step at which the matrix freezes: it still counts in that step's clipping norm
+    and the optimizer applies it, once. ``last_update=False`` drops it, so the matrix does not move
+    at the step it freezes. Either way torch optimizers skip it afterwards (no gradient: no
+    momentum, no weight decay).
     Under ``torch.distributed`` the decision of rank 0 is broadcast, so all ranks freeze alike.
     Once nothing is left to freeze every hook returns at once.
 
@@ -87,6 +91,7 @@ class AFLoraFreezer(TrainerCallback):
         head_modules: Sequence[str] = ("classifier",),
         adapter_name: str | None = None,
         dry_run: bool = False,
+        last_update: bool = True,
     ):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -106,6 +111,7 @@ class AFLoraFreezer(TrainerCallback):
         self._end_step: int | None = None
         self._state_loaded = False
         self.dry_run = dry_run
+        self.last_update = last_update
         self.dry_run_decisions: list[tuple[int, list[str]]] = []
 
     # -- Trainer hooks ----------------------------------------------------------------------------
@@ -181,7 +187,7 @@ class AFLoraFreezer(TrainerCallback):
             return
         for i in indices:
             proj = self._projections[i]
-            proj.layer.freeze_projection(self.adapter_name, proj.which)
+            proj.layer.freeze_projection(self.adapter_name, proj.which, keep_grad=self.last_update)
             self.freeze_steps[proj.name] = step
             self.scorer.drop(proj.name)
         gone = set(indices)

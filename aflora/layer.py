@@ -99,18 +99,22 @@ class AFLoraLayer(BaseTunerLayer):
         """The parameter of projection ``"A"`` (r x in) or ``"B"`` (out x r)."""
         return getattr(self, f"aflora_{projection}")[adapter_name]
 
-    def freeze_projection(self, adapter_name: str, projection: str) -> None:
+    def freeze_projection(self, adapter_name: str, projection: str, keep_grad: bool = False) -> None:
         """Freeze projection ``"A"`` or ``"B"`` for good.
 
-        ``requires_grad=False`` stops autograd from computing its weight gradient, and dropping the
-        gradient makes torch optimizers skip it (no momentum drift, no weight decay).
+        ``requires_grad=False`` stops autograd from computing its weight gradient from the next
+        backward on. ``keep_grad=False`` also drops the gradient already computed, so torch
+        optimizers skip the matrix from this step on (no momentum drift, no weight decay);
+        ``keep_grad=True`` leaves it, so the optimizer step in progress still applies it once, as
+        the reference code does (docs/method.md, "The last update").
         """
         index = PROJECTIONS.index(projection)
         self.frozen_flags[adapter_name][index] = True
         self.aflora_frozen[adapter_name][index] = True
         param = self.projection(adapter_name, projection)
         param.requires_grad_(False)
-        param.grad = None
+        if not keep_grad:
+            param.grad = None
 
 
 class Linear(nn.Module, AFLoraLayer):

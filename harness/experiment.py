@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from harness.training import (
     build_trainer,
     optimizer_steps,
     resolve_device,
+    set_threads,
     training_arguments,
     validate_train_config,
     world_size,
@@ -58,6 +60,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task = TaskSpec.from_config(cfg.task)
     validate_train_config(cfg.train)
     device = resolve_device(cfg.train.device)
+    set_threads(cfg.train.threads)
+    load_at_start = os.getloadavg()
     set_seed(cfg.seed)  # before the model and adapters exist, so a resumed run rebuilds them identically
 
     tokenizer = load_tokenizer(cfg.model)
@@ -127,7 +131,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         },
         "params": {"total": counts["total"], "head": counts["head"], **tracker.summary(trainer.state.global_step)},
         "runtime": {
-            **runtime_summary(timer.seconds, timer.epochs, records, len(train_set)),
+            **runtime_summary(timer.seconds, timer.cpu_seconds, timer.epochs, records, len(train_set)),
+            "threads": torch.get_num_threads(),
+            "load_average": {"start": list(load_at_start), "end": list(os.getloadavg())},  # 1, 5, 15 min
             "peak_memory_mb": peak_memory_mb(device),
             "resumed_from": str(checkpoint) if checkpoint else None,
             "steps": trainer.state.global_step,

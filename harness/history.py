@@ -45,12 +45,17 @@ def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict,
     return best, records[-1]
 
 
-def runtime_summary(timer_seconds: float, timer_epochs: float, records: list[dict[str, Any]], n_train: int) -> dict:
-    """Training time (evaluation excluded) per epoch and throughput, plus evaluation time."""
+def runtime_summary(
+    timer_seconds: float, timer_cpu_seconds: float | None, timer_epochs: float, records: list[dict[str, Any]], n_train: int
+) -> dict:
+    """Training time (evaluation excluded), wall and CPU, per epoch and throughput, plus evaluation time."""
     eval_seconds = sum(v for r in records for k, v in r.items() if k.startswith("eval_seconds"))
+    cpu_known = timer_cpu_seconds is not None and timer_epochs
     return {
         "train_seconds": timer_seconds,
+        "train_cpu_seconds": timer_cpu_seconds,
         "seconds_per_epoch": timer_seconds / timer_epochs if timer_epochs else None,
+        "cpu_seconds_per_epoch": timer_cpu_seconds / timer_epochs if cpu_known else None,
         "train_samples_per_second": n_train * timer_epochs / timer_seconds if timer_seconds else None,
         "eval_seconds": eval_seconds,
     }

@@ -35,6 +35,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_threads(threads: int | None) -> None:
+    """Torch's intra-op threads for this process; null keeps torch's default of one per core.
+
+    Several trainings on one machine each start one thread per core by default and slow each other
+    down: give each of N concurrent jobs cores / N threads (train.threads).
+    """
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"train.threads = {threads!r} must be a positive integer or null")
+    torch.set_num_threads(threads)
+
+
 def batch_layout(train_cfg: Any, processes: int) -> tuple[int, int]:
     """(per-device batch, accumulation steps) that keep the recipe's effective batch size."""
     batch = train_cfg.batch_size

@@ -173,9 +173,10 @@ def param_name(proj_name: str) -> str:
     return f"base_model.model.{module}.aflora_{which}.default"
 
 
-def test_training_freezes_on_schedule_and_frozen_matrices_stop_changing():
+@pytest.mark.parametrize("last_update", [True, False])
+def test_training_freezes_on_schedule_and_frozen_matrices_stop_changing(last_update):
     model = tiny_aflora()
-    freezer = AFLoraFreezer(model, total_steps=30, t_i=4, t_f=10, window=2)
+    freezer = AFLoraFreezer(model, total_steps=30, t_i=4, t_f=10, window=2, last_update=last_update)
     assert freezer.result_fields()["freezing"]["bert.encoder.layer.0.attention.self.query.A"] == 0
     snapshots = []
     state = begin(freezer)
@@ -196,8 +197,11 @@ def test_training_freezes_on_schedule_and_frozen_matrices_stop_changing():
     for name in FFN:
         frozen_at, pname = steps[name], param_name(name)
         assert not torch.equal(snapshots[frozen_at - 1][pname], snapshots[0][pname])  # it trained before
-        for later in snapshots[frozen_at:]:  # step t's update and all after it left it untouched
-            assert torch.equal(later[pname], snapshots[frozen_at - 1][pname])
+        # last_update: step t's own gradient still moves it (the reference code); else t leaves it as it was
+        moved_at_freeze = not torch.equal(snapshots[frozen_at][pname], snapshots[frozen_at - 1][pname])
+        assert moved_at_freeze is last_update, name
+        for later in snapshots[frozen_at + 1 :]:  # every step after t leaves it untouched
+            assert torch.equal(later[pname], snapshots[frozen_at][pname])
     d_name = "base_model.model.bert.encoder.layer.0.intermediate.dense.aflora_d.default"
     assert not torch.equal(snapshots[-1][d_name], snapshots[-2][d_name])  # d still trains (and decays)
     assert not any(p.requires_grad for n, p in model.named_parameters() if "aflora_A" in n or "aflora_B" in n)
