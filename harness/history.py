@@ -46,7 +46,11 @@ def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict,
 
 
 def runtime_summary(
-    timer_seconds: float, timer_cpu_seconds: float | None, timer_epochs: float, records: list[dict[str, Any]], n_train: int
+    timer_seconds: float,
+    timer_cpu_seconds: float | None,
+    timer_epochs: float,
+    records: list[dict[str, Any]],
+    n_train: int,
 ) -> dict:
     """Training time (evaluation excluded), wall and CPU, per epoch and throughput, plus evaluation time."""
     eval_seconds = sum(v for r in records for k, v in r.items() if k.startswith("eval_seconds"))
