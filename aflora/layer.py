@@ -184,7 +184,6 @@ class Linear(nn.Module, AFLoraLayer):
                 self.set_base_weight(base)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        previous_dtype = x.dtype
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
@@ -196,6 +195,10 @@ class Linear(nn.Module, AFLoraLayer):
         result = self.base_layer(x, *args, **kwargs)  # (..., out)
         if self.merged:
             return result
+        # The base layer's output dtype, as PEFT's LoRA keeps it: under autocast that is the autocast
+        # dtype, not the input's (a float32 LayerNorm output cast back to float32 would leave DeBERTa's
+        # attention with bf16 scores and a float32 query, whose mask value overflows bf16).
+        result_dtype = result.dtype
         for adapter in self.active_adapters:
             if adapter not in self.aflora_A:
                 continue
@@ -203,7 +206,7 @@ class Linear(nn.Module, AFLoraLayer):
             x_a = self._cast_input_dtype(x, weight_a.dtype)
             hidden = F.linear(x_a, weight_a) * self.aflora_d[adapter]  # (..., r)
             result = result + self.aflora_b[adapter] * F.linear(hidden, self.aflora_B[adapter])  # (..., out)
-        return result.to(previous_dtype)
+        return result.to(result_dtype)
 
     def _foldable_adapter(self, x: torch.Tensor) -> str | None:
         """The adapter to fold into the base weight for this input, or None for the layer-by-layer path.

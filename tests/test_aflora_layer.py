@@ -238,3 +238,22 @@ def test_count_after_every_projection_froze_on_deberta_v3_base_shapes():
         for which in ("A", "B"):
             layer.freeze_projection("default", which)
     assert trainable_adapter_params(model) == 83_232
+
+
+def test_output_dtype_under_autocast_is_the_base_layers_as_in_peft_lora():
+    """Under bf16 autocast an AFLoRA layer returns its base layer's dtype, as PEFT's LoRA layer does
+    (the reference); DeBERTa's attention then masks bf16 scores with a bf16 fill value."""
+    from peft import LoraConfig
+
+    ids = torch.randint(0, 100, (2, 7))
+    outputs = {}
+    for name, model in {
+        "aflora": wrap(tiny_model("deberta"), "deberta"),
+        "lora": get_peft_model(tiny_model("deberta"), LoraConfig(target_modules=DEBERTA_TARGETS, task_type="SEQ_CLS")),
+    }.items():
+        layer = model.get_base_model().deberta.encoder.layer[0].attention.self.query_proj
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs[name] = layer(torch.randn(2, 7, 32))
+            loss = model(input_ids=ids, labels=torch.tensor([0, 1])).loss
+        assert torch.isfinite(loss), name
+    assert outputs["aflora"].dtype == outputs["lora"].dtype == torch.bfloat16
