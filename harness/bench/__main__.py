@@ -2,6 +2,7 @@
 
     python -m harness.bench                                       # MiniLM, CPU, a few minutes
     python -m harness.bench model=deberta-v3-base-random device=cuda
+    python -m harness.bench model=deberta-v3-base-random device=cuda precision=bf16   # bf16 autocast
     python -m harness.bench model=tiny-bert quick=true out=/tmp/bench   # seconds (tests)
     python -m harness.bench rows=elora,aflora-frozen,floor reps=9       # some rows only
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch          # RTE epoch: padded vs dynamic
@@ -9,7 +10,7 @@
     python -m harness.bench mode=flops model=deberta-v3-base-random   # FLOPs and parameters only, no timing
 
 Arguments are ``key=value`` (Hydra style) or ``--key value``. Writes
-``<out>/<model>-<device>[-quick].md`` and ``.json`` (epoch mode: ``<out>/epoch-<model>-<task>.*``).
+``<out>/<model>-<device>[-bf16][-quick].md`` and ``.json`` (epoch mode: ``<out>/epoch-<model>-<task>.*``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mode", choices=["speed", "epoch", "flops"], default="speed")
     p.add_argument("--model", default="minilm", help="a conf/model name")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: forward under bfloat16 autocast"
+    )
     p.add_argument("--quick", type=_bool, nargs="?", const=True, default=False, help="tiny batch, 3 rounds")
     p.add_argument("--batch", type=int, help="sequences per step (default per device)")
     p.add_argument("--seq", type=int, help="tokens per sequence (default per device)")
@@ -67,6 +71,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--group_by_length", type=_bool, default=True, help="epoch mode: dynamic run groups by length")
     p.add_argument("--glue_dir", help="epoch mode: local GLUE copy (default: $GLUE_DIR)")
     p.add_argument("--runs_dir", help="epoch mode: where the two runs go (default: a temporary folder)")
+    p.add_argument(
+        "--cache_timings", type=_bool, default=True, help="epoch mode: also time a cold and a warm tokenisation"
+    )
     opts = p.parse_args(argv)
     for key, value in {**DEFAULTS[opts.device], **(QUICK if opts.quick else {})}.items():
         if getattr(opts, key) is None:
@@ -112,17 +119,17 @@ def run_speed(opts: argparse.Namespace, command: str) -> dict[str, Any]:
             log.info("building row %s", name)
             built.append(rows.build_row(name, opts.model, device, args))
         batch = timing.make_batch(built[0].model, opts.batch, opts.seq, device)
-        timings = timing.measure(built, batch, args, device, opts.warmup, opts.reps, opts.clock)
+        timings = timing.measure(built, batch, args, device, opts.warmup, opts.reps, opts.clock, opts.precision)
         freezer_row = next((r for r in built if r.name == "aflora"), None)
         per_step = None
         if freezer_row is not None:
             window = int(rows.compose_config(opts.model, "aflora").method.window)
-            per_step = timing.bookkeeping_per_step(freezer_row, batch, args, device, window, opts.clock)
+            per_step = timing.bookkeeping_per_step(freezer_row, batch, args, device, window, opts.clock, opts.precision)
     for row in built:
         rows.check_unchanged(row)
     macs = {row.name: flops.linear_macs_per_token(row.model) for row in built}
     records, freezer, targets = report.summarise(built, timings, macs, per_step, opts.batch)
-    settings = {k: getattr(opts, k) for k in ("batch", "seq", "warmup", "reps", "quick", "clock")}
+    settings = {k: getattr(opts, k) for k in ("batch", "seq", "warmup", "reps", "quick", "clock", "precision")}
     return {
         "model": opts.model,
         "device": str(device),
@@ -197,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         from harness.bench import report
 
         result = run_speed(opts, command)
-        stem = f"{opts.model}-{opts.device}" + ("-quick" if opts.quick else "")
+        stem = (
+            f"{opts.model}-{opts.device}"
+            + ("-bf16" if opts.precision == "bf16" else "")
+            + ("-quick" if opts.quick else "")
+        )
         report.write(result, out, stem)
         text = report.markdown(result)
     print(text)

@@ -9,7 +9,8 @@ metric from the two ``result.json`` files. Target: padded / dynamic >= 2.
 
 Data caching: a second run of the same task must not tokenise again (``harness.data`` caches the
 tokenised splits under a datasets fingerprint). Measured as the time to load + tokenise the task
-in two fresh processes sharing an empty datasets cache: cold, then warm.
+in two fresh processes sharing an empty datasets cache: cold, then warm (``cache_timings=false``
+skips it).
 """
 
 from __future__ import annotations
@@ -134,12 +135,12 @@ def run_epoch_mode(opts: Any) -> dict[str, Any]:
         "runs": runs,
         "speedup": speedup,
         "target": {"limit": SPEEDUP_TARGET, "pass": speedup >= SPEEDUP_TARGET},
-        "tokenisation": cache_timings(opts, root, glue_dir),
+        "tokenisation": cache_timings(opts, root, glue_dir) if opts.cache_timings else None,
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
-    runs, tok = report["runs"], report["tokenisation"]
+    runs, tok = report["runs"], report["tokenisation"] or {}
     verdict = "PASS" if report["target"]["pass"] else "FAIL"
     lines = [
         f"# Epoch throughput: {report['model']} on {report['task']} ({report['method']}, {report['device']})",
@@ -160,16 +161,19 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {name} | `{shown}` | {r['train_examples']} | {r['steps']} | {r['seconds_per_epoch']:.1f} | "
             f"{r['train_samples_per_second']:.1f} | {r['value']:.4f} |"
         )
-    first, second = (tok[call]["load"] + tok[call]["tokenise"] for call in ("first", "second"))
     lines += [
         "",
         f"- {verdict}: padded / dynamic seconds per epoch = {report['speedup']:.2f} "
         f"(target >= {report['target']['limit']})",
-        *metric_noise(runs, tok["first"].get("examples", {})),
-        f"- Data cache: load + tokenise in a fresh process, first {first:.2f} s (tokenise "
-        f"{tok['first']['tokenise']:.2f} s), second {second:.2f} s (tokenise {tok['second']['tokenise']:.2f} s: "
-        "read from the cache).",
+        *metric_noise(runs, tok.get("first", {}).get("examples", {})),
     ]
+    if tok:
+        first, second = (tok[call]["load"] + tok[call]["tokenise"] for call in ("first", "second"))
+        lines.append(
+            f"- Data cache: load + tokenise in a fresh process, first {first:.2f} s (tokenise "
+            f"{tok['first']['tokenise']:.2f} s), second {second:.2f} s (tokenise {tok['second']['tokenise']:.2f} s: "
+            "read from the cache)."
+        )
     return "\n".join(lines) + "\n"
 
 

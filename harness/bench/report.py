@@ -20,6 +20,11 @@ PAPER = {
     "runtime": {"aflora": 0.539, "lora": 0.652, "elora": 1.0},
     "flops": {"aflora": 0.334, "lora": 0.337, "elora": 1.0},
 }
+PRECISION_TEXT = {
+    "fp32": "fp32 throughout",
+    "bf16": "bf16 autocast (matrix products in bfloat16; weights, gradients and AdamW state in fp32, as "
+    "train.precision=bf16 trains)",
+}
 CLOCK_TEXT = {
     "wall": "wall time (CUDA: synchronised around every step)",
     "cpu": "process CPU time (a shared machine's load inflates wall time far more than this)",
@@ -122,7 +127,7 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
-        f"# Speed benchmark: {report['model']} on {report['device']}",
+        f"# Speed benchmark: {report['model']} on {report['device']}, {s.get('precision', 'fp32')}",
         "",
         f"Command: `{report['command']}`",
         "",
@@ -134,6 +139,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['reps']} timed rounds; every round steps each row once, in a rotating order. A step is "
         "forward, backward, the method's callbacks, gradient clipping, AdamW, zero_grad (as the "
         "harness's Trainer runs it). Time ratios are the median over rounds of the ratio within a round.",
+        "",
+        f"Precision: {PRECISION_TEXT[s.get('precision', 'fp32')]}.",
         "",
         f"Clock: {CLOCK_TEXT[s['clock']]}, {s['threads']} intra-op thread(s). Step ms, samples/s and every "
         "time ratio use it; wall ms is the same steps' wall-clock median, for reference.",

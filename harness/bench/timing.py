@@ -14,6 +14,9 @@ the neighbours' load as much as the step (a round of the default bench took 10 s
 busy), while the CPU time one thread spends is what the step costs, and equals its wall time on
 an idle machine. Wall times are recorded too.
 
+Precision. ``bf16`` runs each forward under ``torch.autocast`` to bfloat16, with weights, gradients
+and optimizer state in float32: what ``train.precision=bf16`` (the Trainer's ``bf16=True``) does.
+
 Memory. On CUDA, a row's peak is its static footprint (weights, buffers, optimizer state) plus the
 most its step allocates on top (activations, gradients): the peak it would have alone on the
 device, although all rows share it here. CPU allocations have no such counters: peak is None there.
@@ -21,6 +24,7 @@ device, although all rows share it here. CPU allocations have no such counters: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -64,6 +68,18 @@ def make_batch(model: torch.nn.Module, batch: int, seq: int, device: torch.devic
     }
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The forward's autocast context: bfloat16 matrix products for ``bf16``, none for ``fp32``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def synchronizer(device: torch.device) -> Callable[[], None]:
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
@@ -84,9 +100,13 @@ def _hooks(row: Row, event: str, args: TrainingArguments, sync: Callable[[], Non
     return spent
 
 
-def train_step(row: Row, batch: dict, args: TrainingArguments, sync: Callable[[], None], clock: Clock) -> float:
+def train_step(
+    row: Row, batch: dict, args: TrainingArguments, sync: Callable[[], None], clock: Clock, precision: str = "fp32"
+) -> float:
     """One optimizer step; returns the seconds spent in the method's callbacks."""
-    row.model(**batch).loss.backward()
+    with autocast(batch["input_ids"].device, precision):
+        loss = row.model(**batch).loss
+    loss.backward()
     spent = _hooks(row, "on_pre_optimizer_step", args, sync, clock)
     row.optimizer.step()
     spent += _hooks(row, "on_optimizer_step", args, sync, clock)
@@ -113,13 +133,14 @@ def measure(
     warmup: int,
     reps: int,
     clock: str = "wall",
+    precision: str = "fp32",
 ) -> dict[str, Timing]:
     """``warmup`` untimed rounds, then ``reps`` timed rounds; the row order rotates every round."""
     sync, tick = synchronizer(device), CLOCKS[clock]
     timings = {row.name: Timing() for row in rows}
     for _ in range(warmup):
         for row in rows:
-            train_step(row, batch, args, sync, tick)
+            train_step(row, batch, args, sync, tick, precision)
     for row in rows:  # optimizer state exists now
         timings[row.name].static_bytes = static_bytes(row)
     for rep in range(reps):
@@ -132,7 +153,7 @@ def measure(
                 torch.cuda.reset_peak_memory_stats(device)
             sync()
             t0, w0 = tick(), time.perf_counter()
-            spent = train_step(row, batch, args, sync, tick)
+            spent = train_step(row, batch, args, sync, tick, precision)
             sync()
             timing.seconds.append(tick() - t0)
             timing.wall.append(time.perf_counter() - w0)
@@ -145,7 +166,13 @@ def measure(
 
 
 def bookkeeping_per_step(
-    row: Row, batch: dict, args: TrainingArguments, device: torch.device, window: int, clock: str = "wall"
+    row: Row,
+    batch: dict,
+    args: TrainingArguments,
+    device: torch.device,
+    window: int,
+    clock: str = "wall",
+    precision: str = "fp32",
 ) -> float:
     """Mean seconds per step of the row's method callbacks over ``window`` consecutive steps.
 
@@ -154,7 +181,9 @@ def bookkeeping_per_step(
     the bookkeeping's per-step cost. Measured on one real gradient (one backward), steps advancing.
     """
     sync, tick = synchronizer(device), CLOCKS[clock]
-    row.model(**batch).loss.backward()
+    with autocast(device, precision):
+        loss = row.model(**batch).loss
+    loss.backward()
     spent = 0.0
     control, kwargs = TrainerControl(), {"model": row.model, "optimizer": row.optimizer}
     sync()
