@@ -54,6 +54,9 @@ def build_aflora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
         modules_to_save=list(ctx.head_modules),
     )
     peft_model = get_peft_model(model, config)
+    if not cfg.freezing:  # ablation: the trainable projections train to the end
+        logger.info("AFLoRA without freezing: %s projections train for the whole run", cfg.trainable_projections)
+        return MethodBuild(model=peft_model)
     freezer = AFLoraFreezer(
         peft_model,
         total_steps=ctx.total_steps,

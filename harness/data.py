@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_dataset
 from datasets.fingerprint import Hasher
@@ -131,10 +132,19 @@ def tokenize_splits(
     return DatasetDict(out)
 
 
-def take_first(ds: Dataset, n: int | None) -> Dataset:
-    """The first ``n`` examples (all when ``n`` is None or larger than the split)."""
+def take_examples(ds: Dataset, n: int | None, sample_seed: int | None = None) -> Dataset:
+    """``n`` examples (all when ``n`` is None or larger than the split): the first ``n``, or with
+    ``sample_seed`` a random sample of ``n`` drawn with that seed, kept in the split's order.
+
+    A sample, not the first rows, where a split is ordered by source (STS-B's training set runs
+    captions, then news, then forums); the seed is the protocol's, not the run's, so every method
+    and every run seed train on the same examples.
+    """
     if n is None or n >= len(ds):
         return ds
     if n <= 0:
         raise DataError(f"a sample limit must be positive, got {n}")
-    return ds.select(range(n))
+    if sample_seed is None:
+        return ds.select(range(n))
+    chosen = np.random.default_rng(sample_seed).choice(len(ds), size=n, replace=False)
+    return ds.select(np.sort(chosen))

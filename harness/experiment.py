@@ -14,13 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from harness.checkpoints import MarkCompleteCheckpoints, last_complete_checkpoint
-from harness.data import load_raw_splits, take_first, tokenize_splits
+from harness.data import load_raw_splits, take_examples, tokenize_splits
 from harness.distributed import agree
 from harness.env import environment
 from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
 from harness.history import best_and_final, per_epoch_records, runtime_summary
-from harness.methods import BuildContext, get_builder
+from harness.methods import BuildContext, method_builder
 from harness.models import check_sequence_length, head_modules, load_model, load_tokenizer
 from harness.optim import build_optimizer
 from harness.params import TrainableParamTracker, count_parameters, trainable_counter
@@ -45,8 +45,8 @@ def prepare_data(
 ) -> tuple[Dataset, dict[str, Dataset]]:
     raw = load_raw_splits(task, cfg.data.dir, cfg.data.hub_name)
     tokenized = tokenize_splits(raw, tokenizer, task, cfg.data.max_seq_length, cfg.data.pad_to_max_length)
-    train_set = take_first(tokenized["train"], cfg.train.max_train_samples)
-    eval_sets = {s: take_first(tokenized[s], cfg.train.max_eval_samples) for s in task.eval_splits}
+    train_set = take_examples(tokenized["train"], cfg.train.max_train_samples, cfg.train.train_sample_seed)
+    eval_sets = {s: take_examples(tokenized[s], cfg.train.max_eval_samples) for s in task.eval_splits}
     return train_set, eval_sets
 
 
@@ -78,7 +78,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         steps_per_epoch=steps_per_epoch,
         seed=cfg.seed,
     )
-    builder = get_builder(cfg.method.name, cfg.method.module)
+    builder = method_builder(cfg.method)
     try:
         built = builder(model, cfg.method, ctx)
     except ValueError as err:  # PEFT and the builders validate their configs with ValueError

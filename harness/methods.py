@@ -2,6 +2,8 @@
 
 A method is one module plus one yaml. The yaml (``conf/method/<name>.yaml``) names the module
 that defines the builder (``module: baselines.lora``); importing it runs ``@register_method``.
+A variant of a method (an ablation such as ``aflora-nofreeze``) is one more yaml that composes the
+method's yaml, changes some values and names the builder it reuses (``builder: aflora``).
 The builder wraps the backbone and returns the callbacks it needs (AFLoRA's freezer, AdaLoRA's
 rank allocator); the training code never asks which method it is running.
 """
@@ -70,3 +72,8 @@ def get_builder(name: str, module: str) -> Builder:
             f"method {name!r}: module {module!r} registered no builder of that name (registered: {sorted(_REGISTRY)})"
         )
     return _REGISTRY[name]
+
+
+def method_builder(method_cfg: Any) -> Builder:
+    """The builder a method config names: ``builder`` (a variant's), else the method's own ``name``."""
+    return get_builder(method_cfg.get("builder") or method_cfg.name, method_cfg.module)

@@ -136,6 +136,14 @@ def test_full_count_deberta():
     assert adapter_count(built.model) == total - (768 * 2 + 2)  # everything but the classifier
 
 
+def test_head_count_deberta():
+    with torch.device("meta"):
+        built = build("head", deberta_v3_base_on_meta(), DEBERTA_CTX)
+    trainable = {n: p.numel() for n, p in built.model.named_parameters() if p.requires_grad}
+    assert adapter_count(built.model) == 0
+    assert trainable == {"classifier.weight": 768 * 2, "classifier.bias": 2}  # the linear probe alone
+
+
 # --- a tiny BERT: what trains -------------------------------------------------------------------
 
 
@@ -169,10 +177,11 @@ TRAINED = {
     "vera": ("vera_lambda_b", "vera_lambda_d", "modules_to_save"),
     "elora": ("aflora_d", "aflora_b", "modules_to_save"),
     "lora": ("lora_A", "lora_B", "modules_to_save"),
+    "head": ("classifier",),  # no adapter: the backbone's own classifier
 }
 
 
-@pytest.mark.parametrize("method", ["adalora", "vera", "elora", "lora", "full"])
+@pytest.mark.parametrize("method", ["adalora", "vera", "elora", "lora", "full", "head"])
 def test_only_method_parameters_change(method):
     if method in ("lora", "full") and importlib.util.find_spec(f"baselines.{method}") is None:
         pytest.skip(f"baselines/{method}.py not written yet")

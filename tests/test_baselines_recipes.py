@@ -1,5 +1,6 @@
 """The baselines' recipes: known keys only, applied by the run config, AdaLoRA's schedules fit
-their runs, and the MiniLM CPU protocol gives every method the same epochs, batch and data."""
+their runs; and the MiniLM study's composition: one protocol per task that every method gets, and
+per-method settings that cannot change it."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ TRAIN_SIZE = {
     "mnli": 392702,
     "qqp": 363846,
 }
-OURS = {"deberta-v3-base": ["lora", "adalora", "elora", "vera"], "minilm": ["full", "lora", "adalora", "elora", "vera"]}
+OURS = {"deberta-v3-base": ["lora", "adalora", "elora", "vera"]}
 CASES = [(model, method, task) for model, methods in OURS.items() for method in methods for task in TASKS]
 
 
@@ -68,15 +69,67 @@ def test_recipe_is_applied_by_the_run_config(model, method):
             assert cfg[group][key] == value, f"{group}.{key}"
 
 
-SHARED = ["epochs", "batch_size", "max_steps", "max_train_samples", "warmup_ratio", "lr_scheduler"]
+# --- the MiniLM study: conf/protocol/minilm/<task>.yaml + conf/tuning/minilm/<method>.yaml ----------
+
+PROTOCOL, TUNING = CONF / "protocol" / "minilm", CONF / "tuning" / "minilm"
+PROTOCOL_KEYS = {
+    "train": {
+        "epochs",
+        "batch_size",
+        "warmup_ratio",
+        "max_train_samples",
+        "train_sample_seed",
+        "group_by_length",
+        "max_steps",
+        "lr_scheduler",
+    },
+    "data": {"max_seq_length"},
+}
+MINILM_METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+
+
+def test_every_method_has_minilm_settings_and_they_leave_the_protocol_alone():
+    assert sorted(p.stem for p in TUNING.glob("*.yaml")) == MINILM_METHODS
+    for path in TUNING.glob("*.yaml"):
+        tuning = OmegaConf.load(path)
+        train_keys = set(tuning.get("train", {}))
+        assert train_keys <= set(OmegaConf.load(CONF / "train" / "default.yaml")), path.name
+        assert not train_keys & PROTOCOL_KEYS["train"] and "data" not in tuning, path.name
 
 
 @pytest.mark.parametrize("task", TASKS)
+def test_minilm_protocol_sets_known_keys(task):
+    protocol = OmegaConf.load(PROTOCOL / f"{task}.yaml")
+    assert set(protocol) == set(PROTOCOL_KEYS)
+    for group, keys in PROTOCOL_KEYS.items():
+        assert set(protocol[group]) <= keys, (group, set(protocol[group]) - keys)
+
+
+@pytest.mark.parametrize("task", ["cola", "sst2", "mrpc", "stsb", "rte"])
 def test_minilm_protocol_is_shared_by_every_method(task):
-    methods = sorted(p.name for p in (RECIPES / "minilm").iterdir() if (p / f"{task}.yaml").exists())
-    assert set(OURS["minilm"]) <= set(methods)
-    seen = {}
-    for method in methods:  # every method with a MiniLM recipe, AFLoRA's included
-        _, _, cfg = resolved("minilm", method, task)
-        seen[method] = (*(cfg.train[key] for key in SHARED), cfg.data.max_seq_length)
-    assert len(set(seen.values())) == 1, seen
+    protocol = OmegaConf.load(PROTOCOL / f"{task}.yaml")
+    for method in MINILM_METHODS:
+        cfg = compose(["model=minilm", f"method={method}", f"task={task}"])
+        for group in protocol:
+            for key, value in protocol[group].items():
+                assert cfg[group][key] == value, (method, f"{group}.{key}")
+        if method == "adalora":  # its fractions leave a budgeting phase on this run length
+            n_train = min(TRAIN_SIZE[task], cfg.train.max_train_samples or TRAIN_SIZE[task])
+            _, total = optimizer_steps(n_train, cfg.train, processes=1)
+            tinit, tfinal = resolve_schedule(cfg.method, total)
+            assert 0 <= tinit < total - tfinal
+
+
+def test_an_ablation_trains_with_aflora_settings_and_its_own_method_values():
+    aflora = compose(["model=minilm", "method=aflora", "task=mrpc"])
+    for variant, key, value in [
+        ("aflora-nofreeze", "freezing", False),
+        ("aflora-frozen", "trainable_projections", "none"),
+        ("aflora-all", "trainable_projections", "all"),
+    ]:
+        cfg = compose(["model=minilm", f"method={variant}", "task=mrpc"])
+        assert cfg.train == aflora.train and cfg.method.builder == "aflora" and cfg.method.name == variant
+        assert cfg.method[key] == value and aflora.method[key] != value
+        assert {k: v for k, v in cfg.method.items() if k not in ("name", "builder", key)} == {
+            k: v for k, v in aflora.method.items() if k not in ("name", key)
+        }

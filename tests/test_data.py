@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.data import load_raw_splits, take_first, tokenize_splits
+from harness.data import load_raw_splits, take_examples, tokenize_splits
 from harness.errors import DataError
 from harness.models import load_tokenizer
 from harness.tasks import TaskSpec
@@ -76,8 +76,19 @@ def test_take_first():
     from datasets import Dataset
 
     d = Dataset(ds)
-    assert take_first(d, 3)["x"] == [0, 1, 2]
-    assert len(take_first(d, None)) == 10 and len(take_first(d, 50)) == 10
+    assert take_examples(d, 3)["x"] == [0, 1, 2]
+    assert len(take_examples(d, None)) == 10 and len(take_examples(d, 50)) == 10
+
+
+def test_take_examples_with_a_sample_seed_spreads_over_an_ordered_split():
+    from datasets import Dataset
+
+    d = Dataset(pa.table({"x": list(range(1000))}))  # ordered by source, as STS-B's training set
+    sample = take_examples(d, 100, sample_seed=0)["x"]
+    assert len(set(sample)) == 100 and sample == sorted(sample)
+    assert take_examples(d, 100, sample_seed=0)["x"] == sample  # the same examples for every run
+    assert take_examples(d, 100, sample_seed=1)["x"] != sample
+    assert 30 <= sum(x >= 500 for x in sample) <= 70  # both halves, unlike the first 100
 
 
 # --- bad data is refused with a message that names the culprit ---------------------------------

@@ -33,7 +33,7 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
 from harness.gradients import ClipAndCheckGradients
-from harness.methods import BuildContext, get_builder
+from harness.methods import BuildContext, method_builder
 from harness.models import head_modules, load_model
 from harness.optim import build_optimizer
 from harness.params import TrainableParamTracker, count_parameters, trainable_counter
@@ -117,7 +117,7 @@ def build_row(name: str, model_name: str, device: torch.device, args: Any, seed:
         callbacks = _head_only(model, heads)
         note = "head trainable, input grads through every layer"
     else:
-        built = get_builder(cfg.method.name, cfg.method.module)(model, cfg.method, ctx)
+        built = method_builder(cfg.method)(model, cfg.method, ctx)
         model, callbacks = built.model, built.callbacks
         if name in AFLORA_ROWS:
             callbacks, note = _aflora_phase(name, model, callbacks)
