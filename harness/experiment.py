@@ -13,6 +13,7 @@ from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase, set_seed
 
+from harness.best_weights import SaveBestWeights, weights_summary
 from harness.checkpoints import MarkCompleteCheckpoints, last_complete_checkpoint
 from harness.data import load_raw_splits, take_examples, tokenize_splits
 from harness.distributed import agree
@@ -21,6 +22,7 @@ from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
 from harness.history import best_and_final, per_epoch_records, runtime_summary
 from harness.methods import BuildContext, method_builder
+from harness.model_card import run_facts
 from harness.models import check_sequence_length, head_modules, load_model, load_tokenizer
 from harness.optim import build_optimizer
 from harness.params import TrainableParamTracker, count_parameters, trainable_counter
@@ -99,6 +101,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         timer,
         MarkCompleteCheckpoints(),
     ]
+    if cfg.train.save_best:  # the best epoch's weights, saved as it is evaluated (harness/best_weights.py)
+        facts = run_facts(cfg, next(iter(task.eval_splits)), counts)
+        callbacks.insert(-1, SaveBestWeights(run_dir, task, facts, counter))
 
     optimizer = build_optimizer(model, cfg.train, heads)
     args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)
@@ -140,6 +145,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "train_examples": len(train_set),
             "device": str(device),
         },
+        "weights": weights_summary(run_dir, best["epoch"]) if cfg.train.save_best else None,
         "freezing": None,
         "env": environment(device),
     }

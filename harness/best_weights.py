@@ -1,0 +1,107 @@
+"""The best epoch's weights, kept in ``<run_dir>/best/`` with a model card.
+
+Saved when the epoch is evaluated, if it is the best so far by the same rule as result.json's
+``metrics.best`` (the task's selection metric, earliest epoch on ties), so no checkpoint has to be
+kept for it. A PEFT model saves its adapter with the classifier (``modules_to_save``); any other
+model (full fine-tuning) saves itself. Each save goes to ``best.partial/`` and then replaces
+``best/`` by two renames; a crash between them leaves the old copy as ``best.stale/``, which the
+next start puts back. A resumed run re-derives "best so far" from the Trainer's log history, so it
+saves exactly what an uninterrupted run saves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from peft import PeftModel
+from torch import nn
+from transformers import TrainerCallback
+
+from harness.history import best_and_final, per_epoch_records
+from harness.model_card import RunFacts, write_model_card
+from harness.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+BEST_DIR = "best"
+SELECTION_FILE = "best_epoch.json"  # which epoch these weights are, for result.json and harness.predict
+_PARTIAL, _STALE = "best.partial", "best.stale"
+
+
+def is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def saved_epoch(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / BEST_DIR / SELECTION_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def weights_summary(run_dir: Path, best_epoch: int) -> dict[str, Any] | None:
+    """result.json's ``weights``: where the best epoch's weights are and their size, or None when
+    ``best/`` holds no weights of that epoch (e.g. a run resumed from before they were saved)."""
+    saved = saved_epoch(run_dir)
+    if saved is None or saved["epoch"] != best_epoch:
+        log.warning("%s does not hold the best epoch's (%d) weights", Path(run_dir) / BEST_DIR, best_epoch)
+        return None
+    folder = Path(run_dir) / BEST_DIR
+    return {
+        "path": BEST_DIR,
+        "epoch": saved["epoch"],
+        "format": "peft-adapter" if is_adapter(folder) else "transformers-model",
+        "bytes": sum(f.stat().st_size for f in folder.glob("*.safetensors")),
+    }
+
+
+class SaveBestWeights(TrainerCallback):
+    """Saves the model into ``<run_dir>/best/`` whenever an evaluation makes its epoch the best (rank 0)."""
+
+    def __init__(self, run_dir: Path, task: TaskSpec, facts: RunFacts, trainable: Callable[[nn.Module], int]):
+        self.run_dir = Path(run_dir)
+        self.task = task
+        self.facts = facts
+        self.trainable = trainable
+        self.selection_key = f"eval_{next(iter(task.eval_splits))}_{task.selection_metric}"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            _finish_interrupted_save(self.run_dir)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        # The Trainer evaluates each split in turn; the selection metric comes with the first.
+        if not state.is_world_process_zero or self.selection_key not in (metrics or {}):
+            return
+        records = per_epoch_records(state.log_history, self.task)
+        best, latest = best_and_final(records, self.task)
+        if best["epoch"] == latest["epoch"]:
+            self.save(model, best)
+
+    def save(self, model: nn.Module, best: dict[str, Any]) -> None:
+        partial, final = self.run_dir / _PARTIAL, self.run_dir / BEST_DIR
+        shutil.rmtree(partial, ignore_errors=True)
+        model.save_pretrained(partial)  # safetensors; a PeftModel writes only its adapter and modules_to_save
+        library = "peft" if isinstance(model, PeftModel) else "transformers"
+        write_model_card(partial, self.facts, best, self.trainable(model), library)
+        metric = self.task.selection_metric
+        selection = {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
+        (partial / SELECTION_FILE).write_text(json.dumps(selection) + "\n")
+        stale = self.run_dir / _STALE
+        if final.exists():
+            final.rename(stale)
+        partial.rename(final)
+        shutil.rmtree(stale, ignore_errors=True)
+        log.info("epoch %d is the best so far (%s %s): weights in %s", best["epoch"], metric, best[metric], final)
+
+
+def _finish_interrupted_save(run_dir: Path) -> None:
+    """Put back the previous best weights if a crash fell between the two renames of a save."""
+    final, stale = run_dir / BEST_DIR, run_dir / _STALE
+    if stale.exists() and not final.exists():
+        stale.rename(final)
+    shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(run_dir / _PARTIAL, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""Reload a finished run's best weights, check them against result.json, predict GLUE's test split.
+
+    python -m harness.predict runs/minilm/rte/aflora/seed1            # -> <run_dir>/predictions/RTE.tsv
+    python -m harness.predict runs/minilm/mnli/lora/seed1 --out sub/  # MNLI-m.tsv, MNLI-mm.tsv, AX.tsv
+
+The model is rebuilt as the run built it (its resolved config is in result.json): the backbone
+from ``model`` (after ``set_seed(seed)``, so a random-weight backbone comes out the same), then the
+adapter from ``<run_dir>/best/``; a fully fine-tuned model loads from there on its own. Before
+predicting, the validation split(s) are evaluated again, with the run's batch size and sample
+limit, and each metric is compared with the best epoch's in result.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from peft import PeftModel
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+import aflora  # noqa: F401  registers AFLoRA with peft, so its adapters load
+from harness.best_weights import BEST_DIR, is_adapter
+from harness.data import load_raw_splits, take_examples, tokenize_splits
+from harness.errors import HarnessError
+from harness.metrics import compute_metrics_fn, to_predictions
+from harness.models import load_model, load_tokenizer
+from harness.results import read_result
+from harness.submission import PREDICTIONS_DIR, TEST_FILES, write_tsv
+from harness.tasks import TaskSpec
+from harness.training import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def load_run(run_dir: Path) -> tuple[DictConfig, dict[str, Any]]:
+    """The run's resolved config and result; a completed run with saved weights, or a HarnessError."""
+    result = read_result(run_dir)
+    if result is None:
+        raise HarnessError(f"{run_dir}: no result.json (not a run directory, or the run never started)")
+    if result.get("status") != "completed":
+        raise HarnessError(f"{run_dir}: the run has not completed (status {result.get('status')!r})")
+    if not (run_dir / BEST_DIR).is_dir():
+        raise HarnessError(f"{run_dir / BEST_DIR}: no saved weights (the run had train.save_best=false or predates it)")
+    return OmegaConf.create(result["config"]), result
+
+
+def load_adapter(base: torch.nn.Module, folder: Path) -> PeftModel:
+    """A saved PEFT adapter on ``base``, trainable as in training, so the forward is the same: AFLoRA
+    folds only adapters whose projections are frozen (a different rounding from the layer-by-layer
+    path), and peft's AdaLoRA adds its regulariser to the evaluation loss only through a trainable
+    adapter."""
+    return PeftModel.from_pretrained(base, folder, is_trainable=True)
+
+
+def load_saved_model(cfg: DictConfig, task: TaskSpec, folder: Path) -> torch.nn.Module:
+    if is_adapter(folder):
+        set_seed(cfg.seed)  # as run_experiment does before it builds the backbone
+        model = load_adapter(load_model(cfg.model, task), folder)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+    return model.eval()
+
+
+def inference_trainer(
+    model: torch.nn.Module, cfg: DictConfig, task: TaskSpec, tokenizer: PreTrainedTokenizerBase, out_dir: Path
+) -> Trainer:
+    """A Trainer that evaluates and predicts exactly as the training run's did (batch size, precision, collator)."""
+    device = resolve_device(cfg.train.device)
+    args = TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_eval_batch_size=cfg.train.eval_batch_size,
+        bf16=cfg.train.precision == "bf16",
+        use_cpu=device.type == "cpu",
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(task),
+    )
+
+
+def evaluate_validation(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_dir: str | None) -> dict[str, float]:
+    """The task's metrics on its validation split(s), keyed as result.json keys them (``accuracy_mm``)."""
+    splits = list(task.eval_splits)
+    raw = load_raw_splits(task, data_dir, cfg.data.hub_name, splits)
+    tokenized = tokenize_splits(
+        raw, trainer.processing_class, task, cfg.data.max_seq_length, cfg.data.pad_to_max_length
+    )
+    metrics = {}
+    for split, suffix in task.eval_splits.items():
+        dataset = take_examples(tokenized[split], cfg.train.max_eval_samples)
+        out = trainer.evaluate(dataset, metric_key_prefix=f"eval_{split}")
+        metrics.update({m + suffix: out[f"eval_{split}_{m}"] for m in task.metrics})
+    return metrics
+
+
+def predict_test(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_dir: str | None, out_dir: Path) -> list[Path]:
+    """Write the GLUE server's file(s) for ``task`` into ``out_dir``; return their paths."""
+    written = []
+    for test in TEST_FILES[task.name]:
+        data_task = replace(task, name=test.data_task)  # AX has MNLI's columns
+        raw = load_raw_splits(data_task, data_dir, cfg.data.hub_name, [test.split])[test.split]
+        indices = raw["idx"] if "idx" in raw.column_names else list(range(len(raw)))
+        tokenized = tokenize_splits(
+            {test.split: raw}, trainer.processing_class, task, cfg.data.max_seq_length, cfg.data.pad_to_max_length
+        )[test.split].remove_columns("labels")  # GLUE's test labels are -1 placeholders
+        predictions = to_predictions(task, trainer.predict(tokenized).predictions)
+        path = out_dir / test.file
+        write_tsv(path, task.name, indices, predictions)
+        log.info("wrote %s (%d rows)", path, len(indices))
+        written.append(path)
+    return written
+
+
+def compare(reproduced: dict[str, float], reported: dict[str, Any]) -> list[str]:
+    """Lines saying, per metric, whether the reloaded weights gave result.json's number."""
+    lines = []
+    for key, value in reproduced.items():
+        same = value == reported.get(key)
+        lines.append(f"validation {key}: {value!r} (result.json: {reported.get(key)!r}){'' if same else '  DIFFERS'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.predict",
+        description="Reload a completed run's best weights, re-check its validation metric, and write the GLUE "
+        "server's test-set file(s) (header index<TAB>prediction).",
+    )
+    parser.add_argument("run_dir", type=Path, help="runs/<model>/<task>/<method>/seed<seed>")
+    parser.add_argument("--out", type=Path, default=None, help=f"default: <run_dir>/{PREDICTIONS_DIR}/")
+    parser.add_argument("--data-dir", default=None, help="a local GLUE copy (default: the run's data.dir)")
+    parser.add_argument("--no-check", action="store_true", help="skip re-evaluating the validation split(s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    try:
+        cfg, result = load_run(args.run_dir)
+        task = TaskSpec.from_config(cfg.task)
+        if task.name not in TEST_FILES:
+            raise HarnessError(f"task {task.name!r} has no GLUE test file (known: {sorted(TEST_FILES)})")
+        data_dir = args.data_dir or cfg.data.dir
+        model = load_saved_model(cfg, task, args.run_dir / BEST_DIR)
+        out_dir = args.out or args.run_dir / PREDICTIONS_DIR
+        trainer = inference_trainer(model, cfg, task, load_tokenizer(cfg.model), out_dir)
+        if not args.no_check:
+            for line in compare(evaluate_validation(trainer, cfg, task, data_dir), result["metrics"]["best"]):
+                log.info("%s", line)
+        predict_test(trainer, cfg, task, data_dir, out_dir)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""A completed run keeps its best epoch's weights with a model card, and they reload to the same metric."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from harness import main as harness_main
+from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
+from harness.models import load_tokenizer
+from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
+from harness.tasks import TaskSpec
+from tests.conftest import CONF_DIR, REPO, compose
+from tests.tiny_models import tiny_bert, wrap_aflora
+
+METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+
+
+def debug_run(tmp_path, glue_dir, task: str, method: str, *extra: str):
+    cfg = compose(
+        [f"task={task}", f"method={method}", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}", *extra]
+    )
+    assert harness_main.main(cfg, tmp_path) == 0
+    return json.loads((tmp_path / "result.json").read_text())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_reloaded_weights_give_the_reported_metric_exactly(tmp_path, glue_dir, method):
+    # STS-B: Pearson and Spearman are floats, so "the same to the last digit" means something.
+    result = debug_run(tmp_path, glue_dir, "stsb", method)
+    best = result["metrics"]["best"]
+    folder = tmp_path / BEST_DIR
+    assert result["weights"]["epoch"] == best["epoch"]
+    assert result["weights"]["bytes"] == sum(f.stat().st_size for f in folder.glob("*.safetensors")) > 0
+    is_peft = method not in ("full", "head")  # those two save the whole model
+    assert result["weights"]["format"] == ("peft-adapter" if is_peft else "transformers-model")
+    assert (folder / ("adapter_model.safetensors" if is_peft else "model.safetensors")).exists()
+    if is_peft:  # the classifier travels with the adapter (modules_to_save)
+        from safetensors import safe_open
+
+        with safe_open(folder / "adapter_model.safetensors", "pt") as f:
+            assert any("classifier" in key for key in f.keys())
+
+    cfg, _ = load_run(tmp_path)
+    task = TaskSpec.from_config(cfg.task)
+    trainer = inference_trainer(load_saved_model(cfg, task, folder), cfg, task, load_tokenizer(cfg.model), tmp_path)
+    reproduced = evaluate_validation(trainer, cfg, task, cfg.data.dir)
+    assert reproduced == {key: best[key] for key in task.metric_keys()}
+
+
+def test_model_card_says_what_the_hub_and_a_reader_need(tmp_path, glue_dir):
+    result = debug_run(tmp_path, glue_dir, "rte", "aflora")
+    best, metric = result["metrics"]["best"], result["metrics"]["selection_metric"]
+    card = ModelCard.load(tmp_path / BEST_DIR / "README.md")
+    assert card.data.library_name == "peft"
+    assert card.data.datasets == ["nyu-mll/glue"] and card.data.metrics == [metric]
+    assert {"aflora", "rte", "glue"} <= set(card.data.tags)
+    assert card.data.base_model is None  # tiny-bert has random weights: no hub model to name
+    [evaluation] = card.data.eval_results
+    assert (evaluation.dataset_config, evaluation.dataset_split) == ("rte", "validation")
+    assert evaluation.metric_type == metric and evaluation.metric_value == best[metric]
+    assert f"epoch {best['epoch']}" in card.text and "seed 1" in card.text.lower()
+    assert "python run.py task=rte model=tiny-bert method=aflora seed=1" in card.text
+    assert re.search(r"Trainable parameters at this epoch: [\d,]+ \(head excluded\)", card.text)
+    selection = json.loads((tmp_path / BEST_DIR / SELECTION_FILE).read_text())
+    assert selection == {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
+
+
+def test_save_best_false_leaves_no_weights(tmp_path, glue_dir):
+    result = debug_run(tmp_path, glue_dir, "rte", "lora", "train.save_best=false")
+    assert result["weights"] is None and not (tmp_path / BEST_DIR).exists()
+
+
+def test_a_partly_frozen_aflora_adapter_reloads_bit_exactly(tmp_path):
+    """Frozen adapters take the folded path, trainable ones the layer-by-layer path (different
+    rounding): the reloaded model must freeze the same projections to compute the same logits."""
+    model = wrap_aflora(tiny_bert(seed=0, dropout=False), r=4, trainable_projections="all")
+    layers = [m for m in model.modules() if hasattr(m, "freeze_projection")]
+    for layer in layers[: len(layers) // 2]:
+        layer.freeze_projection("default", "A")
+        layer.freeze_projection("default", "B")
+    layers[-1].freeze_projection("default", "A")  # half frozen: stays on the layer-by-layer path
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "aflora_b" in name:
+                param.uniform_(-0.5, 0.5)  # b starts at 0: give every adapter an effect
+    model.save_pretrained(tmp_path)
+    ids = torch.randint(0, 100, (4, 40), generator=torch.Generator().manual_seed(0))  # enough tokens to fold
+    with torch.no_grad():
+        expected = model.eval()(input_ids=ids).logits
+        reloaded = load_adapter(tiny_bert(seed=0, dropout=False), tmp_path).eval()
+        assert torch.equal(reloaded(input_ids=ids).logits, expected)
+    frozen = {n for n, p in model.named_parameters() if "aflora_" in n and not p.requires_grad}
+    assert frozen == {n for n, p in reloaded.named_parameters() if "aflora_" in n and not p.requires_grad}
+
+
+def test_an_interrupted_save_puts_the_previous_weights_back(tmp_path):
+    (tmp_path / "best.stale").mkdir()
+    (tmp_path / "best.stale" / "adapter_model.safetensors").write_text("epoch 1")
+    (tmp_path / "best.partial").mkdir()  # the save that was cut short
+    _finish_interrupted_save(tmp_path)
+    assert (tmp_path / BEST_DIR / "adapter_model.safetensors").read_text() == "epoch 1"
+    assert not (tmp_path / "best.stale").exists() and not (tmp_path / "best.partial").exists()
+
+
+def test_git_keeps_weights_out_and_results_in():
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+
+    run = "runs/minilm/rte/aflora/seed1"
+    for name in ("adapter_model.safetensors", "model.safetensors", "README.md", SELECTION_FILE):
+        assert ignored(f"{run}/{BEST_DIR}/{name}")
+    assert ignored(f"{run}/predictions/RTE.tsv")
+    assert not ignored(f"{run}/result.json")
