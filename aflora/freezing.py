@@ -1,4 +1,7 @@
-"""``AFLoraFreezer``: the Trainer callback that scores and freezes AFLoRA projections (method.md §3-§5).
+"""``AFLoraFreezer``: the Trainer callback that scores and freezes AFLoRA projections.
+
+The method is described in docs/method.md ("The freezing score", "The freezing schedule", "What
+is reported").
 
 Usage with your own HF Trainer::
 
@@ -53,8 +56,11 @@ class AFLoraFreezer(TrainerCallback):
     ``aflora_frozen`` buffer. ``last_update=True`` (the reference code's behaviour) keeps the
     gradient of the step at which the matrix freezes: it still counts in that step's clipping norm
     and the optimizer applies it, once. ``last_update=False`` drops it, so the matrix does not move
-    at the step it freezes. Either way torch optimizers skip it afterwards (no gradient: no
-    momentum, no weight decay).
+    at the step it freezes. After that step (``on_optimizer_step``) the matrix leaves the
+    optimizer's parameter groups and its optimizer state is dropped, so the optimizer holds exactly
+    the parameters that still train: nothing moves it again (no momentum, no weight decay), its
+    moments no longer take memory, and a checkpoint's optimizer state matches an optimizer built
+    from the ``requires_grad`` parameters of the adapter saved beside it.
     Under ``torch.distributed`` the decision of rank 0 is broadcast, so all ranks freeze alike.
     Once nothing is left to freeze every hook returns at once.
 
@@ -70,10 +76,10 @@ class AFLoraFreezer(TrainerCallback):
     Resuming. ``on_save`` writes this callback's state (scores, windows, freeze steps, parameter
     history) to ``<checkpoint>/aflora_freezer.pt``. Call ``load_state(checkpoint_dir)`` before
     ``trainer.train(resume_from_checkpoint=...)`` (or let ``on_train_begin`` find it under
-    ``output_dir/checkpoint-<step>``). The frozen flags are applied to the model in
-    ``on_train_begin``, i.e. after the Trainer has built its optimizer and loaded the optimizer's
-    saved state: built from ``requires_grad`` parameters at that point, the optimizer then has the
-    same parameter groups as in the original run, whose saved state would not load otherwise.
+    ``output_dir/checkpoint-<step>``). ``load_state`` freezes the recorded projections in the model
+    at once, and loading the checkpoint's adapter does the same (``aflora/layer.py``), so an
+    optimizer built afterwards from the ``requires_grad`` parameters (the Trainer's own, or one
+    built after ``load_state``) has the parameter groups of the checkpoint's optimizer state.
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class AFLoraFreezer(TrainerCallback):
         self.trainable_history: list[tuple[int, int]] = []  # (from step, trainable params, head excluded)
         self._end_step: int | None = None
         self._state_loaded = False
+        self._leaving_optimizer: list[nn.Parameter] = []  # frozen, still in the optimizer's groups
         self.dry_run = dry_run
         self.last_update = last_update
         self.dry_run_decisions: list[tuple[int, list[str]]] = []
@@ -160,6 +167,18 @@ class AFLoraFreezer(TrainerCallback):
             return
         self._freeze(indices, step)
 
+    def on_optimizer_step(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        optimizer: torch.optim.Optimizer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._leaving_optimizer and optimizer is not None:
+            _remove_from_optimizer(optimizer, self._leaving_optimizer)
+        self._leaving_optimizer = []
+
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
@@ -188,6 +207,7 @@ class AFLoraFreezer(TrainerCallback):
         for i in indices:
             proj = self._projections[i]
             proj.layer.freeze_projection(self.adapter_name, proj.which, keep_grad=self.last_update)
+            self._leaving_optimizer.append(proj.layer.projection(self.adapter_name, proj.which))
             self.freeze_steps[proj.name] = step
             self.scorer.drop(proj.name)
         gone = set(indices)
@@ -284,12 +304,22 @@ class AFLoraFreezer(TrainerCallback):
         devices = {p.name: p.layer.projection(self.adapter_name, p.which).device for p in self._projections}
         self.scorer.load_state_dict(state["scorer"], devices)
         self._state_loaded = True
+        self.apply_frozen()
 
     def load_state(self, checkpoint_dir: str | os.PathLike[str]) -> None:
-        """Load ``aflora_freezer.pt`` from a Trainer checkpoint folder (flags apply at train begin)."""
+        """Load ``aflora_freezer.pt`` from a Trainer checkpoint folder and freeze what it records."""
         path = os.path.join(checkpoint_dir, FREEZER_STATE_FILE)
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         logger.info("loaded AFLoRA freezer state from %s", path)
+
+
+def _remove_from_optimizer(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter]) -> None:
+    """Take ``params`` out of the optimizer's parameter groups and drop their state."""
+    leaving = {id(p) for p in params}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in leaving]
+    for param in params:
+        optimizer.state.pop(param, None)
 
 
 def _collect_projections(model: nn.Module, adapter_name: str | None) -> tuple[str, list[_Projection]]:

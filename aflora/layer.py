@@ -1,14 +1,15 @@
-"""The AFLoRA adapter layer: ``h = W0 x + bias + b * (B (d * (A x)))`` (method.md §1).
+"""The AFLoRA adapter layer: ``h = W0 x + bias + b * (B (d * (A x)))`` (docs/method.md, "The adapter").
 
-Frozen projections. Each adapter has a flag pair (A frozen, B frozen) in ``frozen_flags`` (a plain
-dict, read without touching the device) mirrored in the persistent bool buffer
-``aflora_frozen[adapter]`` (2,), which goes into the adapter's state dict, so a saved adapter
-remembers what froze; a load_state_dict post-hook copies the buffer back into the flags. The
-layer's ``frozen_peft_weight_names`` is derived from the flags, and peft consults it whenever it
-switches gradients on (``set_adapter``, ``set_requires_grad``, ``enable_adapters``, injection), so a
-frozen projection never thaws. Loading a state dict restores the flags but not ``requires_grad``:
-that follows at the next such peft call, or in ``AFLoraFreezer.on_train_begin`` (deliberately not
-inside ``load_state_dict``: see ``AFLoraFreezer``'s notes on resuming).
+Frozen projections. ``frozen_peft_weight_names[adapter]`` names the frozen projections of each
+adapter (``"aflora_A"``, ``"aflora_B"``), as PEFT's own tuners declare weights that must stay
+frozen: one dict per layer, changed in place, which peft consults whenever it switches gradients
+on (``set_adapter``, ``set_requires_grad``, ``enable_adapters``, injection) and from which
+``delete_adapter`` removes the adapter. The persistent bool buffer ``aflora_frozen[adapter]`` (2,)
+holds the same flags in the adapter's state dict, so a saved adapter remembers what froze. A
+load_state_dict post-hook takes the flags back from the buffer and switches the frozen
+projections' gradients off, so every load path (``PeftModel.from_pretrained``, with or without
+``low_cpu_mem_usage``, ``load_adapter``, the Trainer's resume) gives frozen projections that stay
+frozen with no further call.
 
 Folding. Once both projections of an adapter are frozen (``requires_grad`` off), the forward folds
 the adapter into the base weight for the step (``aflora/folded.py``): one linear layer instead of
@@ -37,7 +38,7 @@ class AFLoraLayer(BaseTunerLayer):
     """Adapter state shared by the AFLoRA layer types (only ``Linear`` exists)."""
 
     adapter_layer_names = ("aflora_A", "aflora_B", "aflora_d", "aflora_b")
-    other_param_names = ("r", "aflora_frozen", "frozen_flags")
+    other_param_names = ("r", "aflora_frozen")
 
     def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
         self.base_layer = base_layer
@@ -47,7 +48,9 @@ class AFLoraLayer(BaseTunerLayer):
         self.aflora_d = nn.ParameterDict({})  # (r,)
         self.aflora_b = nn.ParameterDict({})  # (out,)
         self.aflora_frozen = BufferDict({}, persistent=True)  # (2,) bool: A frozen, B frozen
-        self.frozen_flags: dict[str, list[bool]] = {}  # the same flags, host side
+        # The same flags host side, by weight name; this layer's own dict (the class attribute
+        # BaseTunerLayer declares is shared by every layer), changed in place as peft's tuners do.
+        self.frozen_peft_weight_names: dict[str, tuple[str, ...]] = {}
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         in_features, out_features = _get_in_out_features(self.get_base_layer())
@@ -58,7 +61,7 @@ class AFLoraLayer(BaseTunerLayer):
         self.kwargs = kwargs
 
     def update_layer(self, adapter_name: str, config: AFLoraConfig, inference_mode: bool = False) -> None:
-        """Create the adapter's parameters, initialised as method.md §1 prescribes."""
+        """Create the adapter's parameters, initialised as docs/method.md ("The adapter") prescribes."""
         r = config.r
         self.r[adapter_name] = r
         # Kaiming-uniform with a=0 in fan-in mode (bound sqrt(6 / fan_in)), drawn from the global
@@ -72,7 +75,7 @@ class AFLoraLayer(BaseTunerLayer):
         self.aflora_d[adapter_name] = nn.Parameter(torch.full((r,), float(config.d_init)))
         self.aflora_b[adapter_name] = nn.Parameter(torch.full((self.out_features,), float(config.b_init)))
         frozen = config.projections_frozen_at_start(self.in_features, self.out_features)
-        self.frozen_flags[adapter_name] = [frozen, frozen]
+        self.frozen_peft_weight_names[adapter_name] = _weight_names([frozen, frozen])
         self.aflora_frozen[adapter_name] = torch.tensor([frozen, frozen], dtype=torch.bool)
 
         self._move_adapter_to_device_of_base_layer(adapter_name)
@@ -81,19 +84,9 @@ class AFLoraLayer(BaseTunerLayer):
 
     # -- frozen projections -------------------------------------------------------------------
 
-    @property
-    def frozen_peft_weight_names(self) -> dict[str, tuple[str, ...]]:  # type: ignore[override]
-        """Per adapter, the projections peft must keep frozen (read by peft after it enables gradients)."""
-        names = {}
-        for adapter_name, flags in self.frozen_flags.items():
-            frozen = tuple(f"aflora_{p}" for p, f in zip(PROJECTIONS, flags, strict=True) if f)
-            if frozen:
-                names[adapter_name] = frozen
-        return names
-
     def is_projection_frozen(self, adapter_name: str, projection: str) -> bool:
         """Whether projection ``"A"`` or ``"B"`` of the adapter is frozen."""
-        return self.frozen_flags[adapter_name][PROJECTIONS.index(projection)]
+        return f"aflora_{projection}" in self.frozen_peft_weight_names.get(adapter_name, ())
 
     def projection(self, adapter_name: str, projection: str) -> nn.Parameter:
         """The parameter of projection ``"A"`` (r x in) or ``"B"`` (out x r)."""
@@ -109,7 +102,9 @@ class AFLoraLayer(BaseTunerLayer):
         the reference code does (docs/method.md, "The last update").
         """
         index = PROJECTIONS.index(projection)
-        self.frozen_flags[adapter_name][index] = True
+        flags = [self.is_projection_frozen(adapter_name, p) for p in PROJECTIONS]
+        flags[index] = True
+        self.frozen_peft_weight_names[adapter_name] = _weight_names(flags)
         self.aflora_frozen[adapter_name][index] = True
         param = self.projection(adapter_name, projection)
         param.requires_grad_(False)
@@ -138,7 +133,7 @@ class Linear(nn.Module, AFLoraLayer):
         # switch one layer back to the layer-by-layer path.
         self.fold_frozen_projections = True
         self.update_layer(adapter_name, config)
-        self.register_load_state_dict_post_hook(_flags_from_buffer)
+        self.register_load_state_dict_post_hook(_frozen_from_buffer)
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         """delta W = diag(b) B diag(d) A, shape (out, in) (transposed for fan_in_fan_out)."""
@@ -235,8 +230,16 @@ class Linear(nn.Module, AFLoraLayer):
         return "aflora." + super().__repr__()
 
 
-def _flags_from_buffer(layer: AFLoraLayer, incompatible_keys: Any) -> None:
-    """After a state-dict load, take the frozen flags from the (possibly replaced) buffers."""
+def _weight_names(flags: list[bool]) -> tuple[str, ...]:
+    """The weight names of the projections flagged frozen, in ``PROJECTIONS`` order."""
+    return tuple(f"aflora_{p}" for p, frozen in zip(PROJECTIONS, flags, strict=True) if frozen)
+
+
+def _frozen_from_buffer(layer: AFLoraLayer, incompatible_keys: Any) -> None:
+    """After a state-dict load, take the frozen flags from the (possibly replaced) buffers and
+    switch the frozen projections' gradients off: a loaded adapter never thaws what had frozen."""
     for adapter_name, flags in layer.aflora_frozen.items():
-        if not flags.is_meta:
-            layer.frozen_flags[adapter_name] = [bool(f) for f in flags.tolist()]
+        if flags.is_meta:
+            continue
+        layer.frozen_peft_weight_names[adapter_name] = _weight_names([bool(f) for f in flags.tolist()])
+    layer._freeze_non_trainable_peft_weights()

@@ -105,16 +105,17 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         facts = run_facts(cfg, next(iter(task.eval_splits)), counts)
         callbacks.insert(-1, SaveBestWeights(run_dir, task, facts, counter))
 
-    optimizer = build_optimizer(model, cfg.train, heads)
     args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)
-    trainer = build_trainer(model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks)
-
     checkpoint = agree(last_complete_checkpoint(run_dir))  # rank 0's choice, made after its force=true clean-up
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
         for cb in callbacks:
             if hasattr(cb, "load_state"):
                 cb.load_state(checkpoint)
+    # Built after the callbacks' state is back: AFLoRA's freezer has frozen what the checkpoint
+    # records, and its optimizer state holds only the parameters that were still training.
+    optimizer = build_optimizer(model, cfg.train, heads)
+    trainer = build_trainer(model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     records = per_epoch_records(trainer.state.log_history, task)

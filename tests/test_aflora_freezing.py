@@ -155,6 +155,7 @@ def train(model, freezer, steps: range, state: TrainerState, optimizer=None, sna
         model(**batch(step)).loss.backward()
         freezer.on_pre_optimizer_step(args, state, control)
         optimizer.step()
+        freezer.on_optimizer_step(args, state, control, optimizer=optimizer)
         optimizer.zero_grad()
         if snapshots is not None:
             snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if "aflora_" in n})
@@ -281,12 +282,13 @@ def test_state_round_trip_gives_identical_decisions(tmp_path):
     folder.mkdir()
     freezer_a.on_save(SimpleNamespace(output_dir=str(tmp_path)), state_a, TrainerControl())
 
-    # a fresh process: same model weights and optimizer state, state loaded from the file
+    # a fresh process: same model weights and optimizer state, state loaded from the file; the
+    # optimizer is built after load_state has frozen what froze, as the harness builds it
     model_b.load_state_dict(model_a.state_dict())
-    opt_b = torch.optim.AdamW([p for p in model_b.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
-    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # a copy: the two runs continue side by side
     freezer_b = AFLoraFreezer(model_b, total_steps=40, t_i=4, t_f=12, window=3)
     freezer_b.load_state(folder)
+    opt_b = torch.optim.AdamW([p for p in model_b.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # a copy: the two runs continue side by side
     state_b = begin(freezer_b, step=13)
     for name, step in freezer_a.freeze_steps.items():
         frozen = dict(model_b.named_parameters())[param_name(name)].requires_grad is False

@@ -186,29 +186,87 @@ def test_freeze_projection_survives_set_adapter_and_drops_grad():
     assert layer.aflora_frozen["default"].tolist() == [True, False]
 
 
-def test_save_load_round_trip_keeps_outputs_and_frozen_state(tmp_path):
+FROZEN_IN_TRAINING = {"deberta.encoder.layer.1.output.dense": "B", "deberta.encoder.layer.0.intermediate.dense": "A"}
+
+
+def load_for_training(path, how: str) -> tuple[PeftModel, str]:
+    """The saved adapter loaded for training by one of peft's load paths, with no other call."""
+    if how == "from_pretrained":
+        return PeftModel.from_pretrained(tiny_model("deberta"), path, is_trainable=True), "default"
+    if how == "from_pretrained_low_cpu_mem_usage":
+        loaded = PeftModel.from_pretrained(tiny_model("deberta"), path, is_trainable=True, low_cpu_mem_usage=True)
+        return loaded, "default"
+    base = tiny_model("deberta")
+    set_seed(5)  # other adapter weights than the saved ones: the load must replace them
+    model = wrap(base, "deberta")
+    model.load_adapter(path, "default", is_trainable=True)  # "load_adapter": into a live adapter of that name
+    return model, "default"
+
+
+@pytest.mark.parametrize("how", ["from_pretrained", "from_pretrained_low_cpu_mem_usage", "load_adapter"])
+def test_every_load_path_keeps_frozen_projections_frozen(tmp_path, how):
     model = wrap(tiny_model("deberta"), "deberta")
     randomise_vectors(model)
-    frozen_name = "deberta.encoder.layer.1.output.dense"
-    aflora_layers(model)[frozen_name].freeze_projection("default", "B")
+    for name, which in FROZEN_IN_TRAINING.items():
+        aflora_layers(model)[name].freeze_projection("default", which)
     with torch.no_grad():
         expected = model(INPUT_IDS).logits
     model.save_pretrained(tmp_path)
 
-    loaded = PeftModel.from_pretrained(tiny_model("deberta", seed=0), tmp_path, is_trainable=True)
+    loaded, adapter = load_for_training(tmp_path, how)
     with torch.no_grad():
         assert torch.equal(loaded(INPUT_IDS).logits, expected)
-    layers = aflora_layers(loaded)
-    assert layers[frozen_name].frozen_flags["default"] == [False, True]
-    assert layers["deberta.encoder.layer.0.attention.self.query_proj"].frozen_flags["default"] == [True, True]
-    assert layers["deberta.encoder.layer.0.output.dense"].frozen_flags["default"] == [False, False]
-    loaded.set_adapter("default")  # peft's own call applies the restored flags
-    assert not layers[frozen_name].aflora_B["default"].requires_grad
-    assert layers[frozen_name].aflora_A["default"].requires_grad
-    # load_adapter into the trained model itself does not thaw it either
-    model.load_adapter(tmp_path, "default", is_trainable=True)
-    model.set_adapter("default")
-    assert not aflora_layers(model)[frozen_name].aflora_B["default"].requires_grad
+    for name, layer in aflora_layers(loaded).items():
+        # the flags (from the saved buffer) and requires_grad agree, with no set_adapter in between
+        for which in ("A", "B"):
+            frozen = FROZEN_IN_TRAINING.get(name) == which or layer.in_features == layer.out_features
+            assert layer.is_projection_frozen(adapter, which) is frozen, (name, which)
+            assert layer.projection(adapter, which).requires_grad is not frozen, (name, which)
+    # one plain optimizer step over what requires a gradient moves the trainable matrices only
+    before = {n: p.detach().clone() for n, p in loaded.named_parameters() if "aflora_" in n}
+    optimizer = torch.optim.SGD([p for p in loaded.parameters() if p.requires_grad], lr=1.0)
+    loaded(INPUT_IDS).logits.sum().backward()
+    optimizer.step()
+    moved = {n for n, p in loaded.named_parameters() if "aflora_" in n and not torch.equal(p, before[n])}
+    for name, which in FROZEN_IN_TRAINING.items():
+        assert f"base_model.model.{name}.aflora_{which}.{adapter}" not in moved
+    assert "base_model.model.deberta.encoder.layer.1.output.dense.aflora_A.default" in moved
+
+
+def test_a_second_adapter_loaded_under_its_own_name_keeps_its_frozen_projections(tmp_path):
+    model = wrap(tiny_model("deberta"), "deberta")
+    name = "deberta.encoder.layer.1.output.dense"
+    aflora_layers(model)[name].freeze_projection("default", "B")
+    model.save_pretrained(tmp_path)
+
+    target = wrap(tiny_model("deberta"), "deberta")
+    target.load_adapter(tmp_path, "second", is_trainable=True)
+    layer = aflora_layers(target)[name]
+    assert layer.is_projection_frozen("second", "B") and not layer.is_projection_frozen("default", "B")
+    assert not layer.aflora_B["second"].requires_grad
+    target.set_adapter("second")  # activating it switches its gradients on, except the frozen one's
+    assert layer.aflora_A["second"].requires_grad and not layer.aflora_B["second"].requires_grad
+
+
+def test_frozen_peft_weight_names_is_one_dict_per_layer_changed_in_place():
+    """As in peft's own tuners: a caller holding the dict sees adapters come and go."""
+    model = wrap(tiny_model("bert"))
+    layers = aflora_layers(model)
+    layer = layers["bert.encoder.layer.0.intermediate.dense"]
+    held = layer.frozen_peft_weight_names
+    assert AFLoraLayer.frozen_peft_weight_names == {}  # the class attribute peft declares stays untouched
+    assert held is not layers["bert.encoder.layer.0.output.dense"].frozen_peft_weight_names
+    assert held == {"default": ()}
+    assert layers["bert.encoder.layer.0.attention.self.query"].frozen_peft_weight_names == {
+        "default": ("aflora_A", "aflora_B")
+    }
+    layer.freeze_projection("default", "B")
+    assert held == {"default": ("aflora_B",)}
+    model.add_adapter("second", AFLoraConfig(target_modules=BERT_TARGETS, task_type="SEQ_CLS"))
+    assert set(held) == {"default", "second"}
+    model.delete_adapter("second")
+    assert held == {"default": ("aflora_B",)} and layer.frozen_peft_weight_names is held
+    assert "second" not in layer.aflora_frozen
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,19 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
         assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_frozen_projections_leave_the_optimizer(tmp_path):
+    model = wrap_aflora(tiny_backbone())
+    freezer = AFLoraFreezer(model, total_steps=16, t_i=2, t_f=6, window=2)
+    trainer = Trainer(
+        model=model, args=args(tmp_path), train_dataset=dataset(), callbacks=[freezer, ClipGradNormCallback(model, 0.1)]
+    )
+    trainer.train()
+    assert all(step is not None for step in freezer.result_fields()["freezing"].values())  # every projection froze
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for group in trainer.optimizer.param_groups for p in group["params"]} == trainable
+    assert {id(p) for p in trainer.optimizer.state} == trainable  # the frozen ones' moments are gone too
+
+
 class GradSpy(TrainerCallback):
     """Records one gradient in on_pre_optimizer_step, before the callbacks listed after it."""
 
