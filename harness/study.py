@@ -37,7 +37,7 @@ class Run:
 
 
 def _runs_dir_for_lr(stage: DictConfig, lr: object) -> str:
-    return f"{stage.runs_dir}/lr={lr}"
+    return f"{stage.runs_dir}/lr{lr}"  # "=" would need quoting on a Hydra command line
 
 
 def stage_runs(name: str, stage: DictConfig, model: str, default_seeds: list[int]) -> list[Run]:
