@@ -10,19 +10,25 @@ from harness.report.figures import all_figures
 from harness.report.load import ReportError, Run, load_runs
 from harness.report.readme import readme
 from harness.report.render import Table
+from harness.report.study import ABLATIONS, ablation_table, floor_check_table, paired_table
 from harness.report.tables import comparison_table, glue_table, runs_table
 
 log = logging.getLogger(__name__)
 
 
 def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
-    """All tables of one model's report, keyed by file stem."""
+    """All tables of one model's report, keyed by file stem. AFLoRA's ablation variants appear in
+    the ablation table (and the runs list) only, so the method tables compare methods."""
+    methods = [r for r in runs if r.method not in ABLATIONS]
     tables = [
-        glue_table(runs, model),
-        comparison_table(runs, model),
-        params_table(runs, model),
-        runtime_table(runs, model),
-        runtime_summary(runs, model),
+        glue_table(methods, model),
+        comparison_table(methods, model),
+        params_table(methods, model),
+        runtime_table(methods, model),
+        runtime_summary(methods, model),
+        floor_check_table(methods, model),
+        paired_table(methods, model),
+        ablation_table(runs, model),
         runs_table(runs, model),
     ]
     return {t.name: t for t in tables}

@@ -62,6 +62,7 @@ def metric_label(metric: str) -> str:
 
 
 METHOD_LABELS: dict[str, str] = {
+    "head": "Head only (probe)",
     "full": "FFT",
     "lora": "LoRA r=8",
     "adalora": "AdaLoRA",
@@ -69,6 +70,9 @@ METHOD_LABELS: dict[str, str] = {
     "elora": "ELoRA r=1024",
     "vera": "VeRA r=1024",
     "aflora": "AFLoRA r=4",
+    "aflora-nofreeze": "AFLoRA, never frozen",
+    "aflora-frozen": "AFLoRA, frozen from step 0 (ELoRA r=4)",
+    "aflora-all": "AFLoRA, all projections trainable",
 }
 METHOD_ORDER: tuple[str, ...] = tuple(METHOD_LABELS)
 

@@ -71,6 +71,9 @@ def readme(
     body = [
         _section("GLUE results (the paper's Table 1 layout)", tables["glue_table"]),
         _section("Against the published numbers", tables["paper_comparison"]),
+        _section("Does every method beat the linear probe?", tables["floor_check"]),
+        _section("AFLoRA against LoRA and ELoRA, paired by seed", tables["paired_comparisons"]),
+        _section("AFLoRA's ablations", tables["ablations"]),
         _section("Trainable parameters", tables["params_table"]),
         _section("Runtime relative to ELoRA and LoRA", tables["runtime_summary"]),
         _section("Runtime per task", tables["runtime_table"]),

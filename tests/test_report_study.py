@@ -1,0 +1,72 @@
+"""The study's report tables: the probe check, the seed-paired comparisons, the ablation table."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from harness.report import load_runs, model_tables
+from tests.test_report import MODEL, result, write
+
+T_975_DF2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (printed tables)
+
+# Best-epoch accuracy (RTE) per method and seed.
+RTE = {
+    "head": [0.50, 0.52, 0.54],
+    "lora": [0.70, 0.72, 0.74],
+    "elora": [0.53, 0.52, 0.55],
+    "aflora": [0.75, 0.71, 0.74],
+    "aflora-nofreeze": [0.76, 0.72, 0.73],
+}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    root: Path = tmp_path_factory.mktemp("study") / "runs"
+    for method, accuracies in RTE.items():
+        for seed, accuracy in enumerate(accuracies, 1):
+            data = result("rte", "lora", seed, {"accuracy": accuracy})  # a valid run, then renamed
+            data["method"] = method
+            write(root, data)
+    return model_tables(load_runs(root), MODEL)
+
+
+def row(table, method: str):
+    csv = table.csv
+    return csv[csv["method"] == method].iloc[0]
+
+
+def test_probe_check_by_hand(tables):
+    check = tables["floor_check"]
+    lora, elora = row(check, "lora"), row(check, "elora")
+    assert lora["margin"] == pytest.approx(72 - 52) and lora["needed"] == pytest.approx(2 + 2)
+    assert bool(lora["beats_probe"])
+    elora_std = statistics.stdev([53, 52, 55])
+    assert elora["margin"] == pytest.approx(53 + 1 / 3 - 52) and elora["needed"] == pytest.approx(elora_std + 2)
+    assert not bool(elora["beats_probe"])
+    assert "head" not in set(check.csv["method"])  # the probe is not checked against itself
+    assert "ELoRA r=1024 on RTE" in check.markdown() and "DOES NOT beat" in check.markdown()
+
+
+def test_paired_interval_is_students_t_over_seed_differences(tables):
+    paired = tables["paired_comparisons"].csv.set_index(["method", "other", "task"])
+    diffs = [75 - 70, 71 - 72, 74 - 74]
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
+    half = T_975_DF2 * sd / math.sqrt(3)
+    got = paired.loc[("aflora", "lora", "rte")]
+    assert got["mean_diff"] == pytest.approx(mean)
+    assert (got["low"], got["high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert got["n"] == 3 and got["low"] < 0 < got["high"]  # three seeds cannot tell them apart
+    elora = paired.loc[("aflora", "elora", "rte")]
+    assert elora["low"] > 0  # AFLoRA clearly ahead of this ELoRA
+
+
+def test_ablations_live_in_their_own_table(tables):
+    ablations = tables["ablations"].csv.set_index("method")
+    assert list(ablations.index) == ["aflora", "aflora-nofreeze"]
+    assert ablations.loc["aflora-nofreeze", "rte"] == pytest.approx(statistics.mean([76, 72, 73]))
+    assert "aflora-nofreeze" not in set(tables["glue_table"].csv["method"])
+    assert "head" in set(tables["glue_table"].csv["method"])  # the probe is the table's floor row
