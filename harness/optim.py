@@ -1,4 +1,8 @@
-"""AdamW with the reference code's parameter groups (method.md §6).
+"""AdamW with the reference code's parameter groups (docs/method.md, "Training recipe").
+
+``train.optimizer`` picks the update rule: ``adamw_torch`` (``torch.optim.AdamW``) or
+``adamw_reference`` (transformers 4.31's AdamW, which produced the paper's numbers:
+``harness/reference_adamw.py``). Both take the same groups, betas (0.9, 0.999) and eps 1e-8.
 
 Two learning rates: one for the method's parameters (adapters, or the backbone for full
 fine-tuning), one for the classifier head. Weight decay applies to every non-head parameter
@@ -13,7 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.errors import ConfigError
 from harness.params import is_head_param
+from harness.reference_adamw import ReferenceAdamW
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adamw_torch": torch.optim.AdamW,
+    "adamw_reference": ReferenceAdamW,
+}
 
 
 def parameter_groups(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> list[dict]:
@@ -36,5 +47,7 @@ def parameter_groups(model: nn.Module, train_cfg: Any, head_modules: Iterable[st
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, train_cfg, head_modules))
+def build_optimizer(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> torch.optim.Optimizer:
+    if train_cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer {train_cfg.optimizer!r} is not one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[train_cfg.optimizer](parameter_groups(model, train_cfg, head_modules))
