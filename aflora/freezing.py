@@ -280,6 +280,11 @@ class AFLoraFreezer(TrainerCallback):
         """Merged into result.json by the harness: the step at which each projection froze."""
         return {"freezing": dict(self.freeze_steps)}
 
+    def log_scalars(self) -> dict[str, int]:
+        """Added to the Trainer's training log lines by the harness (``train.report_to``): how many
+        projection matrices have frozen so far, so TensorBoard or W&B show the freezing over time."""
+        return {"aflora_frozen_projections": sum(step is not None for step in self.freeze_steps.values())}
+
     # -- state --------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

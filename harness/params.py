@@ -91,6 +91,10 @@ class TrainableParamTracker(JsonStateCallback):
         if count != self.history[-1][1]:
             self.history.append([state.global_step, count])
 
+    def log_scalars(self) -> dict[str, int]:
+        """The count in force now, for the Trainer's log lines (harness/tracking.py)."""
+        return {"trainable_params": self.history[-1][1]} if self.history else {}
+
     def state_dict(self) -> dict:
         return {"history": self.history}
 

@@ -19,6 +19,7 @@ from transformers import (
 from harness.errors import ConfigError
 from harness.metrics import compute_metrics_fn
 from harness.tasks import TaskSpec
+from harness.tracking import ScalarLoggingTrainer, report_targets
 
 
 def world_size() -> int:
@@ -112,7 +113,7 @@ def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.de
         bf16=train_cfg.precision == "bf16",
         use_cpu=device.type == "cpu",
         seed=seed,
-        report_to="none",
+        report_to=report_targets(train_cfg.report_to, run_dir),  # harness/tracking.py
         dataloader_num_workers=0,
         save_only_model=False,
         disable_tqdm=False,
@@ -129,7 +130,7 @@ def build_trainer(
     optimizer: torch.optim.Optimizer,
     callbacks: list[TrainerCallback],
 ) -> Trainer:
-    trainer = Trainer(
+    trainer = ScalarLoggingTrainer(
         model=model,
         args=args,
         train_dataset=train_set,

@@ -1,0 +1,143 @@
+"""harness.predict writes the GLUE server's test files; harness.submission zips them."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from harness import main as harness_main
+from harness import predict, submission
+from harness.submission import ALL_FILES, HEADER, LABEL_NAMES, TEST_FILES, prediction_strings
+from tests.conftest import compose
+from tests.glue_fixture import split_table, write_glue
+
+N_TEST = 20
+
+
+def glue_with_test_splits(root: Path, tasks: list[str]) -> Path:
+    """The fixture's tasks plus test splits whose labels are -1, as GLUE's are (AX: MNLI's columns)."""
+    write_glue(root, tasks)
+    for i, task in enumerate(tasks):
+        for test in TEST_FILES[task]:
+            table = split_table("mnli" if test.data_task == "ax" else task, N_TEST + i, seed=500 + i)
+            table = table.set_column(table.column_names.index("label"), "label", [[-1] * table.num_rows])
+            (root / test.data_task).mkdir(exist_ok=True)
+            pq.write_table(table, root / test.data_task / f"{test.split}-00000-of-00001.parquet")
+    return root
+
+
+def trained_run(run_dir: Path, glue: Path, task: str, method: str = "lora") -> Path:
+    cfg = compose([f"task={task}", f"method={method}", "model=tiny-bert", "debug=default", f"data.dir={glue}"])
+    assert harness_main.main(cfg, run_dir) == 0
+    return run_dir
+
+
+def rows(path: Path) -> tuple[str, list[list[str]]]:
+    header, *lines = path.read_text().splitlines()
+    return header, [line.split("\t") for line in lines]
+
+
+@pytest.mark.parametrize("task", ["rte", "stsb", "mnli", "cola"])
+def test_predict_writes_the_server_files(tmp_path, task, caplog):
+    glue = glue_with_test_splits(tmp_path / "glue", [task])
+    run_dir = trained_run(tmp_path / "run", glue, task)
+    with caplog.at_level("INFO"):
+        assert predict.main([str(run_dir)]) == 0
+    checks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ")]
+    assert checks and not any("DIFFERS" in line for line in checks)  # the reload gave result.json's metrics
+
+    written = sorted(p.name for p in (run_dir / "predictions").iterdir())
+    assert written == sorted(t.file for t in TEST_FILES[task])
+    for test in TEST_FILES[task]:
+        header, table = rows(run_dir / "predictions" / test.file)
+        n = pq.read_metadata(glue / test.data_task / f"{test.split}-00000-of-00001.parquet").num_rows
+        assert header == HEADER and [int(i) for i, _ in table] == list(range(n))
+        values = [p for _, p in table]
+        if task == "stsb":
+            assert all(0.0 <= float(v) <= 5.0 for v in values)
+        else:
+            assert set(values) <= set(LABEL_NAMES.get(task, ("0", "1")))
+
+
+def test_labels_and_scores_as_the_server_wants_them():
+    assert prediction_strings("rte", np.array([1, 0])) == ["not_entailment", "entailment"]
+    assert prediction_strings("mnli", np.array([2, 0, 1])) == ["contradiction", "entailment", "neutral"]
+    assert prediction_strings("sst2", np.array([1, 0])) == ["1", "0"]
+    assert prediction_strings("stsb", np.array([-0.7, 2.5, 6.1, 3.14159])) == ["0.000", "2.500", "5.000", "3.142"]
+
+
+def test_predict_refuses_a_run_without_weights(tmp_path, capsys):
+    (tmp_path / "result.json").write_text(json.dumps({"status": "completed", "config": {}}))
+    assert predict.main([str(tmp_path)]) == 2
+    assert "no saved weights" in capsys.readouterr().err
+    assert predict.main([str(tmp_path / "nowhere")]) == 2
+
+
+def fake_predictions(model_dir: Path, tasks: list[str], method: str = "aflora", seed: int = 1) -> None:
+    for task in tasks:
+        folder = model_dir / task / method / f"seed{seed}" / submission.PREDICTIONS_DIR
+        folder.mkdir(parents=True)
+        for test in TEST_FILES[task]:
+            (folder / test.file).write_text(f"{HEADER}\n0\t{test.file}\n")
+
+
+def test_submission_zips_every_file_at_the_root(tmp_path):
+    fake_predictions(tmp_path, list(TEST_FILES))
+    out = tmp_path / "sub.zip"
+    assert submission.main([str(tmp_path), "--method", "aflora", "--out", str(out)]) == 0
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == sorted(ALL_FILES) and len(ALL_FILES) == 11
+        assert zf.read("AX.tsv").decode() == f"{HEADER}\n0\tAX.tsv\n"  # MNLI's run supplies AX
+
+
+def test_submission_names_missing_tasks(tmp_path, capsys):
+    fake_predictions(tmp_path, ["rte", "mnli"])
+    assert submission.main([str(tmp_path), "--method", "aflora"]) == 2
+    assert "CoLA.tsv" in capsys.readouterr().err and not list(tmp_path.glob("*.zip"))
+    assert submission.main([str(tmp_path), "--method", "aflora", "--partial"]) == 0
+    with zipfile.ZipFile(tmp_path / "glue-aflora-seed1.zip") as zf:
+        assert sorted(zf.namelist()) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "RTE.tsv"]
+
+
+# --- the local GLUE copy (skipped without it) ------------------------------------------------------
+
+
+def hub_label_names(path: Path) -> list[str]:
+    """The ClassLabel names the hub stored in the parquet file's metadata: an independent reference."""
+    info = json.loads(pq.read_schema(path).metadata[b"huggingface"])
+    return info["info"]["features"]["label"]["names"]
+
+
+@pytest.mark.parametrize("task", ["rte", "stsb", "cola", "mrpc", "wnli"])
+def test_predict_on_the_real_test_split(tmp_path, shared_glue, task):
+    run_dir = trained_run(tmp_path, shared_glue, task, method="aflora")
+    assert predict.main([str(run_dir), "--no-check"]) == 0
+    [test] = TEST_FILES[task]
+    parquet = shared_glue / task / "test-00000-of-00001.parquet"
+    header, table = rows(run_dir / "predictions" / test.file)
+    assert header == HEADER and len(table) == pq.read_metadata(parquet).num_rows
+    assert [int(i) for i, _ in table] == pq.read_table(parquet, columns=["idx"]).column("idx").to_pylist()
+    if task in LABEL_NAMES:
+        assert list(LABEL_NAMES[task]) == hub_label_names(parquet)
+        assert {p for _, p in table} <= set(LABEL_NAMES[task])
+
+
+def test_label_names_match_the_hubs_for_qnli_and_ax(shared_glue):
+    assert list(LABEL_NAMES["qnli"]) == hub_label_names(shared_glue / "qnli" / "test-00000-of-00001.parquet")
+    assert list(LABEL_NAMES["mnli"]) == hub_label_names(shared_glue / "ax" / "test-00000-of-00001.parquet")
+
+
+def test_an_mnli_model_predicts_the_real_ax(tmp_path, shared_glue):
+    glue = glue_with_test_splits(tmp_path / "glue", ["mnli"])
+    (glue / "ax" / "test-00000-of-00001.parquet").unlink()
+    (glue / "ax" / "test-00000-of-00001.parquet").symlink_to(shared_glue / "ax" / "test-00000-of-00001.parquet")
+    run_dir = trained_run(tmp_path / "run", glue, "mnli")
+    assert predict.main([str(run_dir), "--no-check"]) == 0
+    header, table = rows(run_dir / "predictions" / "AX.tsv")
+    assert header == HEADER and len(table) == 1104  # GLUE's diagnostic set
+    assert {p for _, p in table} <= set(LABEL_NAMES["mnli"])
