@@ -54,6 +54,8 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
                 "train_seconds": float(rt["train_seconds"]),
                 "seconds_per_epoch": _float(rt["seconds_per_epoch"]),
                 "train_samples_per_second": _float(rt["train_samples_per_second"]),
+                "train_cpu_seconds": _float(rt.get("train_cpu_seconds")),
+                "cpu_seconds_per_epoch": _float(rt.get("cpu_seconds_per_epoch")),
                 "machine": machine(r),
             }
         )
@@ -70,6 +72,8 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
         "train_seconds",
         "seconds_per_epoch",
         "train_samples_per_second",
+        "train_cpu_seconds",
+        "cpu_seconds_per_epoch",
         "machine",
     ]
     return pd.DataFrame(rows, columns=cols)
@@ -145,6 +149,37 @@ def params_by_method(frame: pd.DataFrame) -> pd.DataFrame:
     out["n_tasks"] = grouped.size()
     out["n_runs"] = frame.groupby("method").size()
     return out.loc[sorted_methods(out.index)]
+
+
+def runtime_clock(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
+    """``frame`` with seconds/epoch and samples/s on one clock for every run, the clock, and why.
+
+    CPU runs are compared on the process CPU time of training when every run recorded it: on a
+    shared machine wall time also measures the neighbours. GPU runs keep wall time (the host
+    process's CPU time says little about the device's work), as does any mix with runs that lack
+    CPU time.
+    """
+    on_gpu = frame["machine"].str.startswith("cuda")
+    if len(frame) and not on_gpu.any() and frame["cpu_seconds_per_epoch"].notna().all():
+        out = frame.copy()
+        out["seconds_per_epoch"] = out["cpu_seconds_per_epoch"]
+        out["train_samples_per_second"] = (
+            out["train_samples_per_second"] * out["train_seconds"] / out["train_cpu_seconds"]
+        )
+        why = (
+            "process CPU time of training (runtime.cpu_seconds_per_epoch); "
+            "wall time on a shared CPU measures the neighbours too"
+        )
+        return out, "CPU time", why
+    if on_gpu.all():
+        return frame, "wall time", "wall time, the GPU runs' clock"
+    if on_gpu.any():
+        return frame, "wall time", "wall time: the runs mix CPU and GPU machines"
+    return (
+        frame,
+        "wall time",
+        "wall time: some CPU runs recorded no CPU time (result.json before runtime.train_cpu_seconds)",
+    )
 
 
 def runtime_by_task(frame: pd.DataFrame) -> pd.DataFrame:

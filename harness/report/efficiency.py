@@ -12,7 +12,14 @@ import math
 import pandas as pd
 
 from harness.report import render
-from harness.report.aggregate import paper_task_order, params_by_method, runs_frame, runtime_by_task, sorted_methods
+from harness.report.aggregate import (
+    paper_task_order,
+    params_by_method,
+    runs_frame,
+    runtime_by_task,
+    runtime_clock,
+    sorted_methods,
+)
 from harness.report.load import Run
 from harness.report.paper import PAPER_RUNTIME_VS_ELORA, PAPER_TABLE, method_label, task_title
 from harness.report.render import FLAG, MISSING, Table
@@ -91,9 +98,10 @@ def runtime_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     return rt
 
 
-def _runtime(runs: list[Run]) -> pd.DataFrame:
-    frame = runs_frame(runs)
-    return runtime_ratios(frame) if len(frame) else pd.DataFrame()
+def _runtime(runs: list[Run]) -> tuple[pd.DataFrame, str, str]:
+    """The ratios on one clock (aggregate.runtime_clock), the clock's name and the reason for it."""
+    frame, clock, why = runtime_clock(runs_frame(runs))
+    return (runtime_ratios(frame) if len(frame) else pd.DataFrame()), clock, why
 
 
 def _ratio_cell(x: float, flagged: bool, fmt: str) -> str:
@@ -103,7 +111,7 @@ def _ratio_cell(x: float, flagged: bool, fmt: str) -> str:
 
 def runtime_table(runs: list[Run], model: str) -> Table:
     """Seconds per epoch and training samples/s per task and method, normalised to ELoRA, LoRA."""
-    rt = _runtime(runs)
+    rt, clock, why = _runtime(runs)
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     order = [
         (t, m)
@@ -127,15 +135,16 @@ def runtime_table(runs: list[Run], model: str) -> Table:
                     )
             cell["Machine"] = render.escape(row["machines"], fmt)
             cells[fmt].append(cell)
-    csv = rt.reset_index() if len(rt) else pd.DataFrame()
+    csv = rt.reset_index().assign(clock=clock) if len(rt) else pd.DataFrame()
     notes = [
+        f"Clock: {why}.",
         f"Model: `{model}`. Mean over seeds; ratios divide by the reference method's mean "
         "on the same task; — when the reference has no completed run for that task.",
         "s/epoch ÷ ELoRA is the paper's normalised runtime (AFLoRA 0.539, LoRA 0.652); "
         "samples/s ÷ ELoRA is the speed-up (paper: AFLoRA 1.86×).",
         "* the reference's runs recorded a different machine: that ratio mixes hardware.",
     ]
-    return Table.from_rows("runtime_table", f"Training runtime per task ({model})", cells, csv, notes)
+    return Table.from_rows("runtime_table", f"Training runtime per task ({model}, {clock})", cells, csv, notes)
 
 
 def _geomean(values: pd.Series) -> float:
@@ -145,7 +154,7 @@ def _geomean(values: pd.Series) -> float:
 
 def runtime_summary(runs: list[Run], model: str) -> Table:
     """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
-    rt = _runtime(runs)
+    rt, clock, why = _runtime(runs)
     ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv_rows = []
@@ -169,12 +178,15 @@ def runtime_summary(runs: list[Run], model: str) -> Table:
                 "n_tasks": len(sub),
                 **means,
                 "paper_runtime_over_elora": paper if paper is not None else math.nan,
+                "clock": clock,
             }
         )
     notes = [
+        f"Clock: {why}.",
         f"Model: `{model}`. Geometric mean over tasks of the per-task ratios of the runtime "
         "table (tasks without the reference are left out).",
         "Paper runtime ÷ ELoRA: the paper's efficiency figure (DeBERTaV3-base, its GPU).",
         "* at least one task's reference ran on a different machine.",
     ]
-    return Table.from_rows("runtime_summary", f"Runtime relative to ELoRA and LoRA ({model})", cells, csv_rows, notes)
+    title = f"Runtime relative to ELoRA and LoRA ({model}, {clock})"
+    return Table.from_rows("runtime_summary", title, cells, csv_rows, notes)
