@@ -1,10 +1,10 @@
 """Gradient clipping as a Trainer callback, so that AFLoRA's freezer can score raw gradients.
 
 The HF Trainer clips gradients before ``on_pre_optimizer_step``, but AFLoRA's sensitivity is the
-gradient before clipping (method.md §3; the reference code scores right after ``backward``). Train
-with ``TrainingArguments(max_grad_norm=0)`` and pass ``[AFLoraFreezer(...), ClipGradNormCallback(c)]``
-in that order: callbacks run in list order, so the freezer scores first and the clip follows,
-before ``optimizer.step()``.
+gradient before clipping (docs/method.md, "The freezing score"; the reference code scores right
+after ``backward``). Train with ``TrainingArguments(max_grad_norm=0)`` and pass
+``[AFLoraFreezer(...), ClipGradNormCallback(c)]`` in that order: callbacks run in list order, so
+the freezer scores first and the clip follows, before ``optimizer.step()``.
 """
 
 from __future__ import annotations

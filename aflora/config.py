@@ -1,4 +1,5 @@
-"""``AFLoraConfig``: the PEFT configuration of an AFLoRA adapter (method.md §1-§2)."""
+"""``AFLoraConfig``: the PEFT configuration of an AFLoRA adapter (docs/method.md, "The adapter"
+and "Where the adapters go")."""
 
 from __future__ import annotations
 

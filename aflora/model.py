@@ -25,8 +25,9 @@ class AFLoraModel(BaseTuner):
 
     prefix: str = "aflora_"
     tuner_layer_cls = AFLoraLayer
-    # No per-architecture defaults: method.md §2 names the six module types per model family, and
-    # a silent default would hide a wrong match (a bare "dense" also catches the pooler).
+    # No per-architecture defaults: docs/method.md ("Where the adapters go") names the six module
+    # types per model family, and a silent default would hide a wrong match (a bare "dense" also
+    # catches the pooler).
     target_module_mapping: dict[str, list[str]] = {}
 
     def _create_and_replace(

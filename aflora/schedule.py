@@ -1,4 +1,5 @@
-"""The cubic freezing schedule r(t) and the two rules that turn it into freezing (method.md §4).
+"""The cubic freezing schedule r(t) and the two rules that turn it into freezing
+(docs/method.md, "The freezing schedule").
 
 Steps are counted as the HF Trainer's ``state.global_step`` during the step being taken, i.e. the
 number of optimizer steps already completed (0 for the first step), as the reference code does.

@@ -1,4 +1,5 @@
-"""Freezing score of each projection matrix: smoothed sensitivity times uncertainty (method.md §3).
+"""Freezing score of each projection matrix, smoothed sensitivity times uncertainty
+(docs/method.md, "The freezing score").
 
 Per element: I = |grad| (``"grad"``, the paper) or |P * grad| (``"weight_grad"``, AdaLoRA's form);
 Ī <- β1 Ī + (1-β1) I;  Ū <- β2 Ū + (1-β2) |I - Ī| (with the updated Ī); score = Ī ⊙ Ū.

@@ -2,7 +2,7 @@
 
 The AFLoRA path h = W0 x + b * (B (d * (A x))) with r = 1024 and the projections A, B frozen at
 their random init from step 0 (``trainable_projections="none"``), no freezer: only d (starts at
-0.1) and b (starts at 0) train, 156,672 parameters on DeBERTaV3-base (method.md §5). Each module
+0.1) and b (starts at 0) train, 156,672 parameters on DeBERTaV3-base (docs/method.md, "What is reported"). Each module
 keeps its own random A and B, drawn from the global RNG the harness seeds; VeRA (``baselines.vera``)
 is the variant with one pair shared across layers.
 """

@@ -1,4 +1,4 @@
-"""LoRA through PEFT's LoraConfig: W0 + (alpha / r) * B A on the six linear types (method.md §7)."""
+"""LoRA through PEFT's LoraConfig: W0 + (alpha / r) * B A on the six linear types (docs/method.md, "Baselines")."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The same path as ELoRA (h = W0 x + b * (B (d * (A x)))), with one random pair (A, B) shared by
 every adapted layer: peft draws it once, sized for the largest layer, and slices it per layer.
 Only d (length r) and b (length out) train, so with r = 1024 on DeBERTaV3-base's 72 modules the
-count is the same 156,672 as ELoRA's (method.md §5).
+count is the same 156,672 as ELoRA's (docs/method.md, "What is reported").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Gradient clipping as a callback, and a guard against non-finite gradients.
 
 The Trainer clips before ``on_pre_optimizer_step``, so a callback there sees clipped gradients.
-AFLoRA's freezing score needs the raw ones (method.md §3), so the harness turns the Trainer's
+AFLoRA's freezing score needs the raw ones (docs/method.md, "The freezing score"), so the harness turns the Trainer's
 clipping off (``max_grad_norm=0``) and clips here instead, after every method callback has run.
 """
 

@@ -1,6 +1,6 @@
 """Baseline builders: exact parameter counts on DeBERTaV3-base shapes, and what trains on a tiny BERT.
 
-The counts are golden numbers derived by hand (method.md §5) and checked against what peft built;
+The counts are golden numbers derived by hand (docs/method.md, "What is reported") and checked against what peft built;
 the DeBERTaV3-base models are built on the meta device (shapes only, no memory, no init time).
 """
 

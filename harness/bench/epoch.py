@@ -28,7 +28,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_LENGTH = 256  # the reference code's max_seq_length (method.md §6)
+MAX_LENGTH = 256  # the reference code's max_seq_length (docs/method.md, "Training recipe")
 SPEEDUP_TARGET = 2.0
 
 _TOKENISE = """

@@ -1,4 +1,4 @@
-"""Forward linear-layer multiply-adds (MACs) per token: the paper's FLOPs measure (method.md §8).
+"""Forward linear-layer multiply-adds (MACs) per token: the paper's FLOPs measure (docs/method.md, "Published numbers").
 
 Counted from the model itself, not from a table: every ``nn.Linear`` of the backbone contributes
 in·out, and every PEFT adapter layer contributes its low-rank path r·in + r·out (down-projection

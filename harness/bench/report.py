@@ -15,7 +15,7 @@ from harness.bench.rows import Row
 from harness.bench.timing import Timing
 
 MIB = 2**20
-# method.md §8, the paper's efficiency figure, normalised to ELoRA.
+# docs/method.md, "Published numbers", the paper's efficiency figure, normalised to ELoRA.
 PAPER = {
     "runtime": {"aflora": 0.539, "lora": 0.652, "elora": 1.0},
     "flops": {"aflora": 0.334, "lora": 0.337, "elora": 1.0},

@@ -51,7 +51,8 @@ ROWS = ("floor", "full", "lora", "adalora", "elora", "vera", *AFLORA_ROWS)
 STEPS_PER_EPOCH = 100
 EPOCHS = 20
 START_STEP = STEPS_PER_EPOCH + 1
-MAX_GRAD_NORM = 0.1  # the reference recipe's clipping (method.md §6); its value does not change cost
+# The reference recipe's clipping (docs/method.md, "Training recipe"); its value does not change cost.
+MAX_GRAD_NORM = 0.1
 
 
 @dataclass

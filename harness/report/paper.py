@@ -2,7 +2,7 @@
 
 Published numbers: Liu et al., "AFLoRA: Adaptive Freezing of Low Rank Adaptation in Parameter
 Efficient Fine-Tuning of Large Models", ACL 2024 (arXiv 2403.13269), Table 1: GLUE validation
-sets, DeBERTaV3-base (copied via docs/method.md section 8). Scores are percentages as printed;
+sets, DeBERTaV3-base (copied via docs/method.md, "Published numbers"). Scores are percentages as printed;
 MRPC is accuracy, CoLA Matthews correlation, STS-B Pearson; Avg averages MNLI m/mm and QQP
 acc/F1 first, so it is a mean over eight task scores.
 """
