@@ -117,3 +117,37 @@ def test_git_keeps_weights_out_and_results_in():
         assert ignored(f"{run}/{BEST_DIR}/{name}")
     assert ignored(f"{run}/predictions/RTE.tsv")
     assert not ignored(f"{run}/result.json")
+
+
+def test_a_resumed_run_keeps_byte_identical_best_weights(tmp_path, glue_dir, monkeypatch):
+    from harness.checkpoints import MarkCompleteCheckpoints
+
+    overrides = [
+        "task=rte",
+        "method=aflora",
+        "model=tiny-bert",
+        "debug=default",
+        f"data.dir={glue_dir}",
+        "train.epochs=3",
+    ]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert harness_main.main(compose(overrides), straight) == 0
+
+    class Preempted(Exception):
+        pass
+
+    mark = MarkCompleteCheckpoints.on_save
+
+    def mark_then_die(self, args, state, control, **kwargs):
+        mark(self, args, state, control, **kwargs)
+        if state.epoch >= 2:
+            raise Preempted
+
+    monkeypatch.setattr(MarkCompleteCheckpoints, "on_save", mark_then_die)
+    with pytest.raises(Preempted):
+        harness_main.main(compose(overrides), resumed)
+    monkeypatch.setattr(MarkCompleteCheckpoints, "on_save", mark)
+    assert harness_main.main(compose(overrides), resumed) == 0
+    assert json.loads((resumed / "result.json").read_text())["runtime"]["resumed_from"]
+    for name in ("adapter_model.safetensors", SELECTION_FILE, "README.md"):
+        assert (resumed / BEST_DIR / name).read_bytes() == (straight / BEST_DIR / name).read_bytes(), name
