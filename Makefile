@@ -14,6 +14,11 @@ SEEDS ?= 1
 LAUNCHER ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The GPU check (issue 15): GPU_CARRY is what `gpu-wheels` fills and a device call carries (git-ignored);
+# DRY_RUN=1 runs `gpu-check` on the CPU at tiny sizes; GPU_CHECK_ARGS passes options (--limit, --bundle).
+GPU_CARRY ?= .gpu-carry
+DRY_RUN ?=
+GPU_CHECK_ARGS ?=
 DEMO_RUNS ?= outputs/demo
 export GLUE_DIR
 
@@ -55,6 +60,18 @@ paper-tables: setup ## the paper's Table 1 layout with the published numbers bes
 
 bench: setup ## side-by-side step time, memory, parameters and FLOPs of every method (BENCH_ARGS=model=... device=...)
 	$(PY) -m harness.bench $(BENCH_ARGS)
+
+.PHONY: gpu-wheels gpu-check gpu-report
+gpu-wheels: setup ## fill .gpu-carry/ for the GPU check: wheels for the device's Python 3.12, MiniLM in float16, GLUE
+	@test -n "$(GLUE_DIR)" || { echo "make gpu-wheels: set GLUE_DIR to a local GLUE copy (hub layout)"; exit 2; }
+	$(PY) -m harness.gpu_check.carry --out $(GPU_CARRY) --glue $(GLUE_DIR)
+
+# On the GPU machine there is no network, so no `setup`: the image's python3 runs it with the carried wheels.
+gpu-check: $(if $(DRY_RUN),setup) ## the prepared GPU check into reports/gpu/ and runs_gpu/ (DRY_RUN=1: CPU, tiny, a temporary folder)
+	$(if $(DRY_RUN),HF_HUB_OFFLINE=1 $(PY),python3) -m harness.gpu_check $(if $(DRY_RUN),--dry-run) --carry $(GPU_CARRY) $(GPU_CHECK_ARGS)
+
+gpu-report: setup ## tables and figures of the GPU runs (runs_gpu/) into reports/gpu/, apart from the CPU ones
+	$(PY) -m harness.report --runs runs_gpu --out reports/gpu
 
 lint: setup ## ruff over the code
 	$(PY) -m ruff check aflora baselines harness tests run.py
