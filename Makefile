@@ -2,7 +2,8 @@
 # Variables: GLUE_DIR (a local GLUE copy in the hub layout; unset = the hub), METHOD, MODEL, SEEDS,
 # LAUNCHER (a Hydra launcher preset for `glue`: slurm, local_pool, local_submitit; conf/hydra/launcher/),
 # REPORT_MODEL (limit `report` to one model), TORCH_SPEC, DEMO_RUNS (where `demo` trains; the
-# committed runs/ stay as they are).
+# committed runs/ stay as they are), DEMO_TASK, STUDY / STAGE (`study`), JOBS (runs at once for `study`
+# and `glue`; each gets cores / JOBS torch threads).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,10 +21,14 @@ GPU_CARRY ?= .gpu-carry
 DRY_RUN ?=
 GPU_CHECK_ARGS ?=
 DEMO_RUNS ?= outputs/demo
+DEMO_TASK ?= sst2
+STUDY ?= minilm
+STAGE ?=
+JOBS ?= 2
 export GLUE_DIR
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all demo glue report paper-tables bench lint clean distclean
+.PHONY: help setup test test-all demo study glue report paper-tables bench lint clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,18 +50,31 @@ test: setup ## run the test suite offline (real-data tests need GLUE_DIR; slow o
 test-all: setup ## the test suite including tests marked slow
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "" $(PYTEST_ARGS)
 
-demo: setup ## fine-tune MiniLM on RTE with AFLoRA into outputs/demo (DEMO_RUNS; offline with GLUE_DIR, else data from the hub) and print the result
-	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1) $(PY) run.py task=rte model=minilm method=aflora seed=1 runs_dir=$(DEMO_RUNS)
-	$(PY) -m harness.show $(DEMO_RUNS)/minilm/rte/aflora/seed1/result.json
+demo: setup ## fine-tune MiniLM with AFLoRA on DEMO_TASK (sst2; rte works too) into outputs/demo (offline with GLUE_DIR) and print the result
+	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1) $(PY) run.py task=$(DEMO_TASK) model=minilm method=aflora seed=1 runs_dir=$(DEMO_RUNS)
+	$(PY) -m harness.show $(DEMO_RUNS)/minilm/$(DEMO_TASK)/aflora/seed1/result.json
 
-glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3)
-	$(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
+study: setup ## the MiniLM study (conf/study/STUDY.yaml), JOBS runs at once; STAGE=grid runs one stage; rerun to resume
+	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1) $(PY) -m harness.study conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(STAGE),--stage $(STAGE))
+
+glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3), JOBS runs at once
+	$(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 report: setup ## tables and figures for every model under runs/ into reports/
 	$(PY) -m harness.report --runs runs --out reports $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
 paper-tables: setup ## the paper's Table 1 layout with the published numbers beside ours
 	$(PY) -m harness.report --runs runs --out reports --paper
+
+RUN ?=
+SEED ?= 1
+.PHONY: predict submission
+predict: setup ## GLUE test-set file(s) of one completed run into RUN/predictions/ (RUN=runs/minilm/rte/aflora/seed1)
+	$(if $(RUN),,$(error set RUN to a completed run directory, e.g. RUN=runs/minilm/rte/aflora/seed1))
+	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1) $(PY) -m harness.predict $(RUN) $(if $(GLUE_DIR),--data-dir $(GLUE_DIR))
+
+submission: setup ## zip the test predictions of MODEL's METHOD runs (seed SEED) for the GLUE server into outputs/
+	$(PY) -m harness.submission $(wildcard runs/$(MODEL)/*/$(METHOD)/seed$(SEED)) --out outputs/glue-$(MODEL)-$(METHOD)-seed$(SEED).zip
 
 bench: setup ## side-by-side step time, memory, parameters and FLOPs of every method (BENCH_ARGS=model=... device=...)
 	$(PY) -m harness.bench $(BENCH_ARGS)

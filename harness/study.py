@@ -2,10 +2,8 @@
 
     python -m harness.study conf/study/minilm.yaml [--stage grid] [--jobs 2] [--dry-run]
 
-Every torch process starts one thread per core by default, so two trainings at once on a 2-core
-machine would each run on 2 threads and slow each other down; here each of the N jobs gets
-``train.threads = cores // N``. Runs are started in the study's order (stage by stage, seed 1 of
-every cell first), so a study cut short still has whole seeds. ``run.py`` skips a run whose
+Runs are started in the study's order (stage by stage, seed 1 of every cell first), so a study
+cut short still has whole seeds. ``run.py`` skips a run whose
 result is complete and resumes one with a checkpoint, so rerunning the same command continues
 where it stopped. Each run's output goes to ``<logs>/<run>.log``; the exit code is 1 when any run
 failed, and the failed runs are listed.
@@ -14,26 +12,12 @@ failed, and the failed runs are listed.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Run:
-    overrides: tuple[str, ...]  # run.py's command line, e.g. ("task=rte", "model=minilm", ...)
-
-    @property
-    def label(self) -> str:
-        return "_".join(o.split("=", 1)[1].replace("/", "-") for o in self.overrides)
+from harness.pool import REPO, Run, run_all
 
 
 def _runs_dir_for_lr(stage: DictConfig, lr: object) -> str:
@@ -75,37 +59,6 @@ def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
     return [run for name in names for run in stage_runs(name, study.stages[name], study.model, list(study.seeds))]
 
 
-def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    return max((cores or os.cpu_count() or 1) // jobs, 1)
-
-
-def _run_one(run: Run, threads: int, logs: Path) -> tuple[Run, int, float]:
-    command = [sys.executable, str(REPO / "run.py"), *run.overrides, f"train.threads={threads}"]
-    start = time.monotonic()
-    with open(logs / f"{run.label}.log", "a") as log:
-        log.write(f"$ {' '.join(command[1:])}\n")
-        log.flush()
-        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    return run, code, time.monotonic() - start
-
-
-def run_all(runs: list[Run], jobs: int, logs: Path) -> list[Run]:
-    """Run everything, ``jobs`` at a time in list order; return the runs that failed."""
-    logs.mkdir(parents=True, exist_ok=True)
-    threads = threads_per_job(jobs)
-    print(f"{len(runs)} runs, {jobs} at a time with {threads} thread(s) each; logs in {logs}/", flush=True)
-    failed = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run_one, run, threads, logs) for run in runs]
-        for done, future in enumerate(futures, 1):
-            run, code, seconds = future.result()
-            status = "ok" if code == 0 else f"FAILED (exit {code})"
-            print(f"[{done}/{len(runs)}] {run.label}: {status}, {seconds:.0f} s", flush=True)
-            if code:
-                failed.append(run)
-    return failed
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a study file, e.g. conf/study/minilm.yaml")
@@ -122,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print("\n".join(" ".join(run.overrides) for run in runs))
         return 0
-    failed = run_all(runs, args.jobs, args.logs / args.study.stem)
-    if failed:
-        print(f"{len(failed)} run(s) failed (see their logs):", *(f"  {r.label}" for r in failed), sep="\n")
-        return 1
-    return 0
+    return 1 if run_all(runs, args.jobs, args.logs / args.study.stem) else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Every GLUE task of the paper for one method (``make glue``), as one Hydra multirun.
 
-    python -m harness.sweep --method aflora --model minilm --seeds 1,2,3 [--launcher local_pool]
+    python -m harness.sweep --method aflora --model minilm --seeds 1,2,3 [--jobs 2 | --launcher slurm]
 
 With a local copy (GLUE_DIR), tasks whose train or validation files are missing are skipped with
 a message; without one, every task is read from the hub. Finished runs are skipped by run.py
-itself, so rerunning the sweep only trains what is missing.
+itself, so rerunning the sweep only trains what is missing. On this machine the runs go --jobs at
+a time, each with cores / jobs torch threads (harness/pool.py); --launcher hands the whole sweep
+to a Hydra launcher instead (SLURM, a submitit pool).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.data import required_splits, split_files
+from harness.pool import Run, run_all
 from harness.tasks import TaskSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,13 +54,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--launcher", default=None, help="a Hydra launcher preset of conf/hydra/launcher/: slurm, local_pool, ..."
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once on this machine, each with cores // jobs threads (default 1)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides passed to run.py")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
     tasks = available_tasks(args.tasks.split(","), os.environ.get("GLUE_DIR"))
     if not tasks:
         print("no task has data: set GLUE_DIR to a GLUE copy or unset it to use the hub", file=sys.stderr)
         return 1
+    if not args.launcher:
+        seeds = args.seeds.split(",")
+        runs = [
+            Run((f"task={task}", f"model={args.model}", f"method={args.method}", f"seed={seed}", *args.overrides))
+            for seed in seeds
+            for task in tasks
+        ]
+        return 1 if run_all(runs, args.jobs, REPO / "logs" / "sweep") else 0
     command = [
         sys.executable,
         str(REPO / "run.py"),
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         f"model={args.model}",
         f"method={args.method}",
         f"seed={args.seeds}",
-        *([f"hydra/launcher={args.launcher}"] if args.launcher else []),
+        f"hydra/launcher={args.launcher}",
         *args.overrides,
     ]
     print(" ".join(command[1:]), file=sys.stderr)

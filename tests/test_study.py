@@ -1,0 +1,68 @@
+"""harness.study and harness.pool: the study's run order, and N runs at once with cores / N threads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from harness.pool import Run, run_all, threads_per_job
+from harness.study import study_runs
+
+REPO = Path(__file__).resolve().parent.parent
+
+STUDY = OmegaConf.create(
+    {
+        "model": "m",
+        "seeds": [1, 2],
+        "stages": {
+            "grid": {"tasks": ["sst2"], "seeds": [1], "runs_dir": "g", "lr": {"lora": [1e-3, 2e-3], "full": [5e-5]}},
+            "table": {"tasks": ["rte", "mrpc"], "methods": ["head", "aflora"]},
+        },
+    }
+)
+
+
+def test_stages_run_in_order_and_seed_one_of_every_cell_comes_first():
+    runs = [" ".join(r.overrides) for r in study_runs(STUDY)]
+    assert runs[:3] == [
+        "task=sst2 model=m method=lora seed=1 train.lr=0.001 runs_dir=g/lr0.001",
+        "task=sst2 model=m method=lora seed=1 train.lr=0.002 runs_dir=g/lr0.002",
+        "task=sst2 model=m method=full seed=1 train.lr=5e-05 runs_dir=g/lr5e-05",
+    ]
+    table = runs[3:]
+    assert len(table) == 2 * 2 * 2 and all("seed=1" in r for r in table[:4]) and all("seed=2" in r for r in table[4:])
+    assert [" ".join(r.overrides) for r in study_runs(STUDY, "table")] == table
+
+
+def test_an_unknown_stage_is_refused_by_name():
+    with pytest.raises(SystemExit, match="'tabel' is not a stage"):
+        study_runs(STUDY, "tabel")
+
+
+@pytest.mark.parametrize(("jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8)])
+def test_each_job_gets_its_share_of_the_cores(jobs, cores, threads):
+    assert threads_per_job(jobs, cores) == threads
+
+
+def test_the_repository_study_lists_every_method_and_task():
+    runs = study_runs(OmegaConf.load(REPO / "conf" / "study" / "minilm.yaml"), "table")
+    methods = {o.split("=")[1] for r in runs for o in r.overrides if o.startswith("method=")}
+    assert methods == {"head", "full", "lora", "adalora", "elora", "vera", "aflora"} and len(runs) == 5 * 7 * 3
+
+
+def test_two_runs_at_once_each_on_its_thread_share_and_a_failure_is_reported(glue_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    common = ("task=rte", "model=tiny-bert", "method=lora", "debug=default", f"runs_dir={tmp_path}")
+    runs = [Run((*common, "seed=1")), Run((*common, "seed=2")), Run((*common, "seed=3", "train.epochs=0"))]
+    failed = run_all(runs, jobs=2, logs=tmp_path / "logs")
+    assert failed == [runs[2]]
+    assert "1 run(s) failed" in capsys.readouterr().out
+    for seed in (1, 2):
+        (path,) = (tmp_path / "tiny-bert" / "rte" / "lora" / f"seed{seed}").rglob("result.json")
+        result = json.loads(path.read_text())
+        assert result["status"] == "completed" and result["runtime"]["threads"] == threads_per_job(2)
+    assert "train.threads=" in (tmp_path / "logs" / f"{runs[0].label}.log").read_text()
