@@ -6,7 +6,7 @@ class ids; STS-B scores are clipped to the label range [0, 5]. MNLI's model also
 diagnostic set AX (the hub's ``ax`` config, MNLI's columns). The server takes one zip with the
 files at its root.
 
-    python -m harness.submission runs/minilm --method aflora --seed 1 --out glue-minilm-aflora.zip
+    python -m harness.submission runs/minilm/*/aflora/seed1 --out glue-minilm-aflora.zip
 """
 
 from __future__ import annotations
@@ -77,14 +77,16 @@ def write_tsv(path: Path, task: str, indices: Sequence[int], predictions: np.nda
     path.write_text("\n".join([HEADER, *rows]) + "\n")
 
 
-def gather(model_dir: Path, method: str, seed: int) -> dict[str, Path]:
-    """Server file name -> the prediction file of ``<model_dir>/<task>/<method>/seed<seed>``."""
-    found = {}
-    for task, files in TEST_FILES.items():
-        folder = model_dir / task / method / f"seed{seed}" / PREDICTIONS_DIR
-        for f in files:
-            if (folder / f.file).exists():
-                found[f.file] = folder / f.file
+def gather(run_dirs: Sequence[Path]) -> dict[str, Path]:
+    """Server file name -> the prediction file of the run directory that wrote it."""
+    found: dict[str, Path] = {}
+    for run_dir in run_dirs:
+        for path in sorted((Path(run_dir) / PREDICTIONS_DIR).glob("*.tsv")):
+            if path.name not in ALL_FILES:
+                continue
+            if path.name in found:
+                raise ValueError(f"{path.name} comes from two runs: {found[path.name].parent.parent} and {run_dir}")
+            found[path.name] = path
     return found
 
 
@@ -103,26 +105,29 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m harness.submission",
         description="Zip one model's GLUE test predictions (from `python -m harness.predict`) for the GLUE server.",
     )
-    parser.add_argument("model_dir", type=Path, help="runs/<model>: holds <task>/<method>/seed<seed>/predictions/")
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="default: <model_dir>/glue-<method>-seed<seed>.zip")
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories of one model, one per task")
+    parser.add_argument("--out", type=Path, required=True, help="the zip to write")
     parser.add_argument("--partial", action="store_true", help="write the zip even if some tasks' files are missing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    files = gather(args.model_dir, args.method, args.seed)
+    try:
+        files = gather(args.run_dirs)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     missing = [name for name in ALL_FILES if name not in files]
     if not files or (missing and not args.partial):
         print(
-            f"error: {args.model_dir} lacks predictions for {', '.join(missing)} "
-            f"(run `python -m harness.predict <run_dir>` for each task; --partial zips what exists)",
+            f"error: no predictions for {', '.join(missing)} in the run directories given "
+            f"(`python -m harness.predict <run_dir>` writes them; --partial zips what exists)",
             file=sys.stderr,
         )
         return 2
-    out = args.out or args.model_dir / f"glue-{args.method}-seed{args.seed}.zip"
-    write_zip(out, files)
-    log.info("wrote %s: %d of %d files%s", out, len(files), len(ALL_FILES), f"; missing {missing}" if missing else "")
+    write_zip(args.out, files)
+    log.info(
+        "wrote %s: %d of %d files%s", args.out, len(files), len(ALL_FILES), f"; missing {missing}" if missing else ""
+    )
     return 0
 
 

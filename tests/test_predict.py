@@ -78,30 +78,36 @@ def test_predict_refuses_a_run_without_weights(tmp_path, capsys):
     assert predict.main([str(tmp_path / "nowhere")]) == 2
 
 
-def fake_predictions(model_dir: Path, tasks: list[str], method: str = "aflora", seed: int = 1) -> None:
+def fake_predictions(model_dir: Path, tasks: list[str]) -> list[Path]:
+    run_dirs = []
     for task in tasks:
-        folder = model_dir / task / method / f"seed{seed}" / submission.PREDICTIONS_DIR
-        folder.mkdir(parents=True)
+        run_dir = model_dir / task / "aflora" / "seed1"
+        (run_dir / submission.PREDICTIONS_DIR).mkdir(parents=True)
         for test in TEST_FILES[task]:
-            (folder / test.file).write_text(f"{HEADER}\n0\t{test.file}\n")
+            (run_dir / submission.PREDICTIONS_DIR / test.file).write_text(f"{HEADER}\n0\t{test.file}\n")
+        run_dirs.append(run_dir)
+    return run_dirs
 
 
 def test_submission_zips_every_file_at_the_root(tmp_path):
-    fake_predictions(tmp_path, list(TEST_FILES))
+    run_dirs = fake_predictions(tmp_path, list(TEST_FILES))
     out = tmp_path / "sub.zip"
-    assert submission.main([str(tmp_path), "--method", "aflora", "--out", str(out)]) == 0
+    assert submission.main([*map(str, run_dirs), "--out", str(out)]) == 0
     with zipfile.ZipFile(out) as zf:
         assert sorted(zf.namelist()) == sorted(ALL_FILES) and len(ALL_FILES) == 11
         assert zf.read("AX.tsv").decode() == f"{HEADER}\n0\tAX.tsv\n"  # MNLI's run supplies AX
 
 
-def test_submission_names_missing_tasks(tmp_path, capsys):
-    fake_predictions(tmp_path, ["rte", "mnli"])
-    assert submission.main([str(tmp_path), "--method", "aflora"]) == 2
-    assert "CoLA.tsv" in capsys.readouterr().err and not list(tmp_path.glob("*.zip"))
-    assert submission.main([str(tmp_path), "--method", "aflora", "--partial"]) == 0
-    with zipfile.ZipFile(tmp_path / "glue-aflora-seed1.zip") as zf:
+def test_submission_names_missing_tasks_and_clashes(tmp_path, capsys):
+    run_dirs = [str(d) for d in fake_predictions(tmp_path, ["rte", "mnli"])]
+    out = tmp_path / "sub.zip"
+    assert submission.main([*run_dirs, "--out", str(out)]) == 2
+    assert "CoLA.tsv" in capsys.readouterr().err and not out.exists()
+    assert submission.main([*run_dirs, "--out", str(out), "--partial"]) == 0
+    with zipfile.ZipFile(out) as zf:
         assert sorted(zf.namelist()) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "RTE.tsv"]
+    assert submission.main([*run_dirs, run_dirs[0], "--out", str(out), "--partial"]) == 2  # two RTE.tsv
+    assert "RTE.tsv comes from two runs" in capsys.readouterr().err
 
 
 # --- the local GLUE copy (skipped without it) ------------------------------------------------------
