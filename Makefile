@@ -76,16 +76,6 @@ predict: setup ## GLUE test-set file(s) of one completed run into RUN/prediction
 submission: setup ## zip the test predictions of MODEL's METHOD runs (seed SEED) for the GLUE server into outputs/
 	$(PY) -m harness.submission $(wildcard runs/$(MODEL)/*/$(METHOD)/seed$(SEED)) --out outputs/glue-$(MODEL)-$(METHOD)-seed$(SEED).zip
 
-RUN ?=
-SEED ?= 1
-.PHONY: predict submission
-predict: setup ## GLUE test-set file(s) of one completed run into RUN/predictions/ (RUN=runs/minilm/rte/aflora/seed1)
-	$(if $(RUN),,$(error set RUN to a completed run directory, e.g. RUN=runs/minilm/rte/aflora/seed1))
-	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1) $(PY) -m harness.predict $(RUN) $(if $(GLUE_DIR),--data-dir $(GLUE_DIR))
-
-submission: setup ## zip the test predictions of MODEL's METHOD runs (seed SEED) for the GLUE server into outputs/
-	$(PY) -m harness.submission $(wildcard runs/$(MODEL)/*/$(METHOD)/seed$(SEED)) --out outputs/glue-$(MODEL)-$(METHOD)-seed$(SEED).zip
-
 bench: setup ## side-by-side step time, memory, parameters and FLOPs of every method (BENCH_ARGS=model=... device=...)
 	$(PY) -m harness.bench $(BENCH_ARGS)
 
