@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 
 FREEZER_STATE_FILE = "aflora_freezer.pt"
 RULES = ("quantile", "fraction")
-_STATE_VERSION = 1
+# 2: the checkpoint's optimizer state no longer holds frozen projections. A version-1 state
+# (written before they left the optimizer) still loads: see ``load_state_dict``.
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,10 @@ class AFLoraFreezer(TrainerCallback):
     ``output_dir/checkpoint-<step>``). ``load_state`` freezes the recorded projections in the model
     at once, and loading the checkpoint's adapter does the same (``aflora/layer.py``), so an
     optimizer built afterwards from the ``requires_grad`` parameters (the Trainer's own, or one
-    built after ``load_state``) has the parameter groups of the checkpoint's optimizer state.
+    built after ``load_state``) has the parameter groups of the checkpoint's optimizer state. A
+    checkpoint written before frozen projections left the optimizer (freezer state version 1)
+    resumes the old way: ``load_state`` freezes nothing, the optimizer built next holds the frozen
+    projections as the saved state does, and ``on_train_begin`` takes them out.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class AFLoraFreezer(TrainerCallback):
         self.trainable_history: list[tuple[int, int]] = []  # (from step, trainable params, head excluded)
         self._end_step: int | None = None
         self._state_loaded = False
+        self._frozen_in_saved_optimizer = False  # a version-1 checkpoint's optimizer state holds them
         self._leaving_optimizer: list[nn.Parameter] = []  # frozen, still in the optimizer's groups
         self.dry_run = dry_run
         self.last_update = last_update
@@ -142,6 +148,14 @@ class AFLoraFreezer(TrainerCallback):
                 )
         self._adopt_frozen_in_model(state.global_step)
         self.apply_frozen()
+        if self._frozen_in_saved_optimizer and kwargs.get("optimizer") is not None:
+            frozen = [
+                p.layer.projection(self.adapter_name, p.which)
+                for p in self._projections
+                if self.freeze_steps[p.name] is not None
+            ]
+            _remove_from_optimizer(kwargs["optimizer"], frozen)
+            self._frozen_in_saved_optimizer = False
         if not self.trainable_history:
             self.trainable_history.append((state.global_step, self._count_trainable()))
 
@@ -300,7 +314,7 @@ class AFLoraFreezer(TrainerCallback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         names = [p.name for p in self._projections]
-        if state.get("version") != _STATE_VERSION or state["names"] != names:
+        if state.get("version") not in (1, _STATE_VERSION) or state["names"] != names:
             raise ValueError("AFLoRA freezer state does not match this model's projections (or version)")
         self.freeze_steps = {n: None if s < 0 else int(s) for n, s in zip(names, state["freeze_steps"], strict=True)}
         self._active = [i for i, n in enumerate(names) if self.freeze_steps[n] is None]
@@ -309,7 +323,11 @@ class AFLoraFreezer(TrainerCallback):
         devices = {p.name: p.layer.projection(self.adapter_name, p.which).device for p in self._projections}
         self.scorer.load_state_dict(state["scorer"], devices)
         self._state_loaded = True
-        self.apply_frozen()
+        # Version 1 came with an optimizer state that still holds the frozen projections: an
+        # optimizer built now must hold them too so that state loads; they leave it at train begin.
+        self._frozen_in_saved_optimizer = state["version"] == 1
+        if not self._frozen_in_saved_optimizer:
+            self.apply_frozen()
 
     def load_state(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         """Load ``aflora_freezer.pt`` from a Trainer checkpoint folder and freeze what it records."""

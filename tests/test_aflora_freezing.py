@@ -144,8 +144,9 @@ def batch(step: int) -> dict[str, torch.Tensor]:
     }
 
 
-def train(model, freezer, steps: range, state: TrainerState, optimizer=None, snapshots=None):
-    """A plain AdamW loop calling the freezer where the HF Trainer calls it."""
+def train(model, freezer, steps: range, state: TrainerState, optimizer=None, snapshots=None, prune=True):
+    """A plain AdamW loop calling the freezer where the HF Trainer calls it (``prune=False``: as the
+    Trainer did before frozen projections left the optimizer, i.e. without ``on_optimizer_step``)."""
     args, control = SimpleNamespace(max_grad_norm=0, output_dir="unused"), TrainerControl()
     optimizer = optimizer or torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1
@@ -155,7 +156,8 @@ def train(model, freezer, steps: range, state: TrainerState, optimizer=None, sna
         model(**batch(step)).loss.backward()
         freezer.on_pre_optimizer_step(args, state, control)
         optimizer.step()
-        freezer.on_optimizer_step(args, state, control, optimizer=optimizer)
+        if prune:
+            freezer.on_optimizer_step(args, state, control, optimizer=optimizer)
         optimizer.zero_grad()
         if snapshots is not None:
             snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if "aflora_" in n})
@@ -163,9 +165,10 @@ def train(model, freezer, steps: range, state: TrainerState, optimizer=None, sna
     return optimizer
 
 
-def begin(freezer, step: int = 0) -> TrainerState:
+def begin(freezer, step: int = 0, optimizer=None) -> TrainerState:
     state = TrainerState(global_step=step)
-    freezer.on_train_begin(SimpleNamespace(max_grad_norm=0, output_dir="unused"), state, TrainerControl())
+    args = SimpleNamespace(max_grad_norm=0, output_dir="unused")
+    freezer.on_train_begin(args, state, TrainerControl(), optimizer=optimizer)
     return state
 
 
@@ -298,6 +301,33 @@ def test_state_round_trip_gives_identical_decisions(tmp_path):
     train(model_b, freezer_b, range(13, 40), state_b, optimizer=opt_b)
     assert freezer_b.freeze_steps == freezer_a.freeze_steps
     assert freezer_b.trainable_history == freezer_a.trainable_history
+    for (name, pa), pb in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_a_checkpoint_from_before_frozen_projections_left_the_optimizer_still_resumes(tmp_path):
+    """Version 1 of the freezer state came with an optimizer state that holds the frozen projections."""
+    model_a, model_b = tiny_aflora(seed=3), tiny_aflora(seed=3)
+    freezer_a = AFLoraFreezer(model_a, total_steps=40, t_i=4, t_f=12, window=3)
+    state_a = begin(freezer_a)
+    opt_a = train(model_a, freezer_a, range(13), state_a, prune=False)
+    assert any(s not in (None, 0) for s in freezer_a.freeze_steps.values())
+    saved = {**freezer_a.state_dict(), "version": 1}
+
+    # the harness's order: fresh model, callbacks' state, optimizer; then the Trainer loads the
+    # checkpoint's weights (which freezes what froze) and the optimizer state
+    freezer_b = AFLoraFreezer(model_b, total_steps=40, t_i=4, t_f=12, window=3)
+    freezer_b.load_state_dict(copy.deepcopy(saved))
+    opt_b = torch.optim.AdamW([p for p in model_b.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    model_b.load_state_dict(model_a.state_dict())
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # holds every projection that trained at step 0
+    state_b = begin(freezer_b, step=13, optimizer=opt_b)  # the frozen ones leave it here
+    in_optimizer = {id(p) for group in opt_b.param_groups for p in group["params"]}
+    assert in_optimizer == {id(p) for p in model_b.parameters() if p.requires_grad}
+
+    train(model_a, freezer_a, range(13, 40), state_a, optimizer=opt_a)
+    train(model_b, freezer_b, range(13, 40), state_b, optimizer=opt_b)
+    assert freezer_b.freeze_steps == freezer_a.freeze_steps
     for (name, pa), pb in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
         assert torch.equal(pa, pb), name
 
