@@ -70,3 +70,18 @@ def test_ablations_live_in_their_own_table(tables):
     assert ablations.loc["aflora-nofreeze", "rte"] == pytest.approx(statistics.mean([76, 72, 73]))
     assert "aflora-nofreeze" not in set(tables["glue_table"].csv["method"])
     assert "head" in set(tables["glue_table"].csv["method"])  # the probe is the table's floor row
+
+
+def test_a_hand_written_reading_survives_regeneration(tmp_path):
+    root = tmp_path / "runs"
+    write(root, result("rte", "lora", 1, {"accuracy": 0.7}))
+    from harness.report import build_reports
+
+    out = tmp_path / "reports"
+    (out / MODEL).mkdir(parents=True)
+    (out / MODEL / "reading.md").write_text("## What the tables show\n\nLoRA learns RTE here.\n")
+    for _ in range(2):  # the second build reads the same reading back, not its own README
+        build_reports(root, out, None, "python -m harness.report")
+        readme = (out / MODEL / "README.md").read_text()
+        assert readme.count("LoRA learns RTE here.") == 1
+    assert readme.index("LoRA learns RTE here.") < readme.index("## GLUE results")

@@ -23,6 +23,9 @@ FIGURE_TEXT = {
 }
 
 
+READING_FILE = "reading.md"  # a hand-written reading of the tables, placed under the README's header
+
+
 def _section(title: str, table: Table) -> str:
     links = " · ".join(f"[{ext}]({table.name}.{ext})" for ext in ("md", "csv", "tex"))
     return f"## {title}\n\n{table.markdown()}\nFiles: {links}\n"
@@ -68,6 +71,9 @@ def readme(
         "- Scores: the paper's metric at each run's best validation epoch, in percent; "
         "mean ± sample std (ddof=1) over seeds.\n",
     ]
+    reading = out_dir / READING_FILE
+    if reading.is_file():  # written by hand, kept across regenerations: what the tables show
+        head.append(reading.read_text(encoding="utf-8").rstrip() + "\n")
     body = [
         _section("GLUE results (the paper's Table 1 layout)", tables["glue_table"]),
         _section("Against the published numbers", tables["paper_comparison"]),
