@@ -24,6 +24,10 @@ class Run:
     overrides: tuple[str, ...]  # run.py's command line, e.g. ("task=rte", "model=minilm", ...)
 
     @property
+    def method(self) -> str:
+        return next(o.split("=", 1)[1] for o in self.overrides if o.startswith("method="))
+
+    @property
     def label(self) -> str:
         return "_".join(o.split("=", 1)[1].replace("/", "-") for o in self.overrides)
 

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default=None, help="run only this stage (default: all, in order)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2); each gets cores // jobs threads")
     parser.add_argument("--logs", type=Path, default=REPO / "logs" / "study", help="one log file per run here")
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated: only these methods' runs (e.g. the ones whose rates are set)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs in order and exit")
     args = parser.parse_args(argv)
     if not args.study.is_file():
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     runs = study_runs(OmegaConf.load(args.study), args.stage)
+    if args.methods:
+        wanted = set(args.methods.split(","))
+        runs = [run for run in runs if run.method in wanted]
     if args.dry_run:
         print("\n".join(" ".join(run.overrides) for run in runs))
         return 0

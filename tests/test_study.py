@@ -37,6 +37,20 @@ def test_stages_run_in_order_and_seed_one_of_every_cell_comes_first():
     assert [" ".join(r.overrides) for r in study_runs(STUDY, "table")] == table
 
 
+def test_methods_filter_keeps_the_order(capsys):
+    from harness.study import main
+
+    assert (
+        main([str(REPO / "conf" / "study" / "minilm.yaml"), "--stage", "table", "--methods", "lora,head", "--dry-run"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 * 2 * 3 and lines[:2] == [
+        "task=mrpc model=minilm method=head seed=1",
+        "task=mrpc model=minilm method=lora seed=1",
+    ]
+
+
 def test_an_unknown_stage_is_refused_by_name():
     with pytest.raises(SystemExit, match="'tabel' is not a stage"):
         study_runs(STUDY, "tabel")
