@@ -87,10 +87,7 @@ class Check:
         }
 
     def until(self, step: str) -> float:
-        """When ``step`` must end: the deadline less the shares of the steps after it."""
-        names = list(plans.RESERVES)
-        later = names[names.index(step) + 1 :] if step in plans.RESERVES else names
-        return self.deadline - self.limit * sum(plans.RESERVES[n] for n in later)
+        return plans.step_end(step, self.deadline, self.limit)
 
     def run(self, name: str, argv: list[str], until: float | None = None, **env: str) -> bool:
         """One step in one process group, stopped at ``until``; recorded in ``self.steps``."""
@@ -117,20 +114,19 @@ def _tail(log: Path, lines: int = 15) -> str:
 
 def install(check: Check) -> bool:
     """The carried wheels into a private folder that comes first on PYTHONPATH."""
-    python = sys.executable
+    from harness.gpu_check.carry import install_command, local_wheels
+
     if check.dry_run:  # this machine's Python: the compatible carried wheels and a float16 MiniLM built here
-        wheels = check.work / "wheels"
-        if not check.run("wheels", [python, "-m", "harness.gpu_check.carry", "--local", str(wheels)]):
-            return False
+        wheels, start = check.work / "wheels", time.monotonic()
+        local_wheels(wheels, check.carry)
+        check.record("wheels", "exit 0", time.monotonic() - start)
     else:
         wheels = check.carry / "wheels"
         if not any(wheels.glob("*.whl")):
             check.record("install", f"no wheels in {wheels}: run make gpu-wheels where pip reaches PyPI", None)
             return False
-    from harness.gpu_check.carry import install_command
-
     shutil.rmtree(check.site, ignore_errors=True)
-    return check.run("install", install_command(python, wheels, check.site))
+    return check.run("install", install_command(sys.executable, wheels, check.site))
 
 
 def study(check: Check) -> None:

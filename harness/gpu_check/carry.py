@@ -176,15 +176,9 @@ def fill(out: Path, glue: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.gpu_check.carry", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=CARRY_DIR, help="the folder to fill (emptied first)")
-    p.add_argument("--glue", type=Path, help="a local GLUE copy in the hub layout (GLUE_DIR)")
-    p.add_argument("--local", type=Path, metavar="DIR", help="instead: the dry run's wheel folder, offline")
+    p.add_argument("--glue", type=Path, required=True, help="a local GLUE copy in the hub layout (GLUE_DIR)")
     args = p.parse_args(argv)
-    if args.local:
-        local_wheels(args.local, args.out)
-    elif args.glue is None:
-        p.error("--glue (or GLUE_DIR) is required to fill the carry folder")
-    else:
-        fill(args.out, args.glue)
+    fill(args.out, args.glue)
     return 0
 
 

@@ -70,6 +70,14 @@ DRY_RUN = Plan(
 RESERVES = {"bench-fp32": 0.12, "bench-bf16": 0.12, "epoch": 0.2, "study": 0.12, "report": 0.05}
 
 
+def step_end(step: str, deadline: float, limit: float) -> float:
+    """When ``step`` must end: the deadline less the shares of the steps after it (of all the steps
+    in RESERVES for a step before them)."""
+    names = list(RESERVES)
+    later = names[names.index(step) + 1 :] if step in RESERVES else names
+    return deadline - limit * sum(RESERVES[n] for n in later)
+
+
 def study_cells(plan: Plan) -> list[tuple[str, str, int]]:
     """(task, method, seed) in the order they run: seed by seed, task by task, method by method."""
     return [(t, m, s) for s in plan.study_seeds for t in plan.study_tasks for m in plan.study_methods]
