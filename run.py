@@ -7,6 +7,7 @@ torchrun --nproc_per_node=4 run.py task=mnli method=aflora   # data-parallel (do
 python run.py -m hydra/launcher=slurm task=rte,mrpc seed=1,2,3  # a sweep on SLURM (needs .[scale])
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,22 +16,38 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from harness.cli_errors import SweepRunFailed, exit_code_and_line
 from harness.distributed import replica_overrides, setup_process
+from harness.identity import variant  # also registers ${run_subdir:...} for the run directory
+
+FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def run(cfg: DictConfig) -> None:
     setup_process()  # ranks of a multi-task SLURM job; quiet logs on ranks > 0
-    from harness.main import main
+    from harness.main import INTERRUPTED, main
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    code = main(cfg, Path(hydra_cfg.runtime.output_dir), in_sweep=in_sweep)
-    if code and not in_sweep:  # a sweep records failures in result.json and goes on
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    code = main(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
+    if code and (not in_sweep or code == INTERRUPTED):
         sys.exit(code)
+    if code:  # the sweep goes on; Hydra re-raises the first failure once every run has finished
+        FAILED_IN_SWEEP.append(str(run_dir))
+        raise SweepRunFailed(f"{run_dir} failed (its result.json says why)", code)
 
 
 if __name__ == "__main__":
     # Ranks > 0 of torchrun / accelerate launch write no Hydra output into the shared run directory.
     sys.argv += replica_overrides(sys.argv[1:])
-    run()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach the handler below, which prints one line
+    try:
+        run()
+    except Exception as err:
+        code, line = exit_code_and_line(err, FAILED_IN_SWEEP)
+        if code is None:
+            raise  # a bug: keep the traceback
+        print(line, file=sys.stderr)
+        sys.exit(code)

@@ -14,12 +14,17 @@ import re
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import safe_globals
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from harness.distributed import barrier
+from harness.errors import HarnessError
 
 MARKER = "checkpoint-complete"
+_VERIFIED = (".json", ".safetensors", ".pt", ".pth", ".bin")  # what the Trainer and callbacks load on resume
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -30,6 +35,48 @@ def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Every checkpoint folder of ``run_dir``, complete or not, oldest first."""
+    return [path for _, path in _checkpoints(run_dir)]
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    return bool(_checkpoints(run_dir))
+
+
+class DamagedCheckpoint(HarnessError):
+    """A file of a complete checkpoint does not load."""
+
+
+def _load(path: Path) -> None:
+    if path.suffix == ".json":
+        json.loads(path.read_text())
+    elif path.suffix == ".safetensors":
+        load_file(path)
+    else:
+        with safe_globals():  # the numpy types of the RNG state, as the Trainer loads it
+            torch.load(path, map_location="cpu", weights_only=True)
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Load every file the resume reads; raise DamagedCheckpoint naming the first that fails.
+
+    The message keeps only the error's first line: torch's own suggests ``weights_only=False``,
+    which would execute whatever a damaged or planted file contains.
+    """
+    files = [p for p in sorted(checkpoint.iterdir()) if p.suffix in _VERIFIED and p.name != "training_args.bin"]
+    for path in files:
+        try:
+            _load(path)
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            if "weights_only" in first.lower() or "weights only" in first.lower():
+                first = "not a tensor file that loads safely"
+            raise DamagedCheckpoint(
+                f"checkpoint {checkpoint}: {path.name} is damaged ({type(err).__name__}: {first[:160]})"
+            ) from None
 
 
 def last_complete_checkpoint(run_dir: Path) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from harness.best_weights import SaveBestWeights, weights_summary
-from harness.checkpoints import MarkCompleteCheckpoints, last_complete_checkpoint
+from harness.checkpoints import MarkCompleteCheckpoints
 from harness.data import load_raw_splits, take_examples, tokenize_splits
-from harness.distributed import agree
+from harness.distributed import agree, is_main_process
 from harness.env import environment
 from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
@@ -27,6 +28,7 @@ from harness.models import check_sequence_length, head_modules, load_model, load
 from harness.optim import build_optimizer
 from harness.params import TrainableParamTracker, count_parameters, trainable_counter
 from harness.results import SCHEMA_VERSION
+from harness.rundir import resumable_checkpoint
 from harness.tasks import TaskSpec
 from harness.timing import EpochTimer
 from harness.training import (
@@ -58,7 +60,8 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, run_dir: Path, claim: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Train and evaluate; ``claim`` runs on rank 0 once data, model and method have built."""
     task = TaskSpec.from_config(cfg.task)
     validate_train_config(cfg.train)
     device = resolve_device(cfg.train.device)
@@ -106,7 +109,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         callbacks.insert(-1, SaveBestWeights(run_dir, task, facts, counter))
 
     args = training_arguments(cfg.train, str(run_dir), cfg.seed, device)
-    checkpoint = agree(last_complete_checkpoint(run_dir))  # rank 0's choice, made after its force=true clean-up
+    if is_main_process():
+        claim()  # the directory is this config's from here on (force=true: set the old run aside)
+    checkpoint = agree(resumable_checkpoint(run_dir) if is_main_process() else None)  # rank 0's choice
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
         for cb in callbacks:

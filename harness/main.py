@@ -2,78 +2,125 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import errno
 import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.checkpoints import remove_checkpoints
+from harness import identity
+from harness.checkpoints import last_complete_checkpoint, remove_checkpoints
+from harness.cli_errors import WRITE_ERRNOS
 from harness.distributed import barrier, is_main_process
 from harness.env import environment
 from harness.errors import HarnessError
 from harness.gradients import NonFiniteGradientError
 from harness.results import RESULT_FILE, failed_result, is_completed, write_json_atomic
+from harness.rundir import RunDirLocked, clean_leftovers, locked, set_aside_run
 from harness.training import resolve_device
+from harness.validation import validate_config
 
 log = logging.getLogger(__name__)
+
+INTERRUPTED = 130  # the shell's code for SIGINT
 
 
 def _identity(cfg: DictConfig) -> dict:
     return {"task": cfg.task.name, "model": cfg.model.name, "method": cfg.method.name, "seed": cfg.seed}
 
 
-def _set_aside_previous(run_dir: Path) -> None:
-    """force=true: keep the old result under a dated name and start from no checkpoint."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (run_dir / RESULT_FILE).rename(run_dir / f"result.previous-{stamp}.json")
-    remove_checkpoints(run_dir)
+def _claim(cfg: DictConfig, run_dir: Path, content: dict, force: bool) -> None:
+    """Rank 0, once data, model and method are known to build: the directory is this config's."""
+    if force:
+        set_aside_run(run_dir)
+    identity.write_fingerprint(run_dir, content)
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what the checkpoints train with
 
 
-def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> int:
+def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = "") -> int:
     """Run (or resume) the experiment in ``run_dir``; return the process exit code.
 
-    A failure always leaves a ``failed`` result.json naming the error. In a sweep the error is
-    logged and the sweep goes on; a single run re-raises unexpected errors with their traceback.
+    The config is checked before anything on disk changes. A directory holding a checkpoint or
+    result of another config is refused (``force=true`` sets them aside and retrains). A failure
+    leaves a ``failed`` result.json naming the error, except where a completed result would be
+    replaced. In a sweep the error is logged and the sweep goes on; a single run re-raises
+    unexpected errors with their traceback.
     """
     from harness.experiment import run_experiment  # heavy imports after Hydra has parsed the CLI
 
-    if is_completed(run_dir):
-        if not cfg.get("force", False):
-            log.info("%s already holds a completed result; force=true retrains (keeping it).", run_dir / RESULT_FILE)
-            return 0
-        if is_main_process():  # the other ranks train too; they resume from what rank 0 resumes from
-            _set_aside_previous(run_dir)
+    run_dir = Path(run_dir)
+    main_process = is_main_process()
     try:
-        result = run_experiment(cfg, run_dir)
-        if is_main_process():
-            write_json_atomic(run_dir / RESULT_FILE, result)
+        validate_config(cfg)
+        content = identity.content(cfg)
+        force = bool(cfg.get("force", False))
+        with locked(run_dir) if main_process else contextlib.nullcontext():
+            if not force:
+                identity.check_same_config(run_dir, content)
+            completed = is_completed(run_dir)
+            if main_process:
+                clean_leftovers(run_dir, completed and not force, cfg.train.keep_checkpoints)
+            if completed and not force:
+                log.info(
+                    "%s already holds a completed result; force=true retrains (keeping it).", run_dir / RESULT_FILE
+                )
+                return 0
+            result = run_experiment(cfg, run_dir, claim=lambda: _claim(cfg, run_dir, content, force))
+            if main_process:
+                result.update(variant=variant, fingerprint=identity.digest(content))
+                write_json_atomic(run_dir / RESULT_FILE, result)
+    except (identity.RunDirConflict, RunDirLocked) as err:  # not this run's directory: leave it as it is
+        log.error("%s", err)
+        return 2
+    except KeyboardInterrupt:
+        checkpoint = last_complete_checkpoint(run_dir)
+        kept = f"the checkpoint {checkpoint.name} is kept" if checkpoint else "no checkpoint was complete yet"
+        log.error("interrupted; %s: rerun the same command to resume", kept)
+        return INTERRUPTED
     except (HarnessError, NonFiniteGradientError) as err:  # the user's input, or a diverged run
-        _record_failure(cfg, run_dir, err)
+        _record_failure(cfg, run_dir, err, variant)
         log.error("%s", err)
         return 2
     except Exception as err:
-        _record_failure(cfg, run_dir, err)
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            log.error("disk full while writing to %s (%s); free space and rerun to resume", run_dir, err)
+        _record_failure(cfg, run_dir, err, variant)
+        write_error = _write_error(err)
+        if write_error is not None:
+            if write_error.errno == errno.ENOSPC:
+                log.error("disk full while writing to %s (%s); free space and rerun to resume", run_dir, write_error)
+            else:
+                log.error("cannot write to %s (%s); rerun to resume once it is writable", run_dir, write_error)
             return 2
         if not in_sweep:
             raise
         log.exception("run failed; the sweep goes on")  # one bad run must not stop the others
         return 1
     barrier()  # every rank has finished writing into the checkpoints before rank 0 deletes them
-    if is_main_process():
+    if main_process:
         if not cfg.train.keep_checkpoints:
             remove_checkpoints(run_dir)
         best = result["metrics"]["best"]
         metric = result["metrics"]["selection_metric"]
-        log.info("Best %s %.4f at epoch %d; wrote %s", metric, best[metric], best["epoch"], run_dir / RESULT_FILE)
+        log.info("Best %s %s at epoch %d; wrote %s", metric, best[metric], best["epoch"], run_dir / RESULT_FILE)
     return 0
 
 
-def _record_failure(cfg: DictConfig, run_dir: Path, err: BaseException) -> None:
-    if not is_main_process():
+def _write_error(err: BaseException) -> OSError | None:
+    """The OSError of a full disk, a quota, a file size limit or a read-only folder, however wrapped."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            return err
+        if "No space left on device" in str(err):
+            return OSError(errno.ENOSPC, "No space left on device")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, variant: str) -> None:
+    if not is_main_process() or is_completed(run_dir):  # a failure never replaces a completed result
         return
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
@@ -85,6 +132,8 @@ def _record_failure(cfg: DictConfig, run_dir: Path, err: BaseException) -> None:
         env = {}
     message = f"{type(err).__name__}: {err}"
     try:
-        write_json_atomic(run_dir / RESULT_FILE, failed_result(_identity(cfg), message, config, env))
+        write_json_atomic(
+            run_dir / RESULT_FILE, {**failed_result(_identity(cfg), message, config, env), "variant": variant}
+        )
     except OSError as write_err:  # e.g. the disk is still full: say so, keep the original error
         log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_err)

@@ -9,6 +9,7 @@ from typing import Any
 from harness.errors import ConfigError
 
 KNOWN_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
+REGRESSION_METRICS = ("pearson", "spearmanr")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class TaskSpec:
     metrics: tuple[str, ...]
     selection_metric: str  # the best epoch is chosen on this key of the first eval split
     eval_splits: dict[str, str]  # split name -> suffix of its metric keys ("" for the first)
+    label_range: tuple[float, float] | None = None  # regression: the scores the data may hold
 
     @property
     def is_regression(self) -> bool:
@@ -26,13 +28,18 @@ class TaskSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TaskSpec:
+        num_labels = cfg["num_labels"]
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int):
+            raise ConfigError(f"task.num_labels = {num_labels!r} must be an integer")
+        label_range = cfg.get("label_range")
         spec = cls(
             name=str(cfg["name"]),
             text_fields=tuple(cfg["text_fields"]),
-            num_labels=int(cfg["num_labels"]),
+            num_labels=num_labels,
             metrics=tuple(cfg["metrics"]),
             selection_metric=str(cfg["selection_metric"]),
             eval_splits=dict(cfg["eval_splits"]),
+            label_range=(float(label_range[0]), float(label_range[1])) if label_range else None,
         )
         spec.validate()
         return spec
@@ -45,6 +52,13 @@ class TaskSpec:
         unknown = [m for m in self.metrics if m not in KNOWN_METRICS]
         if unknown:
             raise ConfigError(f"task.metrics: unknown {unknown}; known: {list(KNOWN_METRICS)}")
+        kind = [m for m in self.metrics if (m in REGRESSION_METRICS) != self.is_regression]
+        if kind:
+            raise ConfigError(
+                f"task.num_labels = {self.num_labels} makes {self.name} a "
+                f"{'regression' if self.is_regression else 'classification'} task, "
+                f"but task.metrics {kind} are {'classification' if self.is_regression else 'regression'} metrics"
+            )
         if self.selection_metric not in self.metrics:
             raise ConfigError(
                 f"task.selection_metric {self.selection_metric!r} is not one of task.metrics {list(self.metrics)}"

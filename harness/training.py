@@ -11,6 +11,7 @@ from datasets import Dataset
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
+    SchedulerType,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -70,7 +71,30 @@ def optimizer_steps(n_train: int, train_cfg: Any, processes: int) -> tuple[int, 
     return per_epoch, per_epoch * train_cfg.epochs
 
 
+_INTEGERS = ("epochs", "batch_size", "eval_batch_size", "logging_steps", "max_steps")
+_OPTIONAL_INTEGERS = ("per_device_batch_size", "max_train_samples", "max_eval_samples")
+_NUMBERS = ("lr", "head_lr", "weight_decay", "head_weight_decay", "warmup_ratio", "max_grad_norm")
+_BOOLEANS = ("group_by_length", "keep_checkpoints")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(train_cfg: Any) -> None:
+    kinds = [
+        *((k, _is_int, "an integer") for k in _INTEGERS),
+        *((k, lambda v: v is None or _is_int(v), "an integer or null") for k in _OPTIONAL_INTEGERS),
+        *((k, lambda v: _is_int(v) or isinstance(v, float), "a number") for k in _NUMBERS),
+        *((k, lambda v: isinstance(v, bool), "true or false") for k in _BOOLEANS),
+    ]
+    for key, ok, kind in kinds:
+        if key in train_cfg and not ok(train_cfg[key]):
+            raise ConfigError(f"train.{key} = {train_cfg[key]!r} must be {kind}")
+
+
 def validate_train_config(train_cfg: Any) -> None:
+    _check_types(train_cfg)
     checks = {
         "epochs": train_cfg.epochs > 0,
         "lr": train_cfg.lr > 0,
@@ -80,6 +104,7 @@ def validate_train_config(train_cfg: Any) -> None:
         "warmup_ratio": 0 <= train_cfg.warmup_ratio < 1,
         "max_grad_norm": train_cfg.max_grad_norm >= 0,
         "eval_batch_size": train_cfg.eval_batch_size > 0,
+        "logging_steps": train_cfg.logging_steps > 0,
     }
     for key, ok in checks.items():
         if not ok:
@@ -89,6 +114,9 @@ def validate_train_config(train_cfg: Any) -> None:
             f"train.precision {train_cfg.precision!r} is not one of ['fp32', 'bf16'] "
             "(fp16 needs loss scaling, which the harness's own gradient clipping does not undo)"
         )
+    schedulers = [t.value for t in SchedulerType]
+    if train_cfg.lr_scheduler not in schedulers:
+        raise ConfigError(f"train.lr_scheduler {train_cfg.lr_scheduler!r} is not one of {schedulers}")
 
 
 def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.device) -> TrainingArguments:

@@ -72,3 +72,13 @@ def run_cli(args: list[str], glue: Path | None, timeout: int = 300) -> subproces
         text=True,
         timeout=timeout,
     )
+
+
+def run_dir_of(runs: Path, model: str, task: str, method: str, seed: int = 1) -> Path:
+    """The one run directory below ``<runs>/<model>/<task>/<method>/seed<seed>`` (overrides outside
+    the standard axes add a folder named after them: harness/identity.py)."""
+    seed_dir = runs / model / task / method / f"seed{seed}"
+    found = {p.parent for name in ("result.json", "fingerprint.json") for p in seed_dir.rglob(name)}
+    found = {p for p in found if not p.name.startswith(("previous-", "damaged-"))}
+    assert len(found) == 1, f"expected one run directory below {seed_dir}, found {sorted(found)}"
+    return found.pop()

@@ -15,7 +15,7 @@ import pytest
 
 from harness import main as harness_main
 from harness.results import write_json_atomic
-from tests.conftest import REPO, compose, run_cli
+from tests.conftest import REPO, compose, run_cli, run_dir_of
 from tests.glue_fixture import write_glue
 
 # 48 examples at batch 8: 6 optimizer steps an epoch, 4 epochs, 24 steps.
@@ -49,7 +49,7 @@ runpy.run_path("run.py", run_name="__main__")
 
 
 def result_of(runs: Path, method: str) -> dict:
-    return json.loads((runs / "tiny-bert" / "rte" / method / "seed1" / "result.json").read_text())
+    return json.loads((run_dir_of(runs, "tiny-bert", "rte", method) / "result.json").read_text())
 
 
 def comparable(result: dict) -> dict:
@@ -91,7 +91,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, unin
         timeout=300,
     )
     assert killed.returncode == -9, killed.stderr[-3000:]
-    run_dir = tmp_path / "tiny-bert" / "rte" / method / "seed1"
+    run_dir = run_dir_of(tmp_path, "tiny-bert", "rte", method)
     assert not (run_dir / "result.json").exists()
     assert list(run_dir.glob("checkpoint-6/checkpoint-complete"))
 
@@ -239,7 +239,7 @@ def test_a_crash_while_writing_keeps_the_previous_result(tmp_path, monkeypatch):
 def test_disk_full_is_reported_as_such(tmp_path, monkeypatch, caplog):
     import harness.experiment
 
-    def no_space(cfg, run_dir):
+    def no_space(cfg, run_dir, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(harness.experiment, "run_experiment", no_space)

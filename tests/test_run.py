@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_dir_of
 
 TINY = ["debug=default", "train.epochs=2", "train.logging_steps=2"]
 RESULT_KEYS = {
@@ -33,7 +33,7 @@ def read(run_dir):
 def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, method):
     proc = run_cli(["task=rte", "model=tiny-bert", f"method={method}", f"runs_dir={tmp_path}", *TINY], glue_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = tmp_path / "tiny-bert" / "rte" / method / "seed1"
+    run_dir = run_dir_of(tmp_path, "tiny-bert", "rte", method)
     result = read(run_dir)
     assert RESULT_KEYS <= set(result)
     assert result["status"] == "completed" and result["error"] is None
@@ -68,7 +68,7 @@ def test_completed_run_is_not_retrained_unless_forced(tmp_path, glue_dir, caplog
 
     forced = compose(["task=rte", "model=tiny-bert", "method=lora", f"data.dir={glue_dir}", "force=true", *TINY])
     assert main(forced, tmp_path) == 0
-    kept = list(tmp_path.glob("result.previous-*.json"))
+    kept = list(tmp_path.glob("previous-*/result.previous.json"))
     assert len(kept) == 1 and kept[0].read_text() == before
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
 
@@ -80,7 +80,7 @@ def test_missing_task_data_fails_clearly_without_a_completed_result(tmp_path, gl
     proc = run_cli(["task=cola", "model=tiny-bert", "method=lora", f"runs_dir={tmp_path}", *TINY], only_rte)
     assert proc.returncode == 2
     assert "cola/train-*.parquet: no such file" in proc.stdout + proc.stderr
-    result = read(tmp_path / "tiny-bert" / "cola" / "lora" / "seed1")
+    result = read(run_dir_of(tmp_path, "tiny-bert", "cola", "lora"))
     assert result["status"] == "failed" and "cola/train" in result["error"]
 
 
@@ -109,6 +109,6 @@ def test_minilm_on_real_rte_for_a_few_steps(tmp_path, shared_glue):
         shared_glue,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = read(tmp_path / "minilm" / "rte" / "lora" / "seed1")
+    result = read(run_dir_of(tmp_path, "minilm", "rte", "lora"))
     assert result["status"] == "completed" and result["runtime"]["steps"] == 3
     assert result["params"]["total"] > 22_000_000  # the real 22.7M-parameter MiniLM, not a tiny model

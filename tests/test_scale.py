@@ -275,11 +275,13 @@ def _close(a: dict, b: dict, rel: float) -> bool:
 
 
 def test_torchrun_two_ranks_write_one_run_and_decide_alike(ddp_run):
+    from tests.conftest import run_dir_of
+
     runs, ranks = ddp_run
     assert not list(runs.rglob("rank*")), "no per-rank output folders"
     for method in METHOD_ARGS:
-        run_dir = runs / "tiny-bert" / "rte" / method / "seed1"
-        assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "result.json", "run.log"]
+        run_dir = run_dir_of(runs, "tiny-bert", "rte", method)
+        assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "fingerprint.json", "result.json", "run.log"]
         result = json.loads((run_dir / "result.json").read_text())
         assert result["status"] == "completed"
         assert result["runtime"]["steps"] == STEPS  # the effective batch of one process, kept over two
@@ -337,8 +339,10 @@ def test_submitit_local_sweep_writes_one_result_per_seed(glue_dir, tmp_path):
     command = [sys.executable, str(REPO / "run.py"), "-m", "hydra/launcher=local_submitit", *args]
     proc = _run_group(command, _env(glue_dir), timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from tests.conftest import run_dir_of
+
     for seed in (1, 2):
-        result = json.loads((tmp_path / "tiny-bert" / "rte" / "lora" / f"seed{seed}" / "result.json").read_text())
+        result = json.loads((run_dir_of(tmp_path, "tiny-bert", "rte", "lora", seed) / "result.json").read_text())
         assert result["status"] == "completed" and result["seed"] == seed
     assert list((tmp_path / ".submitit").glob("*/*_log.out")), "submitit kept its job logs"
 

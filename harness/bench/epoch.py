@@ -70,7 +70,9 @@ def run_variant(opts: Any, variant: str, root: Path, glue_dir: str) -> dict[str,
     cmd = [sys.executable, str(REPO / "run.py"), *run_overrides(opts, variant, runs_dir)]
     log.info("epoch mode, %s: %s", variant, " ".join(cmd[1:]))
     subprocess.run(cmd, cwd=REPO, env=_env(opts, glue_dir), check=True)
-    result = json.loads((runs_dir / opts.model / opts.task / opts.method / "seed1" / "result.json").read_text())
+    # the overrides name a folder below seed1/ (harness/identity.py); this runs_dir holds one run
+    (path,) = (runs_dir / opts.model / opts.task / opts.method / "seed1").rglob("result.json")
+    result = json.loads(path.read_text())
     if result["status"] != "completed":
         raise RuntimeError(f"epoch mode, {variant}: run failed: {result['error']}")
     metric = result["metrics"]["selection_metric"]

@@ -45,6 +45,7 @@ class Run:
     seed: int | None
     error: str | None = None
     data: dict[str, Any] = field(default_factory=dict, repr=False)
+    variant: str = ""  # the overrides outside the standard axes ('' = the config groups' own)
 
     @property
     def column(self) -> Column:
@@ -144,8 +145,27 @@ def _check_completed(c: _Checker, data: dict[str, Any], task: str) -> None:
     c.get(env, "device", "env", str, required=False)
 
 
+def _variant(path: Path, data: dict[str, Any]) -> str:
+    """The run's variant: as recorded, else the folders below ``seed<n>/`` (harness/identity.py)."""
+    if isinstance(data.get("variant"), str):
+        return data["variant"]
+    parts = path.parent.parts
+    seeds = [i for i, part in enumerate(parts) if part.startswith("seed") and part[4:].isdigit()]
+    return "/".join(parts[seeds[-1] + 1 :]) if seeds else ""
+
+
+def _with_variant(run: Run) -> Run:
+    """Runs of another config are another row: the method is labelled with the variant."""
+    run.variant = _variant(run.path, run.data)
+    if run.variant:
+        run.method = f"{run.method} [{run.variant}]"
+    return run
+
+
 def _incomplete_run(path: Path, status: str, data: dict[str, Any]) -> Run:
-    parts = path.parent.parts[-4:]
+    parts = path.parent.parts
+    seeds = [i for i, part in enumerate(parts) if part.startswith("seed") and part[4:].isdigit()]
+    parts = parts[max(seeds[-1] - 3, 0) : seeds[-1] + 1] if seeds else parts[-4:]
     from_path = dict(zip(("model", "task", "method"), parts[:3], strict=False)) if len(parts) == 4 else {}
     seed_dir = parts[-1] if parts else ""
     ident = {
@@ -176,7 +196,7 @@ def parse_result(path: Path) -> Run:
     if status not in ("completed", "failed"):
         # A run still in progress (or killed) has nothing to report yet; only list it. Its
         # identity may be partial, so fall back on the path layout <model>/<task>/<method>/seed<n>/.
-        return _incomplete_run(path, status, data)
+        return _with_variant(_incomplete_run(path, status, data))
     task = c.get(data, "task", "", str)
     model = c.get(data, "model", "", str)
     method = c.get(data, "method", "", str)
@@ -184,11 +204,11 @@ def parse_result(path: Path) -> Run:
     error = c.get(data, "error", "", (str, type(None)))
     if status == "completed":
         _check_completed(c, data, task)
-    return Run(path, status, task, model, method, seed, error, data)
+    return _with_variant(Run(path, status, task, model, method, seed, error, data))
 
 
 def find_results(runs_dir: Path) -> list[Path]:
-    """Every result.json below runs_dir (layout runs/<model>/<task>/<method>/seed<seed>/)."""
+    """Every result.json below runs_dir (layout runs/<model>/<task>/<method>/seed<seed>[/<variant>]/)."""
     if not runs_dir.is_dir():
         raise ReportError(f"{runs_dir}: runs directory does not exist")
     return sorted(runs_dir.rglob(RESULT_FILE))
