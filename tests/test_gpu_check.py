@@ -96,7 +96,8 @@ def test_dry_run_study_results_stay_in_their_own_runs_dir(dry_run):
         result = json.loads(path.read_text())
         assert result["status"] == "completed" and result["config"]["train"]["device"] == "cpu"
         assert Path(result["config"]["runs_dir"]) == work / "runs_gpu"
-    assert (work / "reports" / "gpu" / "tiny-bert" / "README.md").exists()  # the report of runs_gpu
+        assert result["model"] == plan.DRY_RUN.study_name  # the label the real run gives MiniLM
+    assert (work / "reports" / "gpu" / plan.DRY_RUN.study_name / "README.md").exists()  # the report of runs_gpu
     with tarfile.open(work / "bundle.tgz") as tar:
         names = tar.getnames()
     assert "reports/gpu/README.md" in names and "reports/gpu/env.json" in names
@@ -161,6 +162,10 @@ def test_gpu_study_order_and_overrides():
     first = [(t, m) for t in ("mrpc", "stsb", "cola", "sst2", "rte") for m in ("aflora", "lora", "elora")]
     assert cells[: len(first)] == [(t, m, 1) for t, m in first]  # seed 1 of every cell first
     assert {s for _, _, s in cells[len(first) :]} == {2, 3}
-    cfg = compose(["task=sst2", "model=minilm", "method=aflora", *plan.GPU.study_overrides, "train.threads=2"])
+    cell = ["task=sst2", "model=minilm", "method=aflora"]
+    cfg = compose([*cell, *plan.GPU.study_overrides, f"model.name={plan.GPU.study_name}"])
+    cpu = compose(cell)  # the CPU study's run of the same cell is the reference
     assert cfg.train.max_train_samples is None  # full data, whatever the CPU protocol subsets
-    assert cfg.model.checkpoint_dtype == "float16"  # the label every GPU MiniLM result carries
+    assert cfg.model.name == "minilm-fp16"  # the label every GPU MiniLM result carries
+    cfg.model.name, cfg.train.max_train_samples = cpu.model.name, cpu.train.max_train_samples
+    assert cfg == cpu  # otherwise the protocol, tuning and recipe of model=minilm, unchanged

@@ -133,12 +133,12 @@ def study(check: Check) -> None:
     plan, jobs = check.plan, []
     for task, method, seed in plans.study_cells(plan):
         name = f"{task}-{method}-seed{seed}"
-        if completed_result(check.runs, plan.study_model, task, method, seed):
+        if completed_result(check.runs, plan.study_name, task, method, seed):
             check.record(f"study {name}", "already completed", None)
             continue
         argv = [sys.executable, str(REPO / "run.py"), f"task={task}", f"model={plan.study_model}"]
         argv += [f"method={method}", f"seed={seed}", f"runs_dir={check.runs}", f"train.device={plan.device}"]
-        argv += [f"train.threads={plan.threads}", *plan.study_overrides]
+        argv += [f"train.threads={plan.threads}", f"model.name={plan.study_name}", *plan.study_overrides]
         env = check.env(OMP_NUM_THREADS=str(plan.threads), TOKENIZERS_PARALLELISM="false")
         jobs.append(Job(name, argv, check.out / "logs" / "study" / f"{name}.log", env=env, cwd=REPO))
     print(f"[{check.elapsed():5.0f} s] study: {len(jobs)} trainings, {check.workers} at once", flush=True)
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         study(check)
         if any(check.runs.rglob("result.json")):
             report = [python, "-m", "harness.report", "--runs", str(check.runs), "--out", str(check.out)]
-            check.run("report", [*report, "--model", plan.study_model])
+            check.run("report", [*report, "--model", plan.study_name])
     (check.out / "steps.json").write_text(json.dumps({"limit": check.limit, "steps": check.steps}, indent=2) + "\n")
     print(write_summary(check.out, check.runs, plan, check.steps, check.elapsed(), check.limit))
     if args.bundle:

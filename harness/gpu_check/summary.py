@@ -112,21 +112,21 @@ def epoch_section(reports: dict[str, dict[str, Any]]) -> list[str]:
 
 def study_section(runs: Path, plan: Plan, outcomes: dict[str, str]) -> list[str]:
     lines = [
-        f"## Study: {plan.study_model}, full training data, {plan.workers} trainings at once",
+        f"## Study: {plan.study_model} (`model.name={plan.study_name}`), {plan.workers} trainings at once",
         "",
         f"Results in `{runs.name}/` (never mixed with the CPU protocol's `runs/`); tables and figures in "
-        f"[{plan.study_model}/README.md]({plan.study_model}/README.md).",
+        f"[{plan.study_name}/README.md]({plan.study_name}/README.md). Overrides: `{' '.join(plan.study_overrides)}`.",
     ]
-    if "+model.checkpoint_dtype=float16" in plan.study_overrides:
+    if plan.study_name.endswith("-fp16"):
         lines += [
             "",
             "**Half-precision-loaded MiniLM**: its weights travelled as float16 (the 91 MB float32 package is over a "
-            "device call's 64 MiB) and train as float32; every result here was trained from float16-rounded "
-            "weights (`model.checkpoint_dtype: float16` in each result.json).",
+            f"device call's 64 MiB) and train as float32; every result here was trained from float16-rounded "
+            f"weights, hence the model name `{plan.study_name}` in each result.json and in the report.",
         ]
     lines += ["", "| task | method | seed | outcome | train s | best |", "|---|---|---:|---|---:|---|"]
     for task, method, seed in study_cells(plan):
-        result = completed_result(runs, plan.study_model, task, method, seed)
+        result = completed_result(runs, plan.study_name, task, method, seed)
         outcome = outcomes.get(f"study {task}-{method}-seed{seed}", "not run")
         best = seconds = ""
         if result:
