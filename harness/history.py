@@ -7,9 +7,11 @@ for the first evaluation split and ``<metric><suffix>`` for the others (MNLI: ``
 
 from __future__ import annotations
 
+import math
 from statistics import fmean
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.tasks import TaskSpec
 
 
@@ -37,11 +39,19 @@ def per_epoch_records(log_history: list[dict[str, Any]], task: TaskSpec) -> list
     return [records[e] for e in sorted(records)]
 
 
+class UndefinedMetric(HarnessError):
+    """No epoch has a finite selection metric: there is no best epoch to report."""
+
+
 def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict, dict]:
     """The paper reports the best epoch on the task's selection metric (first split)."""
     if not records:
         raise RuntimeError("training finished without a single evaluation")
-    best = max(records, key=lambda r: r[task.selection_metric])  # ties: the earliest epoch
+    key = task.selection_metric
+    finite = [r for r in records if r.get(key) is not None and math.isfinite(r[key])]
+    if not finite:  # e.g. Pearson's r of a model that predicts one constant
+        raise UndefinedMetric(f"{key} is undefined (NaN) at every epoch: the model's predictions did not vary")
+    best = max(finite, key=lambda r: r[key])  # ties: the earliest epoch
     return best, records[-1]
 
 

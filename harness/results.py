@@ -1,12 +1,14 @@
 """result.json: the one file a run leaves for the report (schema in design.md).
 
 Written atomically (temporary file in the same directory, fsync, rename), so a crash while
-writing leaves the previous good file and never a half-written one.
+writing leaves the previous good file and never a half-written one; always strict JSON (a
+non-finite number is written as null).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +23,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=_jsonable)
+            json.dump(strict_json(payload), f, indent=2, sort_keys=False, default=_jsonable, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -30,6 +32,20 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite number as null: JSON has no NaN, and readers of a bare
+    ``NaN`` (json.loads aside) fail or, worse, take it for a missing run."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> Any:
