@@ -86,16 +86,26 @@ class SaveBestWeights(TrainerCallback):
         shutil.rmtree(partial, ignore_errors=True)
         model.save_pretrained(partial)  # safetensors; a PeftModel writes only its adapter and modules_to_save
         library = "peft" if isinstance(model, PeftModel) else "transformers"
+        if library == "peft" and self.facts.base_model:  # the hub id, not the local path the backbone loaded from
+            _set_json_field(partial / "adapter_config.json", "base_model_name_or_path", self.facts.base_model)
         write_model_card(partial, self.facts, best, self.trainable(model), library)
         metric = self.task.selection_metric
         selection = {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
         (partial / SELECTION_FILE).write_text(json.dumps(selection) + "\n")
+        for path in partial.iterdir():
+            path.chmod(0o644)  # safetensors writes 0600; like result.json, the weights are meant to be shared
         stale = self.run_dir / _STALE
         if final.exists():
             final.rename(stale)
         partial.rename(final)
         shutil.rmtree(stale, ignore_errors=True)
         log.info("epoch %d is the best so far (%s %s): weights in %s", best["epoch"], metric, best[metric], final)
+
+
+def _set_json_field(path: Path, key: str, value: Any) -> None:
+    data = json.loads(path.read_text())
+    data[key] = value
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _finish_interrupted_save(run_dir: Path) -> None:

@@ -108,7 +108,7 @@ def write_model_card(folder: Path, facts: RunFacts, best: dict[str, Any], traina
 
 def _body(facts: RunFacts, best: dict[str, Any], trainable: int, library: str) -> str:
     base = facts.base_model or f"`{facts.model}` (see the harness's conf/model/{facts.model}.yaml)"
-    what = "the adapter and the classifier (PEFT `save_pretrained`)" if library == "peft" else "the whole model"
+    what = "The adapter and the classifier (PEFT `save_pretrained`)" if library == "peft" else "The whole model"
     method_yaml = yaml.safe_dump(facts.method_config, sort_keys=False).strip()
     load = (
         "PeftModel.from_pretrained(base, this_folder)  # import aflora first for an AFLoRA adapter"

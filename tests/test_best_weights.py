@@ -71,6 +71,15 @@ def test_model_card_says_what_the_hub_and_a_reader_need(tmp_path, glue_dir):
     assert selection == {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
 
 
+def test_a_backbone_on_the_hub_is_named_as_the_adapters_base(tmp_path, glue_dir):
+    debug_run(tmp_path, glue_dir, "rte", "lora", "+model.hub_id=org/tiny-bert")
+    card = ModelCard.load(tmp_path / BEST_DIR / "README.md")
+    assert card.data.base_model == "org/tiny-bert" and "base_model:adapter:org/tiny-bert" in card.data.tags
+    config = json.loads((tmp_path / BEST_DIR / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "org/tiny-bert"  # not the local folder it loaded from
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / BEST_DIR).iterdir())
+
+
 def test_save_best_false_leaves_no_weights(tmp_path, glue_dir):
     result = debug_run(tmp_path, glue_dir, "rte", "lora", "train.save_best=false")
     assert result["weights"] is None and not (tmp_path / BEST_DIR).exists()
