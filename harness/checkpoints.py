@@ -63,20 +63,24 @@ def _load(path: Path) -> None:
 def verify_checkpoint(checkpoint: Path) -> None:
     """Load every file the resume reads; raise DamagedCheckpoint naming the first that fails.
 
-    The message keeps only the error's first line: torch's own suggests ``weights_only=False``,
-    which would execute whatever a damaged or planted file contains.
+    The message keeps only the error's first line (``error_line``): torch's own suggests
+    ``weights_only=False``, which would execute whatever a damaged or planted file contains.
     """
     files = [p for p in sorted(checkpoint.iterdir()) if p.suffix in _VERIFIED and p.name != "training_args.bin"]
     for path in files:
         try:
             _load(path)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            if "weights_only" in first.lower() or "weights only" in first.lower():
-                first = "not a tensor file that loads safely"
-            raise DamagedCheckpoint(
-                f"checkpoint {checkpoint}: {path.name} is damaged ({type(err).__name__}: {first[:160]})"
-            ) from None
+            raise DamagedCheckpoint(f"checkpoint {checkpoint}: {path.name} is damaged ({error_line(err)})") from None
+
+
+def error_line(err: BaseException) -> str:
+    """``Type: first line`` of an error, without torch's advice to load with ``weights_only=False``."""
+    text = str(err).strip()
+    first = text.splitlines()[0][:160] if text else ""
+    if "weights_only" in text.lower() or "weights only" in text.lower():
+        first = "not a tensor file that loads safely"
+    return f"{type(err).__name__}: {first}"
 
 
 def last_complete_checkpoint(run_dir: Path) -> Path | None:

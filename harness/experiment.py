@@ -28,7 +28,7 @@ from harness.models import check_sequence_length, head_modules, load_model, load
 from harness.optim import build_optimizer
 from harness.params import TrainableParamTracker, count_parameters, trainable_counter
 from harness.results import SCHEMA_VERSION
-from harness.rundir import resumable_checkpoint
+from harness.rundir import load_callback_states, resumable_checkpoint
 from harness.tasks import TaskSpec
 from harness.timing import EpochTimer
 from harness.training import (
@@ -114,9 +114,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, claim: Callable[[], None] = l
     checkpoint = agree(resumable_checkpoint(run_dir) if is_main_process() else None)  # rank 0's choice
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
-        for cb in callbacks:
-            if hasattr(cb, "load_state"):
-                cb.load_state(checkpoint)
+        load_callback_states(callbacks, checkpoint)
     # Built after the callbacks' state is back: AFLoRA's freezer has frozen what the checkpoint
     # records, and its optimizer state holds only the parameters that were still training.
     optimizer = build_optimizer(model, cfg.train, heads)

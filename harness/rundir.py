@@ -25,6 +25,7 @@ from harness.best_weights import BEST_DIR
 from harness.checkpoints import (
     DamagedCheckpoint,
     checkpoint_dirs,
+    error_line,
     last_complete_checkpoint,
     remove_checkpoints,
     verify_checkpoint,
@@ -91,6 +92,23 @@ def set_aside_run(run_dir: Path) -> Path | None:
     if folder:
         log.info("force=true: set the earlier run aside in %s; training from scratch", folder)
     return folder
+
+
+def load_callback_states(callbacks: list, checkpoint: Path) -> None:
+    """Each callback's state from ``checkpoint``; one that does not load sets the checkpoint aside
+    and fails in one line (the callbacks may be half-loaded: the rerun starts clean)."""
+    for callback in callbacks:
+        if not hasattr(callback, "load_state"):
+            continue
+        try:
+            callback.load_state(checkpoint)
+        except Exception as err:
+            folder = set_aside(checkpoint.parent, [checkpoint], "damaged")
+            raise DamagedCheckpoint(
+                f"checkpoint {checkpoint}: the state of {type(callback).__name__} does not load "
+                f"({error_line(err)}); set aside in {folder}: rerun to resume from an earlier checkpoint "
+                "or from scratch"
+            ) from None
 
 
 def clean_leftovers(run_dir: Path, completed: bool, keep_checkpoints: bool) -> None:
