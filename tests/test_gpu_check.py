@@ -39,7 +39,7 @@ def dry_run(tmp_path_factory, glue_dir) -> tuple[Path, subprocess.CompletedProce
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     return work, done
 

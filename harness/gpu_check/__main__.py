@@ -40,7 +40,7 @@ CARRY_DIR = REPO / ".gpu-carry"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m harness.gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="every step on the CPU at a tiny size (tests)")
-    p.add_argument("--limit", type=float, help="seconds for the whole check (default: 480; dry run 240)")
+    p.add_argument("--limit", type=float, help="seconds for the whole check (default: 480; dry run 600)")
     p.add_argument("--out", type=Path, help="report folder (default: reports/gpu; dry run: <work>/reports/gpu)")
     p.add_argument("--runs", type=Path, help="the trainings' runs_dir (default: runs_gpu; dry run: <work>/runs_gpu)")
     p.add_argument("--work", type=Path, help="scratch folder: installed wheels, dry-run outputs (default: a new one)")
