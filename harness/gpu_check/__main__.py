@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(check.runs.rglob("result.json")):
             report = [python, "-m", "harness.report", "--runs", str(check.runs), "--out", str(check.out)]
             check.run("report", [*report, "--model", plan.study_name])
-    (check.out / "steps.json").write_text(json.dumps({"limit": check.limit, "steps": check.steps}, indent=2) + "\n")
+    record = {"limit": check.limit, "elapsed": check.elapsed(), "steps": check.steps}
+    (check.out / "steps.json").write_text(json.dumps(record, indent=2) + "\n")
     print(write_summary(check.out, check.runs, plan, check.steps, check.elapsed(), check.limit))
     if args.bundle:
         bundle(args.bundle, check.out, check.runs)
