@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     """Regenerate README.md from a bundle's folders: <out> <runs> [--dry-run]."""
     argv = sys.argv[1:] if argv is None else argv
     out, runs = Path(argv[0]), Path(argv[1])
-    steps = _load(out / "steps.json") or {"limit": 0, "steps": []}
-    elapsed = sum(s["seconds"] or 0 for s in steps["steps"] if not s["step"].startswith("study "))
-    print(write_summary(out, runs, DRY_RUN if "--dry-run" in argv else GPU, steps["steps"], elapsed, steps["limit"]))
+    steps = _load(out / "steps.json") or {"limit": 0, "elapsed": 0, "steps": []}
+    plan = DRY_RUN if "--dry-run" in argv else GPU
+    print(write_summary(out, runs, plan, steps["steps"], steps["elapsed"], steps["limit"]))
     return 0
 
 
