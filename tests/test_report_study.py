@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -31,6 +32,12 @@ def tables(tmp_path_factory):
             data = result("rte", "lora", seed, {"accuracy": accuracy})  # a valid run, then renamed
             data["method"] = method
             write(root, data)
+    for seed, accuracy in enumerate([0.76, 0.73, 0.75], 1):  # AFLoRA with the reference optimizer: a variant
+        data = result("rte", "lora", seed, {"accuracy": accuracy})
+        data.update(method="aflora", variant="train.optimizer=adamw_reference")
+        path = root / MODEL / "rte" / "aflora" / f"seed{seed}" / data["variant"] / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(data))
     return model_tables(load_runs(root), MODEL)
 
 
@@ -62,6 +69,12 @@ def test_paired_interval_is_students_t_over_seed_differences(tables):
     assert got["n"] == 3 and got["low"] < 0 < got["high"]  # three seeds cannot tell them apart
     elora = paired.loc[("aflora", "elora", "rte")]
     assert elora["low"] > 0  # AFLoRA clearly ahead of this ELoRA
+
+
+def test_the_reference_optimizer_is_compared_with_aflora_seed_by_seed(tables):
+    paired = tables["paired_comparisons"].csv.set_index(["method", "other", "task"])
+    got = paired.loc[("aflora [train.optimizer=adamw_reference]", "aflora", "rte")]
+    assert got["mean_diff"] == pytest.approx(statistics.mean([76 - 75, 73 - 71, 75 - 74])) and got["n"] == 3
 
 
 def test_ablations_live_in_their_own_table(tables):
