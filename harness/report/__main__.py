@@ -41,6 +41,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="also print the comparison with the paper's published numbers (Markdown) to stdout",
     )
+    p.add_argument(
+        "--grid",
+        type=Path,
+        default=None,
+        help="a learning-rate grid's runs (<grid>/lr<value>/...), shown as each model's lr_grid table",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return p.parse_args(argv)
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = shlex.join(["python", "-m", "harness.report", *argv])
     try:
-        written = build_reports(args.runs, args.out, args.model, command)
+        written = build_reports(args.runs, args.out, args.model, command, args.grid)
     except ReportError as exc:  # schema and input errors: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1

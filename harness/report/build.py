@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from harness.report.efficiency import params_table, runtime_summary, runtime_table
 from harness.report.figures import all_figures
+from harness.report.grid import grid_frame, grid_table
 from harness.report.load import ReportError, Run, load_runs
 from harness.report.readme import readme
 from harness.report.render import Table
@@ -34,11 +37,16 @@ def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
     return {t.name: t for t in tables}
 
 
-def build_model_report(runs: list[Run], model: str, out_dir: Path, command: str) -> list[Path]:
-    """Write reports/<model>/: tables (md, csv, tex), figures/*.png, README.md. Returns paths."""
+def build_model_report(
+    runs: list[Run], model: str, out_dir: Path, command: str, grid: pd.DataFrame | None = None
+) -> list[Path]:
+    """Write reports/<model>/: tables (md, csv, tex), figures/*.png, README.md. Returns paths.
+    ``grid``: a learning-rate grid's runs (grid.grid_frame); its table joins when it has this model."""
     runs = [r for r in runs if r.model == model]
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = model_tables(runs, model)
+    if grid is not None and (grid["model"] == model).any():
+        tables["lr_grid"] = grid_table(grid, model)
     paths = [p for t in tables.values() for p in t.write(out_dir)]
     figures = all_figures(runs, model, out_dir / "figures")
     readme_path = out_dir / "README.md"
@@ -47,9 +55,13 @@ def build_model_report(runs: list[Run], model: str, out_dir: Path, command: str)
     return paths + figures + [readme_path]
 
 
-def build_reports(runs_dir: Path, out_root: Path, models: list[str] | None, command: str) -> dict[str, list[Path]]:
-    """Load every result.json under runs_dir and write out_root/<model>/ for each model."""
+def build_reports(
+    runs_dir: Path, out_root: Path, models: list[str] | None, command: str, grid_dir: Path | None = None
+) -> dict[str, list[Path]]:
+    """Load every result.json under runs_dir (and a learning-rate grid's under grid_dir) and write
+    out_root/<model>/ for each model."""
     runs = load_runs(runs_dir)
+    grid = grid_frame(grid_dir) if grid_dir is not None else None
     found = sorted({r.model for r in runs})
     wanted = models or found
     unknown = [m for m in wanted if m not in found]
@@ -57,4 +69,4 @@ def build_reports(runs_dir: Path, out_root: Path, models: list[str] | None, comm
         raise ReportError(
             f"{runs_dir}: no result.json for model(s) {', '.join(unknown)} (found: {', '.join(found) or 'none'})"
         )
-    return {m: build_model_report(runs, m, out_root / m, command) for m in wanted}
+    return {m: build_model_report(runs, m, out_root / m, command, grid) for m in wanted}

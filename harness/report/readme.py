@@ -80,6 +80,7 @@ def readme(
         _section("Does every method beat the linear probe?", tables["floor_check"]),
         _section("AFLoRA against LoRA and ELoRA, paired by seed", tables["paired_comparisons"]),
         _section("AFLoRA's ablations", tables["ablations"]),
+        *([_section("Learning-rate grid", tables["lr_grid"])] if "lr_grid" in tables else []),
         _section("Trainable parameters", tables["params_table"]),
         _section("Runtime relative to ELoRA and LoRA", tables["runtime_summary"]),
         _section("Runtime per task", tables["runtime_table"]),

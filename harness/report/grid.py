@@ -1,0 +1,79 @@
+"""The learning-rate grid of a study: one table of validation scores, method by rate.
+
+The grid's runs live in ``<grid_dir>/lr<value>/<model>/<task>/<method>/seed<seed>/`` (one runs_dir per
+rate, conf/study/*.yaml), so they never mix with the table's runs. Each result's rate is read from
+its recorded config, and a run whose config disagrees with its folder is refused: a grid point
+must be the rate it claims.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report import render
+from harness.report.load import ReportError
+from harness.report.paper import method_label, method_sort_key, task_title
+from harness.report.render import MISSING, Table
+
+RESULT_FILE = "result.json"
+
+
+def grid_frame(grid_dir: Path) -> pd.DataFrame:
+    """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %)."""
+    rows = []
+    for path in sorted(grid_dir.glob(f"lr*/**/{RESULT_FILE}")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("status") != "completed":
+            continue
+        lr = float(data["config"]["train"]["lr"])
+        folder = path.relative_to(grid_dir).parts[0]
+        if not math.isclose(lr, float(folder.removeprefix("lr")), rel_tol=1e-9):
+            raise ReportError(f"{path}: trained with train.lr={lr}, but its grid folder is {folder}")
+        metric = data["metrics"]["selection_metric"]
+        rows.append(
+            {
+                "model": data["model"],
+                "task": data["task"],
+                "method": data["method"],
+                "seed": data["seed"],
+                "lr": lr,
+                "score": 100.0 * float(data["metrics"]["best"][metric]),
+                "metric": metric,
+            }
+        )
+    return pd.DataFrame(rows, columns=["model", "task", "method", "seed", "lr", "score", "metric"])
+
+
+def grid_table(frame: pd.DataFrame, model: str) -> Table:
+    """Rows: (task, method); cells: each rate's score, the best in bold; the chosen rate."""
+    frame = frame[frame["model"] == model]
+    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
+    csv = []
+    keys = sorted(
+        {(t, m) for t, m in zip(frame["task"], frame["method"], strict=True)},
+        key=lambda k: (k[0], method_sort_key(k[1])),
+    )
+    for task, method in keys:
+        points = frame[(frame["task"] == task) & (frame["method"] == method)].groupby("lr")["score"].mean()
+        best = float(points.idxmax())
+        for fmt in ("md", "tex"):
+            values = [f"{lr:g}: {render.num(score, fmt, is_best=lr == best)}" for lr, score in points.items()]
+            cells[fmt].append(
+                {
+                    "Task": task_title(task),
+                    "Method": render.escape(method_label(method), fmt),
+                    "train.lr: score": ", ".join(values) or MISSING[fmt],
+                    "Best rate": f"{best:g}",
+                    "At the grid's edge": "yes" if best in (points.index.min(), points.index.max()) else "no",
+                }
+            )
+        csv += [{"task": task, "method": method, "lr": lr, "score": s, "best": lr == best} for lr, s in points.items()]
+    notes = [
+        f"Model: `{model}`. The selection metric at each run's best epoch, in percent, mean over the grid's "
+        "seeds; the best rate in bold. A best rate at the grid's edge may not be the best rate.",
+    ]
+    return Table.from_rows("lr_grid", f"Learning-rate grid ({model})", cells, csv, notes)
