@@ -31,6 +31,9 @@ def summary(result: dict) -> str:
     if result.get("freezing"):
         steps = [s for s in result["freezing"].values() if s is not None]
         lines.append(f"  froze {len(steps)} projection matrices, the last at step {max(steps, default=0)}")
+    if result.get("weights"):
+        w = result["weights"]
+        lines.append(f"  epoch {w['epoch']}'s weights in {w['path']}/ ({w['format']}, {w['bytes']:,} bytes)")
     return "\n".join(lines)
 
 
