@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help=f"default: <run_dir>/{PREDICTIONS_DIR}/")
     parser.add_argument("--data-dir", default=None, help="a local GLUE copy (default: the run's data.dir)")
     parser.add_argument("--no-check", action="store_true", help="skip re-evaluating the validation split(s)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's train.device)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if task.name not in TEST_FILES:
             raise HarnessError(f"task {task.name!r} has no GLUE test file (known: {sorted(TEST_FILES)})")
         data_dir = args.data_dir or cfg.data.dir
+        if args.device:
+            cfg.train.device = args.device
         model = load_saved_model(cfg, task, args.run_dir / BEST_DIR)
         out_dir = args.out or args.run_dir / PREDICTIONS_DIR
         trainer = inference_trainer(model, cfg, task, load_tokenizer(cfg.model), out_dir)
