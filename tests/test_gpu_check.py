@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.numpy import load
 
-from harness.gpu_check import plan
+from harness.gpu_check import plan, summary
 from harness.gpu_check.carry import MINILM, build_half_minilm
 from harness.gpu_check.pool import NOT_STARTED, STOPPED, Job, run_pool
 from tests.conftest import REPO, compose
@@ -53,11 +53,19 @@ def test_dry_run_runs_every_step(dry_run):
     expected = ["wheels", "install", "env", "bench-fp32", "bench-bf16", *epochs, *cells, "report"]
     assert [s["step"] for s in steps] == expected
     assert {s["outcome"] for s in steps} == {"exit 0"}
-    summary = (work / "reports" / "gpu" / "README.md").read_text()
-    assert summary in done.stdout  # printed too
+    text = (work / "reports" / "gpu" / "README.md").read_text()
+    assert text in done.stdout  # printed too
     for heading in ("# GPU check (DRY RUN", "## Machine", "## Speed bench, fp32", "## Speed bench, bf16"):
-        assert heading in summary
-    assert "## Epoch bench: one RTE epoch on tiny-deberta" in summary and "## Study: tiny-bert" in summary
+        assert heading in text
+    assert "## Epoch bench: one RTE epoch on tiny-deberta" in text and "## Study: tiny-bert" in text
+
+
+def test_summary_regenerates_from_the_written_files_alone(dry_run, capsys):
+    work, _ = dry_run
+    out = work / "reports" / "gpu"
+    written = (out / "README.md").read_text()
+    assert summary.main([str(out), str(work / "runs_gpu"), "--dry-run"]) == 0
+    assert (out / "README.md").read_text() == written and capsys.readouterr().out.strip() == written.strip()
 
 
 def test_dry_run_installs_the_carried_minilm_through_pip(dry_run):
