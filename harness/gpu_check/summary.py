@@ -13,7 +13,8 @@ from typing import Any
 
 from harness.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
 
-# The paper's runtime over whole training runs, normalised to ELoRA (method.md, harness.bench.report)
+# The paper's runtime over whole training runs, normalised to ELoRA (docs/method.md, "Published numbers";
+# harness.bench.report)
 PAPER_VS_ELORA = {"aflora": 0.539, "lora": 0.652, "elora": 1.0}
 
 
