@@ -1,7 +1,6 @@
 """``AFLoraFreezer``: the Trainer callback that scores and freezes AFLoRA projections.
 
-The method is described in docs/method.md ("The freezing score", "The freezing schedule", "What
-is reported").
+The method: docs/method.md ("The freezing score", "The freezing schedule", "What is reported").
 
 Usage with your own HF Trainer::
 
