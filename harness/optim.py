@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
 from harness.params import is_head_param
 from harness.reference_adamw import ReferenceAdamW
 
@@ -48,6 +47,5 @@ def parameter_groups(model: nn.Module, train_cfg: Any, head_modules: Iterable[st
 
 
 def build_optimizer(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> torch.optim.Optimizer:
-    if train_cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer {train_cfg.optimizer!r} is not one of {sorted(OPTIMIZERS)}")
+    """The optimizer ``train.optimizer`` names (checked by ``harness.training.validate_train_config``)."""
     return OPTIMIZERS[train_cfg.optimizer](parameter_groups(model, train_cfg, head_modules))

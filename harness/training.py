@@ -19,6 +19,7 @@ from transformers import (
 
 from harness.errors import ConfigError
 from harness.metrics import compute_metrics_fn
+from harness.optim import OPTIMIZERS
 from harness.tasks import TaskSpec
 from harness.tracking import ScalarLoggingTrainer, report_targets
 
@@ -117,6 +118,8 @@ def validate_train_config(train_cfg: Any) -> None:
     schedulers = [t.value for t in SchedulerType]
     if train_cfg.lr_scheduler not in schedulers:
         raise ConfigError(f"train.lr_scheduler {train_cfg.lr_scheduler!r} is not one of {schedulers}")
+    if train_cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer {train_cfg.optimizer!r} is not one of {sorted(OPTIMIZERS)}")
 
 
 def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.device) -> TrainingArguments:

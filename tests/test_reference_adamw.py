@@ -15,6 +15,8 @@ from transformers import Trainer
 from harness.errors import ConfigError
 from harness.optim import build_optimizer
 from harness.reference_adamw import ReferenceAdamW
+from harness.training import validate_train_config
+from tests.conftest import compose
 from tests.tiny_models import cpu_training_args, tiny_bert
 
 # Large eps and weight decay, so that where each enters the update shows in the result.
@@ -140,9 +142,7 @@ def test_train_optimizer_picks_the_rule(name, cls):
     assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 4e-2, 4e-2]
 
 
-def test_unknown_optimizer_is_named():
-    train = OmegaConf.create(
-        {"optimizer": "adam", "lr": 1e-2, "head_lr": 1e-2, "weight_decay": 0, "head_weight_decay": 0}
-    )
-    with pytest.raises(ConfigError, match="train.optimizer 'adam'"):
-        build_optimizer(tiny_bert(), train, ["classifier"])
+def test_unknown_optimizer_is_named_before_the_run_starts():
+    validate_train_config(compose(["train.optimizer=adamw_reference"]).train)
+    with pytest.raises(ConfigError, match="train.optimizer 'adam' is not one of"):
+        validate_train_config(compose(["train.optimizer=adam"]).train)
