@@ -8,6 +8,7 @@ python run.py -m hydra/launcher=slurm task=rte,mrpc seed=1,2,3  # a sweep on SLU
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -43,8 +44,12 @@ if __name__ == "__main__":
     # Ranks > 0 of torchrun / accelerate launch write no Hydra output into the shared run directory.
     sys.argv += replica_overrides(sys.argv[1:])
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach the handler below, which prints one line
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over `ulimit -f`: a write fails (EFBIG) instead of a kill
     try:
         run()
+    except KeyboardInterrupt:  # before or after a run (a run itself says what it kept)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except Exception as err:
         code, line = exit_code_and_line(err, FAILED_IN_SWEEP)
         if code is None:

@@ -53,7 +53,18 @@ def load_tokenizer(model_cfg: Any) -> PreTrainedTokenizerBase:
     if spec["source"] == "config":
         raise ConfigError(f"model {model_cfg.name!r}: source 'config' needs model.tokenizer set")
     location = resolve_location(spec["source"], spec["path"])
-    return AutoTokenizer.from_pretrained(location, trust_remote_code=model_cfg.trust_remote_code)
+    try:
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=model_cfg.trust_remote_code)
+    except OSError as err:
+        raise _not_available(location, err) from None
+
+
+def _not_available(location: str, err: OSError) -> Exception:
+    """A hub model that is neither cached nor reachable (e.g. offline): one line naming it."""
+    if err.errno is not None:  # a real file-system error (disk full, permissions): not the model's
+        return err
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ConfigError(f"model {location!r} cannot be loaded ({first}); offline, it must be in the hub cache")
 
 
 def _label_kwargs(task: TaskSpec) -> dict:
@@ -84,6 +95,8 @@ def load_model(model_cfg: Any, task: TaskSpec) -> PreTrainedModel:
         )
     except ValueError as err:  # e.g. an architecture without a sequence-classification head
         raise ConfigError(f"model.path {model_cfg.path!r}: cannot load a sequence classifier ({err})") from err
+    except OSError as err:
+        raise _not_available(location, err) from None
 
 
 def check_sequence_length(model: PreTrainedModel, max_length: int) -> None:

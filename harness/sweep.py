@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
+    unknown = [t for t in args.tasks.split(",") if not (REPO / "conf" / "task" / f"{t}.yaml").is_file()]
+    if unknown:
+        known = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
+        print(f"--tasks: unknown task(s) {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
     tasks = available_tasks(args.tasks.split(","), os.environ.get("GLUE_DIR"))
     if not tasks:
         print("no task has data: set GLUE_DIR to a GLUE copy or unset it to use the hub", file=sys.stderr)

@@ -1,0 +1,118 @@
+"""The promised one-line errors: every bad input ends in one line naming the culprit and exit code 2,
+before anything is written where the input says; interruptions and write errors say what to do."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import pytest
+
+from harness import main as harness_main
+from harness.cli_errors import one_line
+from harness.errors import ConfigError, DataError
+from tests.conftest import compose, run_cli
+
+BASE = ["task=rte", "model=tiny-bert", "debug=default"]
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("train.lrr=1e-3", "unknown key 'train.lrr'"),
+        ("+train.lrr=1e-3", "'+train.lrr=1e-3': the harness adds and deletes no keys"),
+        ("task=rtee", "Could not find 'task/rtee' Available options in 'task': cola, mnli"),
+    ],
+)
+def test_the_command_line_is_refused_in_one_line_before_any_run(tmp_path, override, words):
+    proc = run_cli([*BASE, f"runs_dir={tmp_path / 'runs'}", override], None)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == [lines[0]] and words in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("train.epochs=three", "train.epochs = 'three' must be an integer"),
+        ("train.lr=fast", "train.lr = 'fast' must be a number"),
+        ("seed=-1", "seed = -1 must be a non-negative integer"),
+        ("train.lr_scheduler=wobbly", "train.lr_scheduler 'wobbly' is not one of ['linear'"),
+        ("train.logging_steps=0", "train.logging_steps = 0 is out of range"),
+        ("task.num_labels=1", "task.num_labels = 1 makes rte a regression task, but task.metrics ['accuracy']"),
+    ],
+)
+def test_bad_values_fail_in_one_line_before_loading_anything(tmp_path, caplog, monkeypatch, override, words):
+    import harness.experiment
+
+    monkeypatch.setattr(harness.experiment, "load_tokenizer", lambda *a: pytest.fail("validated too late"))
+    with caplog.at_level(logging.ERROR):
+        assert harness_main.main(compose([*BASE, override]), tmp_path) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and words in errors[0], errors
+
+
+def test_hydra_messages_become_one_line():
+    text = (
+        "In 'config': Could not find 'task/x'\n\nAvailable options in 'task':\n\tcola\n\trte\nConfig search path:\n\tp"
+    )
+    assert one_line(text) == "In 'config': Could not find 'task/x' Available options in 'task': cola, rte"
+
+
+def test_a_sweep_refuses_an_unknown_task(capsys):
+    from harness.sweep import main as sweep_main
+
+    assert sweep_main(["--method", "lora", "--tasks", "rte,rtee"]) == 2
+    assert "unknown task(s) rtee" in capsys.readouterr().err
+
+
+def test_offline_without_data_or_model_names_what_to_set():
+    from harness.data import load_raw_splits
+    from harness.models import load_tokenizer
+    from harness.tasks import TaskSpec
+
+    cfg = compose(["model=deberta-v3-base"])
+    with pytest.raises(DataError, match="set GLUE_DIR"):
+        load_raw_splits(TaskSpec.from_config(cfg.task), None, "nyu-mll/no-such-glue")
+    with pytest.raises(ConfigError, match="cannot be loaded .* hub cache"):
+        load_tokenizer(compose(["model=deberta-v3-base", "model.path=nobody/no-such-model"]).model)
+
+
+def _fail_with(monkeypatch, error: BaseException) -> None:
+    import harness.experiment
+
+    def fail(cfg, run_dir, claim):
+        claim()
+        (run_dir / "checkpoint-3").mkdir()
+        (run_dir / "checkpoint-3" / "checkpoint-complete").write_text("3\n")
+        raise error
+
+    monkeypatch.setattr(harness.experiment, "run_experiment", fail)
+
+
+def test_an_interrupt_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, monkeypatch, caplog):
+    _fail_with(monkeypatch, KeyboardInterrupt())
+    with caplog.at_level(logging.ERROR):
+        assert harness_main.main(compose(BASE), tmp_path) == 130
+    assert "interrupted; the checkpoint checkpoint-3 is kept: rerun the same command to resume" in caplog.text
+    assert (tmp_path / "checkpoint-3").is_dir() and not (tmp_path / "result.json").exists()
+
+
+def _caused_by(error: Exception, cause: Exception) -> Exception:
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    "error,words",
+    [
+        (OSError(errno.EFBIG, "File too large"), "cannot write to"),
+        (_caused_by(RuntimeError("tokenising failed"), OSError(errno.ENOSPC, "No space left on device")), "disk full"),
+        (RuntimeError("[Errno 28] No space left on device"), "disk full"),
+    ],
+)
+def test_write_errors_however_wrapped_are_one_line(tmp_path, monkeypatch, caplog, error, words):
+    _fail_with(monkeypatch, error)
+    with caplog.at_level(logging.ERROR):
+        assert harness_main.main(compose(BASE), tmp_path) == 2
+    assert words in caplog.text and "Traceback" not in caplog.text
