@@ -22,6 +22,8 @@ import torch
 from safetensors.numpy import load
 
 from harness.gpu_check import plan, summary
+from harness.gpu_check.__main__ import main as gpu_check_main
+from harness.gpu_check.__main__ import set_aside
 from harness.gpu_check.carry import MINILM, build_half_minilm
 from harness.gpu_check.pool import NOT_STARTED, STOPPED, Job, run_pool
 from tests.conftest import REPO, compose
@@ -191,3 +193,20 @@ def test_env_lists_carried_requirements_the_machine_does_not_meet(tmp_path):
         f"carried-pkg 1.0 needs numpy<1: found {np.__version__}",
         "carried-pkg 1.0 needs no-such-package-here>=1: not installed",
     ]
+
+
+def test_a_missing_glue_copy_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    argv = ["--dry-run", "--work", str(tmp_path), "--carry", str(tmp_path / "none"), "--glue", str(tmp_path / "no")]
+    assert gpu_check_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no GLUE copy") and "\n" not in err
+
+
+def test_an_earlier_report_is_set_aside_not_mixed_in(tmp_path):
+    out = tmp_path / "gpu"
+    out.mkdir()
+    (out / "README.md").write_text("earlier run")
+    set_aside(out)
+    (previous,) = tmp_path.glob("gpu-previous-*")
+    assert not out.exists() and (previous / "README.md").read_text() == "earlier run"

@@ -20,6 +20,7 @@ trainings' results under ``--runs`` (default ``runs_gpu``), each step's output i
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.gpu_check import plan as plans
 from harness.gpu_check.pool import Job, run_pool
 from harness.gpu_check.summary import completed_result, write_summary
@@ -68,11 +70,12 @@ class Check:
         self.carry = args.carry
         glue = args.glue or next((g for g in (args.carry / "glue", os.environ.get("GLUE_DIR")) if g), None)
         if glue is None or not Path(glue).is_dir():
-            raise SystemExit(f"no GLUE copy: run make gpu-wheels (fills {args.carry}/glue) or set GLUE_DIR or --glue")
+            raise HarnessError(f"no GLUE copy: {args.carry}/glue (make gpu-wheels fills it), $GLUE_DIR or --glue")
         self.glue = Path(glue).resolve()
         self.site = self.work / "site"
         self.steps: list[dict] = []
-        self.out.mkdir(parents=True, exist_ok=True)
+        set_aside(self.out)
+        self.out.mkdir(parents=True)
 
     def env(self, **extra: str) -> dict[str, str]:
         path = os.pathsep.join(p for p in (str(self.site), str(REPO), os.environ.get("PYTHONPATH")) if p)
@@ -105,6 +108,13 @@ class Check:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+def set_aside(out: Path) -> None:
+    """An earlier report moves to ``<out>-previous-<time>``: a new one never mixes with its files."""
+    if out.exists() and any(out.iterdir()):
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out.rename(out.with_name(f"{out.name}-previous-{stamp}"))
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -148,7 +158,11 @@ def study(check: Check) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    check = Check(args)
+    try:
+        check = Check(args)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     plan, python = check.plan, sys.executable
     print(f"GPU check ({'dry run' if check.dry_run else plan.device}), limit {check.limit:.0f} s, into {check.out}")
     ready = install(check) and check.run(

@@ -34,6 +34,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 REPO = Path(__file__).resolve().parents[2]
 CARRY_DIR = REPO / ".gpu-carry"
 # Distributions the device image lacks (or has at another version: peft), by their PyPI names.
@@ -127,7 +129,7 @@ def copy_glue(source: Path, dest: Path, tasks: tuple[str, ...] = GLUE_TASKS) -> 
         for split in required_splits(spec):
             files = split_files(source, task, split)
             if not files:
-                raise SystemExit(f"{source / task}: no {split}-*.parquet (set --glue to a GLUE copy in the hub layout)")
+                raise HarnessError(f"{source / task}: no {split}-*.parquet (GLUE_DIR must be a copy in the hub layout)")
             for file in files:
                 (dest / task).mkdir(parents=True, exist_ok=True)
                 copied.append(Path(shutil.copy2(file, dest / task / file.name)))
@@ -162,11 +164,14 @@ def install_command(python: str, wheel_dir: Path, site: Path) -> list[str]:
 
 
 def fill(out: Path, glue: Path) -> None:
-    wheels = out / "wheels"
+    """Build the folder beside ``out`` and replace ``out`` only once everything is in."""
+    new = out.with_name(out.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    copy_glue(glue, new / "glue")
+    download_wheels(new / "wheels")
+    build_half_minilm(new / "wheels")
     shutil.rmtree(out, ignore_errors=True)
-    download_wheels(wheels)
-    build_half_minilm(wheels)
-    copy_glue(glue, out / "glue")
+    new.rename(out)
     sizes = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
     for name, size in sizes.items():
         print(f"{size / 2**20:8.2f} MiB  {name}")
@@ -178,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=CARRY_DIR, help="the folder to fill (emptied first)")
     p.add_argument("--glue", type=Path, required=True, help="a local GLUE copy in the hub layout (GLUE_DIR)")
     args = p.parse_args(argv)
-    fill(args.out, args.glue)
+    try:
+        fill(args.out, args.glue)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
