@@ -167,9 +167,13 @@ def fill(out: Path, glue: Path) -> None:
     """Build the folder beside ``out`` and replace ``out`` only once everything is in."""
     new = out.with_name(out.name + ".new")
     shutil.rmtree(new, ignore_errors=True)
-    copy_glue(glue, new / "glue")
-    download_wheels(new / "wheels")
-    build_half_minilm(new / "wheels")
+    try:
+        copy_glue(glue, new / "glue")
+        download_wheels(new / "wheels")
+        build_half_minilm(new / "wheels")
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)  # not left to travel with the working tree
+        raise
     shutil.rmtree(out, ignore_errors=True)
     new.rename(out)
     sizes = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
