@@ -46,10 +46,11 @@ def _run_one(run: Run, threads: int, logs: Path) -> tuple[Run, int, float]:
     return run, code, time.monotonic() - start
 
 
-def run_all(runs: list[Run], jobs: int, logs: Path) -> list[Run]:
-    """Run everything, ``jobs`` at a time in list order; list and return the runs that failed."""
+def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) -> list[Run]:
+    """Run everything, ``jobs`` at a time in list order, each with ``threads`` torch threads (default:
+    its share of the cores); list and return the runs that failed."""
     logs.mkdir(parents=True, exist_ok=True)
-    threads = threads_per_job(jobs)
+    threads = threads or threads_per_job(jobs)
     print(f"{len(runs)} runs, {jobs} at a time with {threads} thread(s) each; logs in {logs}/", flush=True)
     failed = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("study", type=Path, help="a study file, e.g. conf/study/minilm.yaml")
     parser.add_argument("--stage", default=None, help="run only this stage (default: all, in order)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2); each gets cores // jobs threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: cores // jobs; lower it when another study shares the machine)",
+    )
     parser.add_argument("--logs", type=Path, default=REPO / "logs" / "study", help="one log file per run here")
     parser.add_argument(
         "--methods", default=None, help="comma-separated: only these methods' runs (e.g. the ones whose rates are set)"
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no study file {args.study}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     runs = study_runs(OmegaConf.load(args.study), args.stage)
     if args.methods:
         wanted = set(args.methods.split(","))
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print("\n".join(" ".join(run.overrides) for run in runs))
         return 0
-    return 1 if run_all(runs, args.jobs, args.logs / args.study.stem) else 0
+    return 1 if run_all(runs, args.jobs, args.logs / args.study.stem, args.threads) else 0
 
 
 if __name__ == "__main__":
