@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.methods import get_builder
+from harness.methods import method_builder
 from harness.tasks import TaskSpec
 from tests.conftest import CONF_DIR, compose
 
@@ -35,7 +35,7 @@ def test_composes(task, model, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_method_yaml_names_a_registered_builder(method):
     cfg = compose([f"method={method}"])
-    assert callable(get_builder(cfg.method.name, cfg.method.module))
+    assert callable(method_builder(cfg.method))
 
 
 def test_mnli_evaluates_matched_and_mismatched():

@@ -313,7 +313,7 @@ def test_one_process_trains_as_two(ddp_run, glue_dir, tmp_path, monkeypatch, per
     ddp = [rank["aflora"] for rank in ddp_run[1]]
     recorders: list = []
     monkeypatch.setattr(
-        harness.experiment, "get_builder", _recording_builder(harness.experiment.get_builder, recorders)
+        harness.experiment, "method_builder", _recording_builder(harness.experiment.method_builder, recorders)
     )
     overrides = [*TINY, *METHOD_ARGS["aflora"], f"train.per_device_batch_size={per_device}", f"data.dir={glue_dir}"]
     result = harness.experiment.run_experiment(compose(overrides), tmp_path)
@@ -350,8 +350,8 @@ def test_submitit_local_sweep_writes_one_result_per_seed(glue_dir, tmp_path):
 # --- recording what each rank saw; run under torchrun by the DDP tests -----------------------------
 
 
-def _recording_builder(get_builder, recorders: list):
-    """``get_builder`` whose builds add a recorder right after the method's own callback (before
+def _recording_builder(method_builder, recorders: list):
+    """``method_builder`` whose builds add a recorder right after the method's own callback (before
     clipping): per step, the gradients and the statistics the method decides from."""
     from transformers import TrainerCallback
 
@@ -388,8 +388,8 @@ def _recording_builder(get_builder, recorders: list):
                 final = {"rank_pattern": pattern, "ranks": self.method.ranks()}
             return json.loads(json.dumps({"steps": self.steps, "batches": self.batches, "final": final}))
 
-    def recording(name, module):
-        build = get_builder(name, module)
+    def recording(method_cfg):
+        build = method_builder(method_cfg)
 
         def wrapped(model, cfg, ctx):
             built = build(model, cfg, ctx)
@@ -412,7 +412,7 @@ def _probe(out: Path, plan: dict[str, list[str]]) -> None:
     import harness.experiment
 
     recorders: list = []
-    harness.experiment.get_builder = _recording_builder(harness.experiment.get_builder, recorders)
+    harness.experiment.method_builder = _recording_builder(harness.experiment.method_builder, recorders)
     seen = {}
     for method, overrides in plan.items():
         sys.argv = [str(REPO / "run.py"), *overrides]
