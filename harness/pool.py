@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 class Run:
     overrides: tuple[str, ...]  # run.py's command line, e.g. ("task=rte", "model=minilm", ...)
 
-    @property
-    def method(self) -> str:
-        return next(o.split("=", 1)[1] for o in self.overrides if o.startswith("method="))
+    def value(self, key: str) -> str | None:
+        """The value this run sets for ``key`` on its command line (None when it sets none)."""
+        return next((o.split("=", 1)[1] for o in self.overrides if o.startswith(f"{key}=")), None)
 
     @property
     def label(self) -> str:

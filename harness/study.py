@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods", default=None, help="comma-separated: only these methods' runs (e.g. the ones whose rates are set)"
     )
+    parser.add_argument("--tasks", default=None, help="comma-separated: only these tasks' runs")
     parser.add_argument("--dry-run", action="store_true", help="list the runs in order and exit")
     args = parser.parse_args(argv)
     if not args.study.is_file():
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     runs = study_runs(OmegaConf.load(args.study), args.stage)
     if args.methods:
-        wanted = set(args.methods.split(","))
-        runs = [run for run in runs if run.method in wanted]
+        runs = [run for run in runs if run.value("method") in args.methods.split(",")]
+    if args.tasks:
+        runs = [run for run in runs if run.value("task") in args.tasks.split(",")]
     if args.dry_run:
         print("\n".join(" ".join(run.overrides) for run in runs))
         return 0

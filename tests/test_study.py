@@ -45,6 +45,13 @@ def test_methods_filter_keeps_the_order(capsys):
         == 0
     )
     lines = capsys.readouterr().out.splitlines()
+    assert (
+        main([str(REPO / "conf" / "study" / "minilm.yaml"), "--methods", "aflora", "--tasks", "mrpc", "--dry-run"]) == 0
+    )
+    only = capsys.readouterr().out.splitlines()
+    assert only == [f"task=mrpc model=minilm method=aflora seed={s}" for s in (1, 2, 3)] + [
+        f"task=mrpc model=minilm method=aflora seed={s} train.optimizer=adamw_reference" for s in (1, 2, 3)
+    ]
     assert len(lines) == 5 * 2 * 3 and lines[:2] == [
         "task=mrpc model=minilm method=head seed=1",
         "task=mrpc model=minilm method=lora seed=1",
