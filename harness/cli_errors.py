@@ -8,6 +8,7 @@ Its own messages span several lines and exit 1; these are turned into one line a
 from __future__ import annotations
 
 import errno
+import os
 import re
 
 from hydra.errors import HydraException
@@ -18,6 +19,32 @@ from harness.errors import HarnessError
 USER_ERROR = 2
 # A file that cannot be written: a read-only or full runs_dir, a quota, ``ulimit -f``.
 WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+# The same errors as some libraries word them without an OSError (tokenizers: "(os error 27)").
+_WRITE_MESSAGES = {
+    "No space left on device": errno.ENOSPC,
+    "Not enough disk space": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "File too large": errno.EFBIG,
+    "Read-only file system": errno.EROFS,
+}
+
+
+def write_error(err: BaseException) -> OSError | None:
+    """The failed write behind ``err`` (a full disk, a quota, ``ulimit -f``, a read-only folder),
+    however a library wrapped or worded it; None when ``err`` is something else."""
+    for cause in _chain(err):
+        if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
+            return cause
+        text = str(cause)
+        code = re.search(r"os error (\d+)", text)
+        if code and int(code.group(1)) in WRITE_ERRNOS:
+            return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+        for words, number in _WRITE_MESSAGES.items():
+            if words in text:
+                return OSError(number, os.strerror(number))
+    return None
 
 
 class SweepRunFailed(Exception):
@@ -75,6 +102,6 @@ def exit_code_and_line(err: Exception, failed_runs: list[str]) -> tuple[int | No
         return USER_ERROR, text
     if isinstance(err, OmegaConfBaseException):
         return USER_ERROR, one_line(str(err))
-    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
-        return USER_ERROR, f"cannot write {err.filename or 'a file'}: {err.strerror}"
+    if (failed := write_error(err)) is not None:
+        return USER_ERROR, f"cannot write {failed.filename or 'a file'}: {failed.strerror}"
     return None, ""

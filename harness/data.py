@@ -18,6 +18,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedTokenizerBase
 
+from harness.cli_errors import write_error
 from harness.errors import ConfigError, DataError
 from harness.tasks import TaskSpec
 
@@ -93,6 +94,8 @@ def _load_local(task: TaskSpec, data_dir: Path, splits: list[str]) -> DatasetDic
     try:
         return load_dataset("parquet", data_files=data_files)
     except Exception as err:  # a page that does not decode: datasets wraps arrow's error
+        if write_error(err) is not None:
+            raise  # the cache's disk is full: not the data's fault
         cause = err.__cause__ or err
         raise DataError(
             f"{data_dir / task.name}: the parquet files of {', '.join(splits)} do not read "

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import identity
 from harness.checkpoints import last_complete_checkpoint, remove_checkpoints
-from harness.cli_errors import WRITE_ERRNOS
+from harness.cli_errors import write_error
 from harness.distributed import barrier, is_main_process
 from harness.env import environment
 from harness.errors import HarnessError
@@ -80,18 +80,19 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = 
         log.error("interrupted; %s: rerun the same command to resume", kept)
         return INTERRUPTED
     except (HarnessError, NonFiniteGradientError) as err:  # the user's input, or a diverged run
-        _record_failure(cfg, run_dir, err, variant)
         log.error("%s", err)
+        _record_failure(cfg, run_dir, err, variant)
         return 2
     except Exception as err:
-        _record_failure(cfg, run_dir, err, variant)
-        write_error = _write_error(err)
-        if write_error is not None:
-            if write_error.errno == errno.ENOSPC:
-                log.error("disk full while writing to %s (%s); free space and rerun to resume", run_dir, write_error)
+        failed_write = write_error(err)
+        if failed_write is not None:
+            if failed_write.errno in (errno.ENOSPC, errno.EDQUOT):
+                log.error("disk full while writing to %s (%s); free space and rerun to resume", run_dir, failed_write)
             else:
-                log.error("cannot write to %s (%s); rerun to resume once it is writable", run_dir, write_error)
+                log.error("cannot write to %s (%s); rerun to resume once it is writable", run_dir, failed_write)
+            _record_failure(cfg, run_dir, err, variant)
             return 2
+        _record_failure(cfg, run_dir, err, variant)
         if not in_sweep:
             raise
         log.exception("run failed; the sweep goes on")  # one bad run must not stop the others
@@ -104,19 +105,6 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = 
         metric = result["metrics"]["selection_metric"]
         log.info("Best %s %s at epoch %d; wrote %s", metric, best[metric], best["epoch"], run_dir / RESULT_FILE)
     return 0
-
-
-def _write_error(err: BaseException) -> OSError | None:
-    """The OSError of a full disk, a quota, a file size limit or a read-only folder, however wrapped."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
-            return err
-        if "No space left on device" in str(err):
-            return OSError(errno.ENOSPC, "No space left on device")
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def _record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, variant: str) -> None:

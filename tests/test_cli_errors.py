@@ -109,6 +109,7 @@ def _caused_by(error: Exception, cause: Exception) -> Exception:
         (OSError(errno.EFBIG, "File too large"), "cannot write to"),
         (_caused_by(RuntimeError("tokenising failed"), OSError(errno.ENOSPC, "No space left on device")), "disk full"),
         (RuntimeError("[Errno 28] No space left on device"), "disk full"),
+        (Exception("File too large (os error 27)"), "cannot write to"),  # as the tokenizers library words it
     ],
 )
 def test_write_errors_however_wrapped_are_one_line(tmp_path, monkeypatch, caplog, error, words):
