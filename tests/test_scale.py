@@ -281,7 +281,13 @@ def test_torchrun_two_ranks_write_one_run_and_decide_alike(ddp_run):
     assert not list(runs.rglob("rank*")), "no per-rank output folders"
     for method in METHOD_ARGS:
         run_dir = run_dir_of(runs, "tiny-bert", "rte", method)
-        assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "fingerprint.json", "result.json", "run.log"]
+        assert sorted(p.name for p in run_dir.iterdir()) == [
+            ".hydra",
+            "best",
+            "fingerprint.json",
+            "result.json",
+            "run.log",
+        ]
         result = json.loads((run_dir / "result.json").read_text())
         assert result["status"] == "completed"
         assert result["runtime"]["steps"] == STEPS  # the effective batch of one process, kept over two
