@@ -17,8 +17,16 @@ METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("task", TASKS)
 def test_debug_run_completes(tmp_path, glue_dir, task, method):
-    cfg = compose([f"task={task}", f"method={method}", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}",
-                   "train.logging_steps=4"])
+    cfg = compose(
+        [
+            f"task={task}",
+            f"method={method}",
+            "model=tiny-bert",
+            "debug=default",
+            f"data.dir={glue_dir}",
+            "train.logging_steps=4",
+        ]
+    )
     assert harness_main.main(cfg, tmp_path) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "completed", result["error"]
