@@ -20,17 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from harness.pool import REPO, Run, run_all
 
 
-def _runs_dir_for_lr(stage: DictConfig, lr: object) -> str:
-    return f"{stage.runs_dir}/lr{lr}"  # "=" would need quoting on a Hydra command line
-
-
 def stage_runs(name: str, stage: DictConfig, model: str, default_seeds: list[int]) -> list[Run]:
     """The runs of one stage, seed-major: seed 1 of every (task, method[, lr]) before seed 2."""
     seeds = list(stage.get("seeds") or default_seeds)
     runs = []
     for seed in seeds:
         for task in stage.tasks:
-            if "lr" in stage:  # a learning-rate grid: one runs_dir per value
+            if "lr" in stage:  # a learning-rate grid: each value gets its own train.lr=<value>/ folder
                 for method, values in stage.lr.items():
                     for lr in values:
                         runs.append(
@@ -41,7 +37,7 @@ def stage_runs(name: str, stage: DictConfig, model: str, default_seeds: list[int
                                     f"method={method}",
                                     f"seed={seed}",
                                     f"train.lr={lr}",
-                                    f"runs_dir={_runs_dir_for_lr(stage, lr)}",
+                                    f"runs_dir={stage.runs_dir}",
                                 )
                             )
                         )

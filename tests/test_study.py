@@ -28,9 +28,9 @@ STUDY = OmegaConf.create(
 def test_stages_run_in_order_and_seed_one_of_every_cell_comes_first():
     runs = [" ".join(r.overrides) for r in study_runs(STUDY)]
     assert runs[:3] == [
-        "task=sst2 model=m method=lora seed=1 train.lr=0.001 runs_dir=g/lr0.001",
-        "task=sst2 model=m method=lora seed=1 train.lr=0.002 runs_dir=g/lr0.002",
-        "task=sst2 model=m method=full seed=1 train.lr=5e-05 runs_dir=g/lr5e-05",
+        "task=sst2 model=m method=lora seed=1 train.lr=0.001 runs_dir=g",
+        "task=sst2 model=m method=lora seed=1 train.lr=0.002 runs_dir=g",
+        "task=sst2 model=m method=full seed=1 train.lr=5e-05 runs_dir=g",
     ]
     table = runs[3:]
     assert len(table) == 2 * 2 * 2 and all("seed=1" in r for r in table[:4]) and all("seed=2" in r for r in table[4:])

@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--grid",
         type=Path,
         default=None,
-        help="a learning-rate grid's runs (<grid>/lr<value>/...), shown as each model's lr_grid table",
+        help="a learning-rate grid's runs (.../seed<n>/train.lr=<value>/), shown as each model's lr_grid table",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return p.parse_args(argv)

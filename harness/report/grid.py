@@ -1,9 +1,9 @@
 """The learning-rate grid of a study: one table of validation scores, method by rate.
 
-The grid's runs live in ``<grid_dir>/lr<value>/<model>/<task>/<method>/seed<seed>/`` (one runs_dir per
-rate, conf/study/*.yaml), so they never mix with the table's runs. Each result's rate is read from
-its recorded config, and a run whose config disagrees with its folder is refused: a grid point
-must be the rate it claims.
+The grid's runs live in their own runs_dir (conf/study/*.yaml), so they never mix with the table's
+runs, each rate in the folder its override gives it: ``<grid_dir>/<model>/<task>/<method>/seed<seed>/
+train.lr=<value>/``. Each result's rate is read from its recorded config, and a run whose config
+disagrees with its folder is refused: a grid point must be the rate it claims.
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.render import MISSING, Table
 
 RESULT_FILE = "result.json"
+LR_FOLDER = "train.lr="  # the folder a train.lr override gets (harness/identity.py)
 
 
 def grid_frame(grid_dir: Path) -> pd.DataFrame:
     """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %)."""
     rows = []
-    for path in sorted(grid_dir.glob(f"lr*/**/{RESULT_FILE}")):
+    for path in sorted(grid_dir.glob(f"**/{LR_FOLDER}*/{RESULT_FILE}")):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("status") != "completed":
             continue
         lr = float(data["config"]["train"]["lr"])
-        folder = path.relative_to(grid_dir).parts[0]
-        if not math.isclose(lr, float(folder.removeprefix("lr")), rel_tol=1e-9):
+        folder = path.parent.name
+        if not math.isclose(lr, float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
             raise ReportError(f"{path}: trained with train.lr={lr}, but its grid folder is {folder}")
         metric = data["metrics"]["selection_metric"]
         rows.append(
