@@ -167,18 +167,15 @@ def ablation_table(runs: list[Run], model: str) -> Table:
     csv = []
     for method in [v for v in variants if v in set(scores["method"])]:
         params = frame[frame["method"] == method]["trainable_avg"].mean()
-        row_csv: dict[str, object] = {"method": method, "params_avg": float(params)}
+        # (mean, std, n) per task; an empty selection gives (nan, nan, 0), which _cell shows as missing
+        stats = {t: _mean_std_n(scores[(scores["method"] == method) & (scores["task"] == t)]["score"]) for t in tasks}
         for fmt in ("md", "tex"):
             row = {"Variant": render.escape(method_label(method), fmt), "#Params": render.params_short(params, fmt)}
-            for task in tasks:
-                sel = scores[(scores["method"] == method) & (scores["task"] == task)]["score"]
-                row[task_title(task)] = _cell(*_mean_std_n(sel), fmt) if len(sel) else MISSING[fmt]
+            row.update({task_title(t): _cell(*stats[t], fmt) for t in tasks})
             cells[fmt].append(row)
-        for task in tasks:
-            sel = scores[(scores["method"] == method) & (scores["task"] == task)]["score"]
-            row_csv[task], row_csv[f"{task}_std"], row_csv[f"{task}_n"] = (
-                _mean_std_n(sel) if len(sel) else (math.nan, math.nan, 0)
-            )
+        row_csv: dict[str, object] = {"method": method, "params_avg": float(params)}
+        for t in tasks:
+            row_csv[t], row_csv[f"{t}_std"], row_csv[f"{t}_n"] = stats[t]
         csv.append(row_csv)
     notes = [
         f"Model: `{model}`. Task score at the best epoch, mean ± sample std over seeds, in percent; "
