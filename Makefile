@@ -28,7 +28,7 @@ JOBS ?= 2
 export GLUE_DIR
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all demo study glue report paper-tables bench lint clean distclean
+.PHONY: help setup test test-fast test-all demo study glue report paper-tables bench lint clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ setup: $(VENV)/.installed ## create .venv with pinned CPU torch and the project 
 test: setup ## run the test suite offline (real-data tests need GLUE_DIR; slow ones are excluded)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
+
+test-fast: setup ## the in-process tests alone: without the slow ones and the integration ones (run.py, torchrun, SIGKILL)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 test-all: setup ## the test suite including tests marked slow
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "" $(PYTEST_ARGS)
@@ -91,8 +94,11 @@ gpu-check: $(if $(DRY_RUN),setup) ## the prepared GPU check into reports/gpu/ an
 gpu-report: setup ## tables and figures of the GPU runs (runs_gpu/) into reports/gpu/, apart from the CPU ones
 	$(PY) -m harness.report --runs runs_gpu --out reports/gpu
 
-lint: setup ## ruff over the code
-	$(PY) -m ruff check aflora baselines harness tests run.py
+LINTED = aflora baselines harness tests run.py
+
+lint: setup ## ruff: lint rules and formatting (CI runs this before the tests)
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
 
 clean: ## remove caches (never runs/ or reports/)
 	rm -rf .pytest_cache .ruff_cache *.egg-info

@@ -27,13 +27,13 @@ FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def run(cfg: DictConfig) -> None:
     setup_process()  # ranks of a multi-task SLURM job; quiet logs on ranks > 0
-    from harness.main import INTERRUPTED, main
+    from harness import lifecycle
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    code = main(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
-    if code and (not in_sweep or code == INTERRUPTED):
+    code = lifecycle.run(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
+    if code and (not in_sweep or code == lifecycle.INTERRUPTED):
         sys.exit(code)
     if code:  # the sweep goes on; Hydra re-raises the first failure once every run has finished
         FAILED_IN_SWEEP.append(str(run_dir))

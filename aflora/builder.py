@@ -1,6 +1,7 @@
 """Harness builder for ``method=aflora``: wraps the backbone and returns the freezing callback.
 
-Kept apart from the package's ``__init__`` so that ``import aflora`` does not need the harness.
+Kept apart from the package's ``__init__`` so that ``import aflora`` does not need the harness:
+``HarnessAFLoraFreezer``, the freezer under the harness's callback contract, is defined here for that reason.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 from peft import get_peft_model
 from torch import nn
 
-from harness.methods import BuildContext, MethodBuild, register_method
+from harness.errors import ConfigError
+from harness.methods import BuildContext, MethodBuild, MethodCallback, register_method
 
 from .config import AFLoraConfig
 from .freezing import AFLoraFreezer
@@ -19,27 +21,20 @@ from .freezing import AFLoraFreezer
 logger = logging.getLogger(__name__)
 
 
-def _steps(cfg: Any, name: str, ctx: BuildContext) -> int:
-    """A schedule length in optimizer steps: ``<name>_steps`` if set, else ``<name>_epochs`` x steps
-    per epoch (the reference code's unit, used by the DeBERTaV3 recipes), else ``<name>_frac`` x
-    total steps (the same shape for a run of any length: MiniLM recipes, debug runs)."""
-    if cfg.get(f"{name}_steps") is not None:
-        return int(cfg[f"{name}_steps"])
-    if cfg.get(f"{name}_epochs") is not None:
-        return int(cfg[f"{name}_epochs"] * ctx.steps_per_epoch)
-    fraction = cfg.get(f"{name}_frac")
-    if fraction is None or not 0 <= fraction < 1:
-        raise ValueError(f"method.{name}_frac must be in [0, 1) when {name}_steps and {name}_epochs are null")
-    return int(fraction * ctx.total_steps)
+class HarnessAFLoraFreezer(AFLoraFreezer, MethodCallback):
+    """``AFLoraFreezer`` as a harness method callback: its own ``load_state``, ``result_fields`` and
+    ``log_scalars`` (listed first in the MRO) are the contract's hooks; it saves its state next to
+    each checkpoint in its ``on_save``."""
 
 
 @register_method("aflora")
 def build_aflora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
     """AFLoRA adapters on ``ctx.target_modules`` plus an ``AFLoraFreezer`` over ``ctx.total_steps``."""
-    t_i = _steps(cfg, "t_i", ctx)
-    t_f = _steps(cfg, "t_f", ctx)
+    # Truncated (int()): the reference code's convention, which every AFLoRA run so far followed.
+    t_i = ctx.steps(cfg, "t_i", rounding="truncate")
+    t_f = ctx.steps(cfg, "t_f", rounding="truncate")
     if t_i + t_f >= ctx.total_steps:
-        raise ValueError(
+        raise ConfigError(
             f"method.t_i + method.t_f must be below the run's {ctx.total_steps} optimizer steps "
             f"({ctx.steps_per_epoch} per epoch), got t_i={t_i} + t_f={t_f} steps: set "
             "method.t_i_/t_f_ steps, epochs or frac for this run length"
@@ -57,7 +52,7 @@ def build_aflora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
     if not cfg.freezing:  # ablation: the trainable projections train to the end
         logger.info("AFLoRA without freezing: %s projections train for the whole run", cfg.trainable_projections)
         return MethodBuild(model=peft_model)
-    freezer = AFLoraFreezer(
+    freezer = HarnessAFLoraFreezer(
         peft_model,
         total_steps=ctx.total_steps,
         t_i=t_i,

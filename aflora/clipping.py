@@ -19,11 +19,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 class ClipGradNormCallback(TrainerCallback):
     """Clip the global gradient norm of ``model``'s parameters in ``on_pre_optimizer_step``.
 
-    Under DDP the gradients are already all-reduced at that point, so every rank clips alike. Not
-    for FSDP/DeepSpeed, whose sharded gradients need the Trainer's own clipping.
+    ``model=None`` clips the model the Trainer passes to its callbacks. ``max_norm=math.inf``
+    measures the norm without clipping (the gradients are multiplied by 1). Under DDP the gradients
+    are already all-reduced at that point, so every rank clips alike. Not for FSDP/DeepSpeed, whose
+    sharded gradients need the Trainer's own clipping.
     """
 
-    def __init__(self, model: nn.Module, max_norm: float):
+    def __init__(self, model: nn.Module | None, max_norm: float):
         if max_norm <= 0:
             raise ValueError(f"max_norm must be positive, got {max_norm!r}")
         self.model = model
@@ -31,9 +33,16 @@ class ClipGradNormCallback(TrainerCallback):
         # Pre-clip norm of the last step, kept as a tensor: converting it would sync the GPU each step.
         self.last_norm: torch.Tensor | None = None
 
+    def clip(self, model: nn.Module) -> torch.Tensor | None:
+        """Clip the gradients of ``model``'s parameters; their global norm before clipping, None
+        when no parameter has a gradient."""
+        params = [p for p in model.parameters() if p.grad is not None]
+        if not params:
+            return None
+        self.last_norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm)
+        return self.last_norm
+
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if params:
-            self.last_norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm)
+        self.clip(self.model if self.model is not None else kwargs["model"])

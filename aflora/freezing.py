@@ -278,15 +278,12 @@ class AFLoraFreezer(TrainerCallback):
         if not self.trainable_history:
             raise RuntimeError("trainable_summary() needs on_train_begin to have run")
         end = total_steps if total_steps is not None else (self._end_step or self.schedule.total_steps)
-        start = self.trainable_history[0][0]
-        weighted = 0
-        for (step, count), nxt in zip(self.trainable_history, self.trainable_history[1:] + [(end, 0)], strict=True):
-            weighted += count * max(0, min(nxt[0], end) - min(step, end))
-        steps = max(end - start, 1)
         return {
             "start": self.trainable_history[0][1],
             "end": self.trainable_history[-1][1],
-            "avg": weighted / steps,
+            # Over the steps this freezer saw: from its first record (a later step when it joined a
+            # resumed run without its state) to ``end``.
+            "avg": time_weighted_average(self.trainable_history, end, since=self.trainable_history[0][0]),
         }
 
     def result_fields(self) -> dict[str, Any]:
@@ -333,6 +330,21 @@ class AFLoraFreezer(TrainerCallback):
         path = os.path.join(checkpoint_dir, FREEZER_STATE_FILE)
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         logger.info("loaded AFLoRA freezer state from %s", path)
+
+
+def time_weighted_average(history: Sequence[Sequence[int]], end: int, *, since: int) -> float:
+    """Mean of a count over optimizer steps ``since + 1 .. end``, from (step, count) change points.
+
+    A change point (s, c) means the count is c from step s + 1 on (the first point: the count at
+    the start). Steps before the first point count as 0, steps after ``end`` are left out. The
+    denominator is ``end - since`` (at least 1): ``AFLoraFreezer.trainable_summary`` averages over
+    the steps the freezer saw (``since`` = its first point); a record of a whole run passes
+    ``since=0``.
+    """
+    weighted = 0
+    for (step, count), nxt in zip(history, [*history[1:], (end, 0)], strict=True):
+        weighted += count * max(0, min(nxt[0], end) - min(step, end))
+    return weighted / max(end - since, 1)
 
 
 def _remove_from_optimizer(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter]) -> None:

@@ -26,40 +26,30 @@ from typing import Any
 import torch
 from peft import AdaLoraConfig, get_peft_model
 from peft.tuners.adalora import AdaLoraLayer
-from transformers import TrainerCallback
 
 from harness.checkpoints import saved_checkpoint
 from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, register_method
+from harness.methods import BuildContext, MethodBuild, MethodCallback, register_method
 
 logger = logging.getLogger(__name__)
 
 ALLOCATOR_FILE = "adalora_allocator.pt"
 
 
-def resolve_schedule(cfg: Any, total_steps: int) -> tuple[int, int]:
+def resolve_schedule(cfg: Any, ctx: BuildContext) -> tuple[int, int]:
     """(tinit, tfinal) in optimizer steps.
 
     ``method.tinit`` / ``method.tfinal`` are steps (the AdaLoRA paper's Table 8, used by the
     DeBERTaV3 recipes); when one is null its ``*_frac`` (a fraction of the run's total steps)
-    is used instead, so short runs (MiniLM on CPU, debug) keep the same shape of schedule.
+    is used instead, so short runs (MiniLM on CPU, debug) keep the same shape of schedule
+    (``harness/schedule.py``, which would also take a ``*_epochs``; the yaml sets none).
     """
-    resolved = {}
-    for key in ("tinit", "tfinal"):
-        steps, frac = cfg.get(key), cfg.get(f"{key}_frac")
-        if steps is not None:
-            resolved[key] = int(steps)
-        elif frac is not None:
-            if not 0 <= frac < 1:
-                raise ConfigError(f"method.{key}_frac = {frac} must lie in [0, 1)")
-            resolved[key] = round(frac * total_steps)
-        else:
-            raise ConfigError(f"adalora: set method.{key} (steps) or method.{key}_frac (fraction of total steps)")
-    tinit, tfinal = resolved["tinit"], resolved["tfinal"]
-    if tinit < 0 or tfinal < 0 or tinit >= total_steps - tfinal:
+    # Rounded to the nearest step: kept as every existing AdaLoRA run computed it.
+    tinit, tfinal = (ctx.steps(cfg, key, rounding="nearest", steps_key=key) for key in ("tinit", "tfinal"))
+    if tinit < 0 or tfinal < 0 or tinit >= ctx.total_steps - tfinal:
         raise ConfigError(
             f"adalora: method.tinit = {tinit} and method.tfinal = {tfinal} leave no rank-budgeting phase "
-            f"in a run of total_steps = {total_steps} (need 0 <= tinit < total_steps - tfinal). For a "
+            f"in a run of total_steps = {ctx.total_steps} (need 0 <= tinit < total_steps - tfinal). For a "
             "shorter run than the recipe's, set method.tinit=null method.tfinal=null to use "
             "method.tinit_frac / method.tfinal_frac."
         )
@@ -78,7 +68,7 @@ def _validate(cfg: Any) -> None:
         raise ConfigError(f"adalora: method.orth_reg_weight = {cfg.orth_reg_weight} must be >= 0")
 
 
-class AdaLoraAllocator(TrainerCallback):
+class AdaLoraAllocator(MethodCallback):
     """Runs peft's rank allocation after every optimizer step and reports the ranks it kept."""
 
     def __init__(self, peft_model: torch.nn.Module):
@@ -139,7 +129,8 @@ class AdaLoraAllocator(TrainerCallback):
 
     def trainable_parameters(self, model: torch.nn.Module | None = None) -> int:
         """Adapter parameters of the kept triplets, head excluded: a rank-r module holds r right
-        singular vectors (lora_A, r x in), r left ones (lora_B, out x r) and r values (lora_E)."""
+        singular vectors (lora_A, r x in), r left ones (lora_B, out x r) and r values (lora_E).
+        The build's ``count_trainable``: the masked ranks still have ``requires_grad``."""
         ranks = self.ranks()
         return sum(ranks[name] * (m.in_features + m.out_features + 1) for name, m in self.adapted_modules())
 
@@ -192,7 +183,7 @@ class AdaLoraAllocator(TrainerCallback):
 @register_method("adalora")
 def build_adalora(model: torch.nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
     _validate(cfg)
-    tinit, tfinal = resolve_schedule(cfg, ctx.total_steps)
+    tinit, tfinal = resolve_schedule(cfg, ctx)
     config = AdaLoraConfig(
         task_type="SEQ_CLS",
         target_modules=list(ctx.target_modules),
@@ -220,4 +211,5 @@ def build_adalora(model: torch.nn.Module, cfg: Any, ctx: BuildContext) -> Method
         cfg.deltaT,
         ctx.total_steps,
     )
-    return MethodBuild(model=peft_model, callbacks=[AdaLoraAllocator(peft_model)])
+    allocator = AdaLoraAllocator(peft_model)
+    return MethodBuild(model=peft_model, callbacks=[allocator], count_trainable=allocator.trainable_parameters)

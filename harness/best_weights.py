@@ -66,14 +66,15 @@ class SaveBestWeights(TrainerCallback):
         self.task = task
         self.facts = facts
         self.trainable = trainable
-        self.selection_key = f"eval_{next(iter(task.eval_splits))}_{task.selection_metric}"
+        self.selection_key = f"eval_{task.selection_split}_{task.selection_metric}"
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             _finish_interrupted_save(self.run_dir)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        # The Trainer evaluates each split in turn; the selection metric comes with the first.
+        # The Trainer evaluates each split in turn; the selection metric comes with the first
+        # (data.protocol=heldout: with the selection split, evaluated last).
         if not state.is_world_process_zero or self.selection_key not in (metrics or {}):
             return
         records = per_epoch_records(state.log_history, self.task)
@@ -89,7 +90,7 @@ class SaveBestWeights(TrainerCallback):
         if library == "peft" and self.facts.base_model:  # the hub id, not the local path the backbone loaded from
             _set_json_field(partial / "adapter_config.json", "base_model_name_or_path", self.facts.base_model)
         write_model_card(partial, self.facts, best, self.trainable(model), library)
-        metric = self.task.selection_metric
+        metric = self.task.selection_key
         selection = {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
         (partial / SELECTION_FILE).write_text(json.dumps(selection) + "\n")
         for path in partial.iterdir():

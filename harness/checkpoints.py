@@ -22,6 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from harness.distributed import barrier
 from harness.errors import HarnessError
+from harness.methods import MethodCallback
 
 MARKER = "checkpoint-complete"
 _VERIFIED = (".json", ".safetensors", ".pt", ".pth", ".bin")  # what the Trainer and callbacks load on resume
@@ -100,11 +101,11 @@ def saved_checkpoint(args, state) -> Path | None:
     return path if path.is_dir() else None
 
 
-class JsonStateCallback(TrainerCallback):
+class JsonStateCallback(MethodCallback):
     """A callback whose small state travels with every checkpoint as one JSON file.
 
     Subclasses name the file and say what their state is; rank 0 writes it in ``on_save`` and
-    the harness calls ``load_state(checkpoint)`` before resuming.
+    the harness calls ``load_state(checkpoint)`` before resuming (the ``MethodCallback`` contract).
     """
 
     state_file: str

@@ -2,7 +2,8 @@
 
 The history is part of every checkpoint (trainer_state.json), so a resumed run still reports
 every epoch. Keys: the Trainer logs ``eval_<split>_<metric>``; result.json uses ``<metric>``
-for the first evaluation split and ``<metric><suffix>`` for the others (MNLI: ``accuracy_mm``).
+for the first evaluation split and ``<metric><suffix>`` for the others (MNLI: ``accuracy_mm``;
+data.protocol=heldout's selection split: ``accuracy_select``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def per_epoch_records(log_history: list[dict[str, Any]], task: TaskSpec) -> list
             continue
         if "loss" in entry:  # a training log line; attribute it to the epoch it falls in
             train_losses.setdefault(max(int(-(-epoch // 1)), 1), []).append(entry["loss"])
-        for split, suffix in task.eval_splits.items():
+        for split, suffix in task.evaluated_splits.items():
             prefix = f"eval_{split}_"
             if f"{prefix}loss" not in entry:
                 continue
@@ -44,10 +45,11 @@ class UndefinedMetric(HarnessError):
 
 
 def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict, dict]:
-    """The paper reports the best epoch on the task's selection metric (first split)."""
+    """The best epoch on the task's selection metric: of the first validation split as the paper
+    reports it, or of the selection split under data.protocol=heldout (``task.selection_key``)."""
     if not records:
         raise RuntimeError("training finished without a single evaluation")
-    key = task.selection_metric
+    key = task.selection_key
     finite = [r for r in records if r.get(key) is not None and math.isfinite(r[key])]
     if not finite:  # e.g. Pearson's r of a model that predicts one constant
         raise UndefinedMetric(f"{key} is undefined (NaN) at every epoch: the model's predictions did not vary")
@@ -55,7 +57,7 @@ def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict,
     return best, records[-1]
 
 
-def runtime_summary(
+def runtime_record(
     timer_seconds: float,
     timer_cpu_seconds: float | None,
     timer_epochs: float,

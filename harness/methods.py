@@ -4,19 +4,29 @@ A method is one module plus one yaml. The yaml (``conf/method/<name>.yaml``) nam
 that defines the builder (``module: baselines.lora``); importing it runs ``@register_method``.
 A variant of a method (an ablation such as ``aflora-nofreeze``) is one more yaml that composes the
 method's yaml, changes some values and names the builder it reuses (``builder: aflora``).
-The builder wraps the backbone and returns the callbacks it needs (AFLoRA's freezer, AdaLoRA's
-rank allocator); the training code never asks which method it is running.
+The builder wraps the backbone and returns a ``MethodBuild``: the model, the callbacks it needs
+(AFLoRA's freezer, AdaLoRA's rank allocator), and optionally its own optimizer and trainable-parameter
+count. That object and ``MethodCallback`` are the whole contract between a method and the harness
+(``harness/assembly.py`` puts a run together from them); the training code never asks which method
+it is running.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+from omegaconf import OmegaConf
 from torch import nn
 from transformers import TrainerCallback
+
+from harness.schedule import Rounding, schedule_steps
+
+METHOD_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
 
 
 @dataclass(frozen=True)
@@ -29,20 +39,60 @@ class BuildContext:
     steps_per_epoch: int  # optimizer steps per epoch (schedules given in epochs)
     seed: int
 
+    def steps(self, cfg: Any, name: str, *, rounding: Rounding, steps_key: str | None = None) -> int:
+        """A schedule length of this run in optimizer steps (``harness/schedule.py``)."""
+        return schedule_steps(
+            cfg,
+            name,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            rounding=rounding,
+            steps_key=steps_key,
+        )
+
+
+class MethodCallback(TrainerCallback):
+    """Base of every callback a method contributes; the harness calls these hooks on each of them.
+
+    The harness's own stateful callbacks (the parameter tracker, the epoch timer) share the base,
+    so a run restores, logs and reports every callback the same way. A callback that keeps state
+    across a resume writes it into each checkpoint folder in its own ``on_save`` (on rank 0; the
+    folder: ``harness.checkpoints.saved_checkpoint``) and reads it back in ``load_state``.
+    """
+
+    def load_state(self, checkpoint: Path) -> None:
+        """Restore the state saved in ``checkpoint``; called before the optimizer is built and the
+        Trainer resumes. The default has nothing to restore."""
+
+    def result_fields(self) -> dict[str, Any]:
+        """Merged into ``result.json`` at the end of the run (AFLoRA: ``freezing``; AdaLoRA: ``ranks``); a
+        new key needs no schema change (``RunResult.add_method_fields``, harness/result_schema.py)."""
+        return {}
+
+    def log_scalars(self) -> dict[str, float]:
+        """Added to every training log line, so each ``train.report_to`` integration records them."""
+        return {}
+
+
+# (model, train config, head modules) -> the optimizer; harness.optim.build_optimizer has this shape.
+OptimizerFactory = Callable[[nn.Module, Any, Iterable[str]], torch.optim.Optimizer]
+
 
 @dataclass
 class MethodBuild:
-    """A wrapped model plus the callbacks its method needs during training.
+    """What a builder returns: the wrapped model and what the harness needs to train it.
 
-    A callback may define ``result_fields() -> dict``; the harness merges what it returns into
-    ``result.json`` (AFLoRA: ``freezing``; AdaLoRA: ``ranks``), so methods add their own
-    accounting without the training code knowing about it. A callback may also define
-    ``trainable_parameters(model) -> int`` to override how the harness counts trainable adapter
-    parameters (head excluded) at each step (AdaLoRA counts its unmasked ranks).
+    ``optimizer``: builds the run's optimizer, after any callback state is restored on resume;
+    None: the harness's AdamW with its two learning rates (``harness.optim.build_optimizer``).
+    ``count_trainable``: the trainable adapter parameters (head excluded) in force at a step, for
+    the time-weighted count (AdaLoRA counts its unmasked ranks); None: the parameters with
+    ``requires_grad`` (``harness.params.trainable_counter``).
     """
 
     model: nn.Module
-    callbacks: list[TrainerCallback] = field(default_factory=list)
+    callbacks: list[MethodCallback] = field(default_factory=list)
+    optimizer: OptimizerFactory | None = None
+    count_trainable: Callable[[nn.Module], int] | None = None
 
 
 class Builder(Protocol):
@@ -72,6 +122,13 @@ def get_builder(name: str, module: str) -> Builder:
             f"method {name!r}: module {module!r} registered no builder of that name (registered: {sorted(_REGISTRY)})"
         )
     return _REGISTRY[name]
+
+
+def method_names(*, variants: bool = True) -> list[str]:
+    """The methods ``conf/method`` defines, one yaml each, sorted. ``variants=False`` leaves out the
+    variants: the yamls that reuse another method's builder (``builder: aflora``)."""
+    paths = sorted(METHOD_CONF_DIR.glob("*.yaml"), key=lambda p: p.stem)
+    return [p.stem for p in paths if variants or OmegaConf.load(p).get("builder") is None]
 
 
 def method_builder(method_cfg: Any) -> Builder:

@@ -18,6 +18,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from omegaconf import DictConfig, OmegaConf
 
+from harness.tasks import TaskSpec
+
 GLUE_HUB_NAME = "nyu-mll/glue"
 
 
@@ -33,7 +35,7 @@ class RunFacts:
     method_config: dict[str, Any]
     seed: int
     command: str
-    selection_metric: str
+    selection_metric: str  # the key of the per-epoch record (f1, or under data.protocol=heldout f1_select)
     total_params: int
     head_params: int
 
@@ -58,17 +60,19 @@ def launch_command(cfg: DictConfig) -> str:
     return shlex.join(["python", "run.py", *identity])
 
 
-def run_facts(cfg: DictConfig, eval_split: str, counts: dict[str, int]) -> RunFacts:
+def run_facts(cfg: DictConfig, task: TaskSpec, counts: dict[str, int]) -> RunFacts:
+    """What the card says: the best epoch is chosen on ``task.selection_key`` of ``task.selection_split``
+    (the first validation split's metric, or under data.protocol=heldout the selection split's)."""
     return RunFacts(
         task=cfg.task.name,
-        eval_split=eval_split,
+        eval_split=task.selection_split,
         model=cfg.model.name,
         base_model=base_model_id(cfg.model),
         method=cfg.method.name,
         method_config=OmegaConf.to_container(cfg.method, resolve=True),
         seed=cfg.seed,
         command=launch_command(cfg),
-        selection_metric=cfg.task.selection_metric,
+        selection_metric=task.selection_key,
         total_params=counts["total"],
         head_params=counts["head"],
     )

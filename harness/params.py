@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
+from aflora.freezing import time_weighted_average
 from harness.checkpoints import JsonStateCallback
 
 # PEFT keeps a frozen copy of every module in modules_to_save; it is not part of the model's size.
@@ -56,21 +57,6 @@ def trainable_counter(model: nn.Module, head_modules: Iterable[str]) -> Callable
     return count
 
 
-def time_weighted_average(history: list[list[int]], total_steps: int) -> float:
-    """Mean count over optimizer steps 1..total_steps, from (step, count) change points.
-
-    A change point (s, c) means c parameters were trainable from step s + 1 on; the first point
-    is (0, start count).
-    """
-    if total_steps <= 0:
-        return float(history[0][1])
-    weighted = 0
-    for (step, count), nxt in zip(history, [*history[1:], [total_steps, None]], strict=True):
-        span = min(nxt[0], total_steps) - min(step, total_steps)
-        weighted += span * count
-    return weighted / total_steps
-
-
 class TrainableParamTracker(JsonStateCallback):
     """Records the trainable count whenever it changes; saved with every checkpoint."""
 
@@ -105,6 +91,12 @@ class TrainableParamTracker(JsonStateCallback):
         return {
             "trainable_start": self.history[0][1],
             "trainable_end": self.history[-1][1],
-            "trainable_avg": time_weighted_average(self.history, total_steps),
+            # The mean over every optimizer step of the run, 1..total_steps (aflora/freezing.py);
+            # a run that trained no step: the count at the start.
+            "trainable_avg": (
+                time_weighted_average(self.history, total_steps, since=0)
+                if total_steps > 0
+                else float(self.history[0][1])
+            ),
             "trainable_history": self.history,
         }

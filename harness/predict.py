@@ -32,8 +32,9 @@ from transformers import (
 )
 
 import aflora  # noqa: F401  registers AFLoRA with peft, so its adapters load
+from baselines.sora import restore_gates
 from harness.best_weights import BEST_DIR, is_adapter
-from harness.data import load_raw_splits, take_examples, tokenize_splits
+from harness.data import load_raw_splits, reported_set, take_examples, tokenize_splits
 from harness.errors import HarnessError
 from harness.metrics import compute_metrics_fn, to_predictions
 from harness.models import load_model, load_tokenizer
@@ -61,8 +62,11 @@ def load_adapter(base: torch.nn.Module, folder: Path) -> PeftModel:
     """A saved PEFT adapter on ``base``, trainable as in training, so the forward is the same: AFLoRA
     folds only adapters whose projections are frozen (a different rounding from the layer-by-layer
     path), and peft's AdaLoRA adds its regulariser to the evaluation loss only through a trainable
-    adapter."""
-    return PeftModel.from_pretrained(base, folder, is_trainable=True)
+    adapter. A SoRA adapter is a LoRA one plus its gates, which peft's LoRA would drop: they are
+    put back (baselines/sora.py, ``restore_gates``)."""
+    model = PeftModel.from_pretrained(base, folder, is_trainable=True)
+    restore_gates(model, folder)
+    return model
 
 
 def load_saved_model(cfg: DictConfig, task: TaskSpec, folder: Path) -> torch.nn.Module:
@@ -98,7 +102,8 @@ def inference_trainer(
 
 
 def evaluate_validation(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_dir: str | None) -> dict[str, float]:
-    """The task's metrics on its validation split(s), keyed as result.json keys them (``accuracy_mm``)."""
+    """The task's metrics on its validation split(s), keyed as result.json keys them (``accuracy_mm``);
+    under data.protocol=heldout on the part of each split the run reported (harness/data.py)."""
     splits = list(task.eval_splits)
     raw = load_raw_splits(task, data_dir, cfg.data.hub_name, splits)
     tokenized = tokenize_splits(
@@ -106,7 +111,7 @@ def evaluate_validation(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_
     )
     metrics = {}
     for split, suffix in task.eval_splits.items():
-        dataset = take_examples(tokenized[split], cfg.train.max_eval_samples)
+        dataset = take_examples(reported_set(tokenized[split], task), cfg.train.max_eval_samples)
         out = trainer.evaluate(dataset, metric_key_prefix=f"eval_{split}")
         metrics.update({m + suffix: out[f"eval_{split}_{m}"] for m in task.metrics})
     return metrics
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg, result = load_run(args.run_dir)
-        task = TaskSpec.from_config(cfg.task)
+        task = TaskSpec.from_config(cfg.task, cfg.data.get("protocol", "paper"))
         if task.name not in TEST_FILES:
             raise HarnessError(f"task {task.name!r} has no GLUE test file (known: {sorted(TEST_FILES)})")
         data_dir = args.data_dir or cfg.data.dir

@@ -1,4 +1,4 @@
-"""result.json: the one file a run leaves for the report (schema in design.md).
+"""result.json on disk: the one file a run leaves for the report (its format: harness/result_schema.py).
 
 Written atomically (temporary file in the same directory, fsync, rename), so a crash while
 writing leaves the previous good file and never a half-written one; always strict JSON (a
@@ -14,8 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.result_schema import COMPLETED, RunResult
+
 RESULT_FILE = "result.json"
-SCHEMA_VERSION = 1
+
+
+def write_result(run_dir: Path, result: RunResult) -> None:
+    write_json_atomic(Path(run_dir) / RESULT_FILE, result.to_json())
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -57,6 +62,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """The file as parsed, unchecked: enough to tell a completed run (``RunResult.from_json``
+    checks it, as the report does)."""
     path = Path(run_dir) / RESULT_FILE
     if not path.exists():
         return None
@@ -68,19 +75,4 @@ def is_completed(run_dir: Path) -> bool:
         result = read_result(run_dir)
     except json.JSONDecodeError:
         return False
-    return bool(result) and result.get("status") == "completed"
-
-
-def failed_result(identity: dict[str, Any], error: str, config: dict | None, env: dict) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": "failed",
-        "error": error,
-        **identity,
-        "config": config,
-        "metrics": None,
-        "params": None,
-        "runtime": None,
-        "freezing": None,
-        "env": env,
-    }
+    return bool(result) and result.get("status") == COMPLETED

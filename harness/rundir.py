@@ -18,8 +18,10 @@ import errno
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from harness.best_weights import BEST_DIR
 from harness.checkpoints import (
@@ -32,6 +34,7 @@ from harness.checkpoints import (
 )
 from harness.errors import ConfigError
 from harness.identity import FINGERPRINT_FILE
+from harness.methods import MethodCallback
 from harness.results import RESULT_FILE
 
 log = logging.getLogger(__name__)
@@ -94,11 +97,12 @@ def set_aside_run(run_dir: Path) -> Path | None:
     return folder
 
 
-def load_callback_states(callbacks: list, checkpoint: Path) -> None:
-    """Each callback's state from ``checkpoint``; one that does not load sets the checkpoint aside
-    and fails in one line (the callbacks may be half-loaded: the rerun starts clean)."""
+def load_callback_states(callbacks: Iterable[TrainerCallback], checkpoint: Path) -> None:
+    """The state of each ``MethodCallback`` (the method's, the harness's tracker and timer) from
+    ``checkpoint``; the others keep none. One that does not load sets the checkpoint aside and
+    fails in one line (the callbacks may be half-loaded: the rerun starts clean)."""
     for callback in callbacks:
-        if not hasattr(callback, "load_state"):
+        if not isinstance(callback, MethodCallback):
             continue
         try:
             callback.load_state(checkpoint)

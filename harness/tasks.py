@@ -11,6 +11,14 @@ from harness.errors import ConfigError
 KNOWN_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
 REGRESSION_METRICS = ("pearson", "spearmanr")
 
+# data.protocol: where the best epoch is chosen and where its numbers are measured.
+#   paper:   both on the task's validation split(s) (AFLoRA's reference code; optimistic).
+#   heldout: chosen on a held-out selection split, reported on the validation split(s) or the
+#            half of them the selection split leaves (SoRA's protocol; harness/data.py).
+PROTOCOLS = ("paper", "heldout")
+SELECTION_SPLIT = "selection"  # heldout: the selection split's name among the evaluated sets
+SELECTION_SUFFIX = "_select"  # ... and the suffix of its metric keys (f1_select, loss_select)
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -21,13 +29,33 @@ class TaskSpec:
     selection_metric: str  # the best epoch is chosen on this key of the first eval split
     eval_splits: dict[str, str]  # split name -> suffix of its metric keys ("" for the first)
     label_range: tuple[float, float] | None = None  # regression: the scores the data may hold
+    protocol: str = "paper"  # data.protocol (PROTOCOLS)
 
     @property
     def is_regression(self) -> bool:
         return self.num_labels == 1
 
+    @property
+    def evaluated_splits(self) -> dict[str, str]:
+        """The sets evaluated after every epoch, name -> suffix of their metric keys: the
+        validation split(s), then under ``heldout`` the selection split. It comes last so that
+        the evaluation that decides the best epoch finds the epoch's reported metrics logged."""
+        if self.protocol == "heldout":
+            return {**self.eval_splits, SELECTION_SPLIT: SELECTION_SUFFIX}
+        return dict(self.eval_splits)
+
+    @property
+    def selection_split(self) -> str:
+        """The set the best epoch is chosen on: the first validation split, or the selection split."""
+        return SELECTION_SPLIT if self.protocol == "heldout" else next(iter(self.eval_splits))
+
+    @property
+    def selection_key(self) -> str:
+        """The per-epoch record's key the best epoch maximises: ``f1``, or under heldout ``f1_select``."""
+        return self.selection_metric + self.evaluated_splits[self.selection_split]
+
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> TaskSpec:
+    def from_config(cls, cfg: Mapping[str, Any], protocol: str = "paper") -> TaskSpec:
         num_labels = cfg["num_labels"]
         if isinstance(num_labels, bool) or not isinstance(num_labels, int):
             raise ConfigError(f"task.num_labels = {num_labels!r} must be an integer")
@@ -40,6 +68,7 @@ class TaskSpec:
             selection_metric=str(cfg["selection_metric"]),
             eval_splits=dict(cfg["eval_splits"]),
             label_range=(float(label_range[0]), float(label_range[1])) if label_range else None,
+            protocol=protocol,
         )
         spec.validate()
         return spec
@@ -65,7 +94,14 @@ class TaskSpec:
             )
         if not self.eval_splits:
             raise ConfigError("task.eval_splits is empty")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"data.protocol {self.protocol!r} is not one of {list(PROTOCOLS)}")
+        if SELECTION_SPLIT in self.eval_splits or SELECTION_SUFFIX in self.eval_splits.values():
+            raise ConfigError(
+                f"task.eval_splits may not use the name {SELECTION_SPLIT!r} or the suffix {SELECTION_SUFFIX!r}"
+            )
 
     def metric_keys(self) -> list[str]:
-        """Every metric key a result carries, e.g. MNLI: ['accuracy', 'accuracy_mm']."""
+        """Every reported metric key a result carries, e.g. MNLI: ['accuracy', 'accuracy_mm']
+        (under heldout the records also carry the selection split's, e.g. 'accuracy_select')."""
         return [m + suffix for suffix in self.eval_splits.values() for m in self.metrics]

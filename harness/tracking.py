@@ -6,9 +6,9 @@ loss, learning rate, gradient norm and every evaluation. Their files go under th
 TensorBoard's by the Trainer's default (``<run_dir>/runs/<date>_<host>/``), W&B's and MLflow's
 because ``WANDB_DIR`` and ``MLFLOW_TRACKING_URI`` are pointed there unless the user set them.
 
-Callbacks add scalars of their own to every training log line with ``log_scalars() -> dict``
-(the harness's trainable-parameter count, AFLoRA's frozen projections), through ``Trainer.log``,
-so every integration records them alongside the loss.
+Each ``MethodCallback`` adds scalars of its own to every training log line with its
+``log_scalars()`` (the harness's trainable-parameter count, AFLoRA's frozen projections), through
+``Trainer.log``, so every integration records them alongside the loss.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from transformers import Trainer
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
 from harness.errors import ConfigError
+from harness.methods import MethodCallback
 
 # integration -> the package it needs (installed by the user: none of them is a dependency)
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -51,11 +52,12 @@ def report_targets(report_to: Any, run_dir: str | Path) -> list[str]:
 
 
 class ScalarLoggingTrainer(Trainer):
-    """The Trainer, with the callbacks' ``log_scalars()`` added to each training log line."""
+    """The Trainer, with the ``MethodCallback``s' ``log_scalars()`` added to each training log
+    line (the Trainer's own callbacks, progress and integrations, have none)."""
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log line, not an evaluation or the final summary
             for callback in self.callback_handler.callbacks:
-                if hasattr(callback, "log_scalars"):
+                if isinstance(callback, MethodCallback):
                     logs.update(callback.log_scalars())
         super().log(logs, start_time)

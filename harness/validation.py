@@ -16,7 +16,7 @@ def validate_config(cfg: DictConfig) -> None:
     except Exception as err:  # an interpolation that does not resolve
         raise ConfigError(f"the config does not resolve: {str(err).splitlines()[0]}") from None
     run_subdir(cfg.model.name, cfg.task.name, cfg.method.name, cfg.seed, [])  # names and seed
-    TaskSpec.from_config(cfg.task)
+    TaskSpec.from_config(cfg.task, cfg.data.get("protocol", "paper"))  # data.protocol too
     validate_train_config(cfg.train)
     resolve_device(cfg.train.device)
     length = cfg.data.max_seq_length

@@ -7,21 +7,24 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from omegaconf import OmegaConf
+
+from harness.report.paper import PAPER_TASKS
 
 WORDS = "the a cat dog sat on mat ran fast slow big small red blue house tree river saw ate".split()
+TASK_CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
 
-# task -> (text columns, number of labels (1 = regression), evaluation splits)
-TASKS = {
-    "cola": (["sentence"], 2, ["validation"]),
-    "sst2": (["sentence"], 2, ["validation"]),
-    "mrpc": (["sentence1", "sentence2"], 2, ["validation"]),
-    "qnli": (["question", "sentence"], 2, ["validation"]),
-    "stsb": (["sentence1", "sentence2"], 1, ["validation"]),
-    "rte": (["sentence1", "sentence2"], 2, ["validation"]),
-    "mnli": (["premise", "hypothesis"], 3, ["validation_matched", "validation_mismatched"]),
-    "qqp": (["question1", "question2"], 2, ["validation"]),
-    "wnli": (["sentence1", "sentence2"], 2, ["validation"]),
-}
+
+def _shape(task: str) -> tuple[list[str], int, list[str]]:
+    cfg = OmegaConf.load(TASK_CONF / f"{task}.yaml")
+    return list(cfg.text_fields), cfg.num_labels, list(cfg.eval_splits)
+
+
+# task -> (text columns, number of labels (1 = regression), evaluation splits), from conf/task/. The
+# paper's tasks come first, in its order, then the others: write_glue draws a task's data with its
+# position as the seed, so a new task leaves the others' data as it was.
+_OTHERS = sorted(p.stem for p in TASK_CONF.glob("*.yaml") if p.stem not in PAPER_TASKS)
+TASKS = {task: _shape(task) for task in [*PAPER_TASKS, *_OTHERS]}
 
 
 def _sentence(rng: random.Random) -> str:

@@ -6,10 +6,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from aflora.freezing import time_weighted_average
 from harness.errors import ConfigError
 from harness.history import best_and_final, per_epoch_records
 from harness.optim import parameter_groups
-from harness.params import count_parameters, is_head_param, time_weighted_average
+from harness.params import TrainableParamTracker, count_parameters, is_head_param
 from harness.tasks import TaskSpec
 from harness.training import batch_layout, optimizer_steps
 from tests.conftest import compose
@@ -18,8 +19,22 @@ from tests.conftest import compose
 def test_time_weighted_average_by_hand():
     # 100 trainable during steps 1-10, 60 during 11-25, 20 during 26-40
     history = [[0, 100], [10, 60], [25, 20]]
-    assert time_weighted_average(history, 40) == pytest.approx((10 * 100 + 15 * 60 + 15 * 20) / 40)
-    assert time_weighted_average([[0, 7]], 12) == 7
+    assert time_weighted_average(history, 40, since=0) == pytest.approx((10 * 100 + 15 * 60 + 15 * 20) / 40)
+    assert time_weighted_average([[0, 7]], 12, since=0) == 7
+    assert time_weighted_average(history, 20, since=0) == pytest.approx((10 * 100 + 10 * 60) / 20)  # cut at 20
+    # A record that starts at step 10: over the run (since 0) steps 1-10 count 0; over the steps it
+    # saw (since 10, as AFLoraFreezer.trainable_summary) they are left out.
+    late = [[10, 60], [25, 20]]
+    assert time_weighted_average(late, 40, since=0) == pytest.approx((15 * 60 + 15 * 20) / 40)
+    assert time_weighted_average(late, 40, since=10) == pytest.approx((15 * 60 + 15 * 20) / 30)
+    assert time_weighted_average(late, 10, since=10) == 0  # no step seen: nothing over one
+
+
+def test_the_run_record_averages_over_every_step_of_the_run():
+    tracker = TrainableParamTracker(counter=lambda model: 0)
+    tracker.history = [[0, 100], [10, 60], [25, 20]]
+    assert tracker.summary(40)["trainable_avg"] == (10 * 100 + 15 * 60 + 15 * 20) / 40
+    assert tracker.summary(0)["trainable_avg"] == 100.0  # no step trained: the count at the start
 
 
 def test_head_names_match_whole_components():

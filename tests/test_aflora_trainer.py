@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from aflora import FREEZER_STATE_FILE, AFLoraFreezer, ClipGradNormCallback
+from harness.errors import ConfigError
 from harness.methods import get_builder
 from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx, wrap_aflora
 
@@ -125,5 +126,5 @@ def test_builder_step_overrides_and_schedule_error():
     assert (freezer.schedule.t_i, freezer.schedule.t_f, freezer.rule) == (3, 20, "fraction")
     (by_fraction,) = build({}, total_steps=60).callbacks  # the yaml's 5 % / 70 % of the run
     assert (by_fraction.schedule.t_i, by_fraction.schedule.t_f) == (3, 42)
-    with pytest.raises(ValueError, match=r"t_i=5 \+ t_f=70 steps"):  # the 20-epoch recipe on a short run
+    with pytest.raises(ConfigError, match=r"t_i=5 \+ t_f=70 steps"):  # the 20-epoch recipe on a short run
         build({"t_i_epochs": 1, "t_f_epochs": 14}, total_steps=60)

@@ -87,12 +87,14 @@ def test_orthogonal_regulariser_reaches_the_loss():
 
 def test_schedule_from_steps_or_fractions():
     cfg = method_cfg("adalora", tinit=600, tfinal=1800)
-    assert resolve_schedule(cfg, 3900) == (600, 1800)  # RTE: 50 epochs x 78 steps
+    assert resolve_schedule(cfg, tiny_ctx(3900, 78)) == (600, 1800)  # RTE: 50 epochs x 78 steps
     with pytest.raises(ConfigError, match=r"method.tinit = 600 and method.tfinal = 1800.*total_steps = 40"):
-        resolve_schedule(cfg, 40)  # a debug run with the DeBERTa recipe's steps
-    assert resolve_schedule(method_cfg("adalora"), 400) == (60, 180)  # the 0.15 / 0.45 fractions
+        resolve_schedule(cfg, tiny_ctx(40))  # a debug run with the DeBERTa recipe's steps
+    assert resolve_schedule(method_cfg("adalora"), tiny_ctx(400)) == (60, 180)  # the 0.15 / 0.45 fractions
+    # Rounded to the nearest step, as every AdaLoRA run so far: 0.15 x 8 = 1.2 -> 1, 0.45 x 8 = 3.6 -> 4.
+    assert resolve_schedule(method_cfg("adalora"), tiny_ctx(8)) == (1, 4)
     with pytest.raises(ConfigError, match="method.tinit_frac"):
-        resolve_schedule(method_cfg("adalora", tinit_frac=1.5), 400)
+        resolve_schedule(method_cfg("adalora", tinit_frac=1.5), tiny_ctx(400))
 
 
 def test_total_step_must_match_the_trainer():

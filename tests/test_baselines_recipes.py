@@ -1,21 +1,25 @@
-"""The baselines' recipes: known keys only, applied by the run config, AdaLoRA's schedules fit
-their runs; and the MiniLM study's composition: one protocol per task that every method gets, and
-per-method settings that cannot change it."""
+"""The recipes: the DeBERTaV3-base recipes compose to the values of the tables they come from
+(docs/method.md: the AFLoRA reference code's recipe and the AdaLoRA paper's Table 8), set known keys
+only, and AdaLoRA's schedules fit their runs; and the MiniLM study's composition: one protocol per
+task that every method gets, and per-method settings that cannot change it."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from baselines.adalora import resolve_schedule
+from harness.report.paper import PAPER_TASKS, task_title
 from harness.training import optimizer_steps
 from tests.conftest import compose
+from tests.tiny_models import tiny_ctx
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
 RECIPES = CONF / "recipe"
-TASKS = ["cola", "sst2", "mrpc", "qnli", "stsb", "rte", "mnli", "qqp"]
 TRAIN_SIZE = {
     "cola": 8551,
     "sst2": 67349,
@@ -26,47 +30,119 @@ TRAIN_SIZE = {
     "mnli": 392702,
     "qqp": 363846,
 }
-OURS = {"deberta-v3-base": ["lora", "adalora", "elora", "vera"]}
-CASES = [(model, method, task) for model, methods in OURS.items() for method in methods for task in TASKS]
+
+# --- DeBERTaV3-base: conf/recipe/deberta-v3-base/<method>/<task>.yaml, composed of the settings a
+# family of methods shares on a task (conf/recipe/deberta-v3-base/_shared/<source>/<task>.yaml) and
+# the method's own ------------------------------------------------------------------------------------
+
+DEBERTA = "deberta-v3-base"
+REFERENCE_CODE = ["aflora", "elora", "vera"]  # docs/method.md, "Training recipe"
+ADALORA_TABLE8 = ["adalora", "lora"]  # docs/method.md, "Baselines"
+RECIPE_FILES = sorted(p.relative_to(RECIPES).with_suffix("").as_posix() for p in RECIPES.rglob("*.yaml"))
 
 
-def resolved(model: str, method: str, task: str):
-    """What the run config holds after the recipe (the defaults it overrides, then the recipe)."""
-    recipe = OmegaConf.load(RECIPES / model / method / f"{task}.yaml")
-    base = OmegaConf.create(
-        {
-            "train": OmegaConf.load(CONF / "train" / "default.yaml"),
-            "method": OmegaConf.load(CONF / "method" / f"{method}.yaml"),
-            "data": OmegaConf.load(CONF / "config.yaml").data,
-        }
+@functools.cache
+def doc_table(header: str) -> dict[str, dict[str, str]]:
+    """docs/method.md's table whose header row starts with ``header``: {task: {column: cell}}."""
+    lines = (REPO / "docs" / "method.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    task_of = {task_title(t): t for t in PAPER_TASKS}
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        row = dict(zip(cells(lines[start]), cells(line), strict=True))
+        rows[task_of[row["task"]]] = row
+    assert sorted(rows) == sorted(PAPER_TASKS), header
+    return rows
+
+
+def deberta(method: str, task: str, *extra: str):
+    return compose([f"model={DEBERTA}", f"method={method}", f"task={task}", *extra])
+
+
+@pytest.mark.parametrize("recipe", RECIPE_FILES)
+def test_recipe_sets_known_keys(recipe):
+    text = (RECIPES / f"{recipe}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    parts = OmegaConf.load(RECIPES / f"{recipe}.yaml")
+    assert set(parts) <= {"defaults", "train", "method", "data"}
+    if "/_shared/" in recipe:  # checked through the recipes that include it
+        assert "defaults" not in parts
+        return
+    model, method, task = recipe.split("/")
+    for entry in parts.get("defaults", []):  # a task's recipe takes that task's shared settings
+        shared = entry.startswith(f"/recipe/{model}/_shared/") and entry.endswith(f"/{task}")
+        assert entry == "_self_" or shared, entry
+    cfg = compose([f"model={model}", f"method={method}", f"task={task}"])
+    bare = compose([f"model={model}", f"method={method}", f"task={task}", "~recipe"])
+    assert cfg != bare  # the recipe is applied
+    assert set(cfg) == set(bare)
+    for group in ("train", "method", "data"):  # a misspelt key would silently be a new, unused one
+        assert set(cfg[group]) == set(bare[group]), (group, set(cfg[group]) ^ set(bare[group]))
+
+
+def test_every_shared_part_is_some_recipe_s():
+    shared = {r for r in RECIPE_FILES if "/_shared/" in r}
+    used = {
+        entry.removeprefix("/recipe/")
+        for r in RECIPE_FILES
+        for entry in OmegaConf.load(RECIPES / f"{r}.yaml").get("defaults", [])
+        if entry != "_self_"
+    }
+    assert shared and used == shared
+
+
+@pytest.mark.parametrize("task", PAPER_TASKS)
+@pytest.mark.parametrize("method", REFERENCE_CODE)
+def test_reference_code_recipe_matches_its_table(method, task):
+    row = doc_table("| task | batch | epochs | lr (adapters) |")[task]
+    cfg = deberta(method, task)
+    train = cfg.train
+    assert (train.batch_size, train.epochs) == (int(row["batch"]), int(row["epochs"]))
+    assert (train.lr, train.head_lr) == (float(row["lr (adapters)"]), float(row["lr (classifier)"]))
+    # The text above the table: linear schedule, 6 % warm-up, weight decay 0.1 (the classifier's weight
+    # too), clipping at 0.1, fp32, 256 tokens; "The optimizer": transformers 4.31's AdamW.
+    assert (train.lr_scheduler, train.warmup_ratio, train.weight_decay, train.head_weight_decay) == (
+        "linear",
+        0.06,
+        0.1,
+        0.1,
     )
-    return base, recipe, OmegaConf.merge(base, recipe)
+    assert (train.max_grad_norm, train.precision, cfg.data.max_seq_length) == (0.1, "fp32", 256)
+    assert train.optimizer == "adamw_reference"
+    assert train.per_device_batch_size == (64 if train.batch_size == 256 else None)  # the reference's 4 GPUs x 64
+    if method == "aflora":
+        assert f"{cfg.method.t_i_epochs} / {cfg.method.t_f_epochs}" == row["t_i / t_f (epochs)"]
+        assert cfg.method.r == 4  # not the reference MNLI/QQP scripts' 1024
+    else:
+        assert cfg.method.r == 1024
 
 
-@pytest.mark.parametrize(("model", "method", "task"), CASES)
-def test_recipe_sets_known_keys(model, method, task):
-    assert (RECIPES / model / method / f"{task}.yaml").read_text().startswith("# @package _global_\n")
-    base, recipe, cfg = resolved(model, method, task)
-    assert set(recipe) <= {"train", "method", "data"}
-    for group in recipe:  # a misspelt key would silently be a new, unused one
-        assert set(recipe[group]) <= set(base[group]), (group, set(recipe[group]) - set(base[group]))
-
+@pytest.mark.parametrize("task", PAPER_TASKS)
+@pytest.mark.parametrize("method", ADALORA_TABLE8)
+def test_adalora_table8_recipe_matches_its_table(method, task):
+    row = doc_table("| task | lr | epochs | γ (orthogonality) |")[task]
+    cfg = deberta(method, task)
+    train = cfg.train
+    assert (train.lr, train.epochs, train.batch_size) == (float(row["lr"]), int(row["epochs"]), 32)
+    # One learning rate and weight decay for adapters and classifier; torch's AdamW (docs/method.md,
+    # "The optimizer": only the AFLoRA code's recipes take the reference's).
+    assert (train.head_lr, train.head_weight_decay) == (train.lr, train.weight_decay)
+    assert (train.optimizer, train.max_grad_norm, train.per_device_batch_size) == ("adamw_torch", 1.0, None)
     if method == "adalora":
-        n_train = min(TRAIN_SIZE[task], cfg.train.max_train_samples or TRAIN_SIZE[task])
-        _, total = optimizer_steps(n_train, cfg.train, processes=1)
-        tinit, tfinal = resolve_schedule(cfg.method, total)  # raises if there is no budgeting phase
-        assert 0 <= tinit < total - tfinal
-        if model == "deberta-v3-base":  # Table 8's steps, not fractions
-            assert (cfg.method.tinit, cfg.method.tfinal) == (tinit, tfinal)
-
-
-@pytest.mark.parametrize(("model", "method"), [(m, x) for m, xs in OURS.items() for x in xs])
-def test_recipe_is_applied_by_the_run_config(model, method):
-    _, recipe, _ = resolved(model, method, "rte")
-    cfg = compose([f"model={model}", f"method={method}", "task=rte"])
-    for group in recipe:
-        for key, value in recipe[group].items():
-            assert cfg[group][key] == value, f"{group}.{key}"
+        steps = (float(row["γ (orthogonality)"]), int(row["t_i"]), int(row["ΔT"]), int(row["t_f"]))
+        assert (cfg.method.orth_reg_weight, cfg.method.tinit, cfg.method.deltaT, cfg.method.tfinal) == steps
+        # Table 8's steps, not fractions, and they leave a budgeting phase on the task's full run.
+        per_epoch, total = optimizer_steps(TRAIN_SIZE[task], cfg.train, processes=1)
+        tinit, tfinal = resolve_schedule(cfg.method, tiny_ctx(total, per_epoch))  # raises if no budgeting phase
+        assert (tinit, tfinal) == (cfg.method.tinit, cfg.method.tfinal) and 0 <= tinit < total - tfinal
+    else:
+        assert (cfg.method.r, cfg.method.alpha) == (8, 16)
 
 
 # --- the MiniLM study: conf/protocol/minilm/<task>.yaml + conf/tuning/minilm/<method>.yaml ----------
@@ -97,7 +173,7 @@ def test_every_method_has_minilm_settings_and_they_leave_the_protocol_alone():
         assert not train_keys & PROTOCOL_KEYS["train"] and "data" not in tuning, path.name
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", PAPER_TASKS)
 def test_minilm_protocol_sets_known_keys(task):
     protocol = OmegaConf.load(PROTOCOL / f"{task}.yaml")
     assert set(protocol) == set(PROTOCOL_KEYS)
@@ -115,8 +191,8 @@ def test_minilm_protocol_is_shared_by_every_method(task):
                 assert cfg[group][key] == value, (method, f"{group}.{key}")
         if method == "adalora":  # its fractions leave a budgeting phase on this run length
             n_train = min(TRAIN_SIZE[task], cfg.train.max_train_samples or TRAIN_SIZE[task])
-            _, total = optimizer_steps(n_train, cfg.train, processes=1)
-            tinit, tfinal = resolve_schedule(cfg.method, total)
+            per_epoch, total = optimizer_steps(n_train, cfg.train, processes=1)
+            tinit, tfinal = resolve_schedule(cfg.method, tiny_ctx(total, per_epoch))
             assert 0 <= tinit < total - tfinal
 
 

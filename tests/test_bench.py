@@ -32,6 +32,7 @@ EXPECTED_MACS = {
     "adalora": BASE + adapter_path(12),  # init_r = 12: pruned ranks are masked, still computed
     "elora": BASE + adapter_path(1024),
     "vera": BASE + adapter_path(1024),
+    "sora": BASE + adapter_path(8),  # conf/method/sora.yaml: r_max = 8; its gate scales, adds no MACs
     "aflora": BASE + adapter_path(4),
     "aflora-nofreezer": BASE + adapter_path(4),
     "aflora-frozen": BASE + adapter_path(4),

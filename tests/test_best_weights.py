@@ -10,7 +10,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from harness import main as harness_main
+from harness import lifecycle
 from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
 from harness.models import load_tokenizer
 from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
@@ -26,7 +26,7 @@ def debug_run(tmp_path, glue_dir, task: str, method: str, *extra: str):
     cfg = compose(
         [f"task={task}", f"method={method}", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}", *extra]
     )
-    assert harness_main.main(cfg, tmp_path) == 0
+    assert lifecycle.run(cfg, tmp_path) == 0
     return json.loads((tmp_path / "result.json").read_text())
 
 
@@ -119,6 +119,7 @@ def test_an_interrupted_save_puts_the_previous_weights_back(tmp_path):
     assert not (tmp_path / "best.stale").exists() and not (tmp_path / "best.partial").exists()
 
 
+@pytest.mark.integration
 def test_git_keeps_weights_out_and_results_in():
     def ignored(path: str) -> bool:
         return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
@@ -142,7 +143,7 @@ def test_a_resumed_run_keeps_byte_identical_best_weights(tmp_path, glue_dir, mon
         "train.epochs=3",
     ]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert harness_main.main(compose(overrides), straight) == 0
+    assert lifecycle.run(compose(overrides), straight) == 0
 
     class Preempted(Exception):
         pass
@@ -156,9 +157,9 @@ def test_a_resumed_run_keeps_byte_identical_best_weights(tmp_path, glue_dir, mon
 
     monkeypatch.setattr(MarkCompleteCheckpoints, "on_save", mark_then_die)
     with pytest.raises(Preempted):
-        harness_main.main(compose(overrides), resumed)
+        lifecycle.run(compose(overrides), resumed)
     monkeypatch.setattr(MarkCompleteCheckpoints, "on_save", mark)
-    assert harness_main.main(compose(overrides), resumed) == 0
+    assert lifecycle.run(compose(overrides), resumed) == 0
     assert json.loads((resumed / "result.json").read_text())["runtime"]["resumed_from"]
     for name in ("adapter_model.safetensors", SELECTION_FILE, "README.md"):
         assert (resumed / BEST_DIR / name).read_bytes() == (straight / BEST_DIR / name).read_bytes(), name

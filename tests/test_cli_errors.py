@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from harness import main as harness_main
+from harness import lifecycle
 from harness.cli_errors import one_line
 from harness.errors import ConfigError, DataError
 from tests.conftest import compose, run_cli
@@ -24,6 +24,7 @@ BASE = ["task=rte", "model=tiny-bert", "debug=default"]
         ("task=rtee", "Could not find 'task/rtee' Available options in 'task': cola, mnli"),
     ],
 )
+@pytest.mark.integration
 def test_the_command_line_is_refused_in_one_line_before_any_run(tmp_path, override, words):
     proc = run_cli([*BASE, f"runs_dir={tmp_path / 'runs'}", override], None)
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
@@ -47,7 +48,7 @@ def test_bad_values_fail_in_one_line_before_loading_anything(tmp_path, caplog, m
 
     monkeypatch.setattr(harness.experiment, "load_tokenizer", lambda *a: pytest.fail("validated too late"))
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(compose([*BASE, override]), tmp_path) == 2
+        assert lifecycle.run(compose([*BASE, override]), tmp_path) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and words in errors[0], errors
 
@@ -93,7 +94,7 @@ def _fail_with(monkeypatch, error: BaseException) -> None:
 def test_an_interrupt_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, monkeypatch, caplog):
     _fail_with(monkeypatch, KeyboardInterrupt())
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(compose(BASE), tmp_path) == 130
+        assert lifecycle.run(compose(BASE), tmp_path) == 130
     assert "interrupted; the checkpoint checkpoint-3 is kept: rerun the same command to resume" in caplog.text
     assert (tmp_path / "checkpoint-3").is_dir() and not (tmp_path / "result.json").exists()
 
@@ -115,5 +116,5 @@ def _caused_by(error: Exception, cause: Exception) -> Exception:
 def test_write_errors_however_wrapped_are_one_line(tmp_path, monkeypatch, caplog, error, words):
     _fail_with(monkeypatch, error)
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(compose(BASE), tmp_path) == 2
+        assert lifecycle.run(compose(BASE), tmp_path) == 2
     assert words in caplog.text and "Traceback" not in caplog.text

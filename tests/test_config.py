@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from harness.methods import method_builder
+from harness.report.paper import PAPER_TASKS
 from harness.tasks import TaskSpec
 from tests.conftest import CONF_DIR, compose
 
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
-PAPER_TASKS = ["cola", "sst2", "mrpc", "qnli", "stsb", "rte", "mnli", "qqp"]
 
 
 def test_every_paper_task_and_wnli_has_a_config():
-    assert set(PAPER_TASKS + ["wnli"]) <= set(TASKS)
+    assert {*PAPER_TASKS, "wnli"} <= set(TASKS)
     assert {"lora", "full"} <= set(METHODS)
     assert {"minilm", "deberta-v3-base", "tiny-bert", "tiny-deberta"} <= set(MODELS)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.checkpoints import MARKER
-from harness.main import main
+from harness.lifecycle import run as run_lifecycle
 from tests.conftest import compose
 
 AFLORA = ["task=rte", "model=tiny-bert", "method=aflora", "debug=default", "method.t_i_steps=2", "method.t_f_steps=2"]
@@ -21,7 +21,7 @@ AFLORA = ["task=rte", "model=tiny-bert", "method=aflora", "debug=default", "meth
 def killed(tmp_path_factory, glue_dir) -> Path:
     """A run killed after its last checkpoint was marked complete, before its result was written."""
     run_dir = tmp_path_factory.mktemp("killed") / "run"
-    assert main(compose([*AFLORA, f"data.dir={glue_dir}", "train.keep_checkpoints=true"]), run_dir) == 0
+    assert run_lifecycle(compose([*AFLORA, f"data.dir={glue_dir}", "train.keep_checkpoints=true"]), run_dir) == 0
     (run_dir / "result.json").unlink()
     return run_dir
 
@@ -49,7 +49,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path, kil
     (checkpoint,) = run_dir.glob("checkpoint-*")
     DAMAGE[name](checkpoint / name)
     with caplog.at_level(logging.WARNING):
-        assert main(compose([*AFLORA, f"data.dir={glue_dir}"]), run_dir) == 0
+        assert run_lifecycle(compose([*AFLORA, f"data.dir={glue_dir}"]), run_dir) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "damaged" in r.getMessage()]
     assert len(warnings) == 1 and f"{checkpoint.name}: {name} is damaged" in warnings[0], warnings
     assert "\n" not in warnings[0] and "weights_only=False" not in caplog.text
@@ -67,7 +67,7 @@ def test_an_earlier_complete_checkpoint_is_used_when_the_last_is_damaged(tmp_pat
     shutil.copytree(last, earlier)  # any complete checkpoint that loads
     assert (earlier / MARKER).exists()
     _garbage(last / "optimizer.pt")
-    assert main(compose([*AFLORA, f"data.dir={glue_dir}"]), run_dir) == 0
+    assert run_lifecycle(compose([*AFLORA, f"data.dir={glue_dir}"]), run_dir) == 0
     result = json.loads((run_dir / "result.json").read_text())
     assert result["runtime"]["resumed_from"].endswith("checkpoint-4")
 
@@ -81,8 +81,8 @@ def test_a_callback_state_that_does_not_fit_fails_once_then_the_rerun_starts_ove
     torch.save({"version": 2, "names": ["not", "these"]}, checkpoint / "aflora_freezer.pt")  # loads, does not fit
     cfg = compose([*AFLORA, f"data.dir={glue_dir}"])
     with caplog.at_level(logging.ERROR):
-        assert main(cfg, run_dir) == 2
-    assert "the state of AFLoraFreezer does not load" in caplog.text
+        assert run_lifecycle(cfg, run_dir) == 2
+    assert "the state of HarnessAFLoraFreezer does not load" in caplog.text
     assert not list(run_dir.glob("checkpoint-*")) and list(run_dir.glob("damaged-*/checkpoint-*"))
-    assert main(cfg, run_dir) == 0
+    assert run_lifecycle(cfg, run_dir) == 0
     assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"

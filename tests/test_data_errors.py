@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import main as harness_main
+from harness import lifecycle
 from harness.history import UndefinedMetric, best_and_final
 from harness.results import write_json_atomic
 from harness.tasks import TaskSpec
@@ -91,7 +91,7 @@ def test_wrong_data_fails_as_data(tmp_path, caplog, case):
     damage(glue / task)
     cfg = compose([f"task={task}", "model=tiny-bert", "debug=default", f"data.dir={glue}"])
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(cfg, tmp_path / "run") == 2
+        assert lifecycle.run(cfg, tmp_path / "run") == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "\n" not in errors[0] and words in errors[0], errors
     result = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -101,7 +101,7 @@ def test_wrong_data_fails_as_data(tmp_path, caplog, case):
 def test_a_sequence_length_without_room_for_text_is_refused(tmp_path, glue_dir, caplog):
     cfg = compose(["task=rte", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}", "data.max_seq_length=2"])
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(cfg, tmp_path) == 2
+        assert lifecycle.run(cfg, tmp_path) == 2
     assert "data.max_seq_length = 2 leaves no room for the text" in caplog.text
 
 

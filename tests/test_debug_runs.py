@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness import main as harness_main
+from harness import lifecycle
 from harness.tasks import TaskSpec
 from tests.conftest import CONF_DIR, compose
 
@@ -27,7 +27,7 @@ def test_debug_run_completes(tmp_path, glue_dir, task, method):
             "train.logging_steps=4",
         ]
     )
-    assert harness_main.main(cfg, tmp_path) == 0
+    assert lifecycle.run(cfg, tmp_path) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "completed", result["error"]
     assert [r["epoch"] for r in result["metrics"]["per_epoch"]] == [1, 2]

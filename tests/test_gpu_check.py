@@ -46,6 +46,7 @@ def dry_run(tmp_path_factory, glue_dir) -> tuple[Path, subprocess.CompletedProce
     return work, done
 
 
+@pytest.mark.integration
 def test_dry_run_runs_every_step(dry_run):
     work, done = dry_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -62,6 +63,7 @@ def test_dry_run_runs_every_step(dry_run):
     assert "## Epoch bench: one RTE epoch on tiny-deberta" in text and "## Study: tiny-bert" in text
 
 
+@pytest.mark.integration
 def test_summary_regenerates_from_the_written_files_alone(dry_run, capsys):
     work, _ = dry_run
     out = work / "reports" / "gpu"
@@ -70,6 +72,7 @@ def test_summary_regenerates_from_the_written_files_alone(dry_run, capsys):
     assert (out / "README.md").read_text() == written and capsys.readouterr().out.strip() == written.strip()
 
 
+@pytest.mark.integration
 def test_dry_run_installs_the_carried_minilm_through_pip(dry_run):
     work, _ = dry_run
     env = json.loads((work / "reports" / "gpu" / "env.json").read_text())
@@ -81,6 +84,7 @@ def test_dry_run_installs_the_carried_minilm_through_pip(dry_run):
     assert env["accelerator"]["bf16_matmul"] == "ok"
 
 
+@pytest.mark.integration
 def test_dry_run_benches_both_precisions_and_the_epoch(dry_run):
     work, _ = dry_run
     bench = work / "reports" / "gpu" / "bench"
@@ -98,6 +102,7 @@ def test_dry_run_benches_both_precisions_and_the_epoch(dry_run):
         assert all(epoch["runs"][v]["seconds_per_epoch"] > 0 for v in ("padded", "dynamic"))
 
 
+@pytest.mark.integration
 def test_dry_run_study_results_stay_in_their_own_runs_dir(dry_run):
     work, _ = dry_run
     results = sorted((work / "runs_gpu").rglob("result.json"))
@@ -140,6 +145,7 @@ def test_half_precision_minilm_wheel_holds_the_float32_weights_rounded(tmp_path)
             assert np.array_equal(half[key], value), key
 
 
+@pytest.mark.integration
 def test_pool_stops_running_jobs_and_their_children_at_the_deadline(tmp_path):
     pids = tmp_path / "pids"
     sleeper = ["sh", "-c", f"sleep 60 & echo $! >> {pids}; wait"]

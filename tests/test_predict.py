@@ -10,8 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from harness import main as harness_main
-from harness import predict, submission
+from harness import lifecycle, predict, submission
 from harness.submission import ALL_FILES, HEADER, LABEL_NAMES, TEST_FILES, prediction_strings
 from tests.conftest import compose
 from tests.glue_fixture import split_table, write_glue
@@ -33,7 +32,7 @@ def glue_with_test_splits(root: Path, tasks: list[str]) -> Path:
 
 def trained_run(run_dir: Path, glue: Path, task: str, method: str = "lora") -> Path:
     cfg = compose([f"task={task}", f"method={method}", "model=tiny-bert", "debug=default", f"data.dir={glue}"])
-    assert harness_main.main(cfg, run_dir) == 0
+    assert lifecycle.run(cfg, run_dir) == 0
     return run_dir
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import main as harness_main
+from harness import lifecycle
 from harness.results import write_json_atomic
 from tests.conftest import REPO, compose, run_cli, run_dir_of
 from tests.glue_fixture import write_glue
@@ -33,6 +33,8 @@ METHOD_ARGS = {
     # the schedule in steps so that freezing happens inside 24 steps
     "aflora": ["method=aflora", "method.t_i_steps=3", "method.t_f_steps=6", "method.window=2"],
     "adalora": ["method=adalora", "method.deltaT=2"],
+    # a threshold that zeroes some gates inside 24 steps, so the resumed run must prune alike
+    "sora": ["method=sora", "method.sparse_lambda_2=0.05"],
 }
 
 KILL_AFTER_FIRST_CHECKPOINT = """
@@ -75,7 +77,8 @@ def uninterrupted(tmp_path_factory, glue_dir):
     return get
 
 
-@pytest.mark.parametrize("method", ["aflora", "adalora"])
+@pytest.mark.parametrize("method", ["aflora", "adalora", "sora"])
+@pytest.mark.integration
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, uninterrupted, method):
     import os
     import subprocess
@@ -103,8 +106,11 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, unin
     assert comparable(result) == comparable(reference)
     if method == "aflora":
         assert any(step for step in result["freezing"].values()), "the run must have frozen something"
+    if method == "sora":
+        assert sum(result["ranks"].values()) < 12 * 8, "some gate must have reached zero"
 
 
+@pytest.mark.integration
 def test_same_command_twice_gives_identical_metrics(tmp_path, glue_dir, uninterrupted):
     proc = run_cli([*RUN, *METHOD_ARGS["aflora"], f"runs_dir={tmp_path}"], glue_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -175,7 +181,7 @@ def test_bad_input_is_refused_clearly(tmp_path, glue_dir, caplog, case):
     cfg = compose(["task=rte", "model=tiny-bert", "debug=default", f"data.dir={data}", *overrides])
     run_dir = tmp_path / "run"
     with caplog.at_level(logging.ERROR):
-        code = harness_main.main(cfg, run_dir)
+        code = lifecycle.run(cfg, run_dir)
     assert code == 2
     assert words in caplog.text, caplog.text
     result = json.loads((run_dir / "result.json").read_text())
@@ -195,10 +201,11 @@ def test_a_directory_that_is_not_a_classifier_checkpoint(tmp_path, glue_dir, cap
         ]
     )
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(cfg, tmp_path / "run") == 2
+        assert lifecycle.run(cfg, tmp_path / "run") == 2
     assert path in caplog.text
 
 
+@pytest.mark.integration
 def test_unknown_override_key_is_named(tmp_path):
     proc = run_cli(["train.lrr=0.1", f"runs_dir={tmp_path}"], None)
     assert proc.returncode != 0 and "lrr" in proc.stdout + proc.stderr
@@ -215,7 +222,7 @@ def test_nan_loss_stops_the_run_as_failed(tmp_path, glue_dir, monkeypatch, caplo
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", lambda self, x, y: cross_entropy(self, x, y) * torch.nan)
     cfg = compose(["model=tiny-bert", "debug=default", f"data.dir={glue_dir}"])
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(cfg, tmp_path) == 2
+        assert lifecycle.run(cfg, tmp_path) == 2
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "failed" and "non-finite" in result["error"] and "step 1" in result["error"]
 
@@ -244,7 +251,7 @@ def test_disk_full_is_reported_as_such(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(harness.experiment, "run_experiment", no_space)
     with caplog.at_level(logging.ERROR):
-        assert harness_main.main(compose(["model=tiny-bert"]), tmp_path) == 2
+        assert lifecycle.run(compose(["model=tiny-bert"]), tmp_path) == 2
     assert "disk full" in caplog.text
 
 

@@ -30,6 +30,7 @@ def read(run_dir):
 
 
 @pytest.mark.parametrize("method", ["lora", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.integration
 def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, method):
     proc = run_cli(["task=rte", "model=tiny-bert", f"method={method}", f"runs_dir={tmp_path}", *TINY], glue_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,24 +56,25 @@ def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, method):
 def test_completed_run_is_not_retrained_unless_forced(tmp_path, glue_dir, caplog):
     import logging
 
-    from harness.main import main
+    from harness.lifecycle import run as run_lifecycle
     from tests.conftest import compose
 
     cfg = compose(["task=rte", "model=tiny-bert", "method=lora", f"data.dir={glue_dir}", *TINY])
-    assert main(cfg, tmp_path) == 0
+    assert run_lifecycle(cfg, tmp_path) == 0
     before = (tmp_path / "result.json").read_text()
     with caplog.at_level(logging.INFO):
-        assert main(cfg, tmp_path) == 0
+        assert run_lifecycle(cfg, tmp_path) == 0
     assert "already holds a completed result" in caplog.text
     assert (tmp_path / "result.json").read_text() == before
 
     forced = compose(["task=rte", "model=tiny-bert", "method=lora", f"data.dir={glue_dir}", "force=true", *TINY])
-    assert main(forced, tmp_path) == 0
+    assert run_lifecycle(forced, tmp_path) == 0
     kept = list(tmp_path.glob("previous-*/result.previous.json"))
     assert len(kept) == 1 and kept[0].read_text() == before
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.integration
 def test_missing_task_data_fails_clearly_without_a_completed_result(tmp_path, glue_dir):
     from tests.glue_fixture import write_glue
 
@@ -85,6 +87,7 @@ def test_missing_task_data_fails_clearly_without_a_completed_result(tmp_path, gl
 
 
 @pytest.mark.parametrize("group,bad", [("task", "rtee"), ("model", "gpt5"), ("method", "lorax")])
+@pytest.mark.integration
 def test_unknown_names_list_the_valid_ones(tmp_path, group, bad):
     proc = run_cli([f"{group}={bad}", f"runs_dir={tmp_path}"], None)
     assert proc.returncode != 0
@@ -93,6 +96,7 @@ def test_unknown_names_list_the_valid_ones(tmp_path, group, bad):
     assert not list(tmp_path.rglob("result.json"))
 
 
+@pytest.mark.integration
 def test_minilm_on_real_rte_for_a_few_steps(tmp_path, shared_glue):
     proc = run_cli(
         [

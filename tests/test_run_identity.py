@@ -12,7 +12,7 @@ import pytest
 
 from harness import identity
 from harness.errors import ConfigError
-from harness.main import main
+from harness.lifecycle import run as run_lifecycle
 from harness.report.aggregate import score_stats, scores_frame
 from harness.report.load import load_runs
 from harness.rundir import locked, set_aside
@@ -35,7 +35,7 @@ def listing(folder: Path) -> dict[str, bytes]:
 def finished(tmp_path_factory, glue_dir) -> Path:
     """A completed tiny run that kept its checkpoints (as a run killed before the clean-up would)."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    assert main(tiny(glue_dir, "train.keep_checkpoints=true"), run_dir) == 0
+    assert run_lifecycle(tiny(glue_dir, "train.keep_checkpoints=true"), run_dir) == 0
     return run_dir
 
 
@@ -91,6 +91,7 @@ def test_names_that_leave_runs_dir_and_added_keys_are_refused(args):
         identity.run_subdir(*args)
 
 
+@pytest.mark.integration
 def test_a_sweep_over_any_key_gives_one_result_per_value_and_lists_its_failures(tmp_path, glue_dir):
     proc = run_cli(["-m", *TINY, f"runs_dir={tmp_path}", "train.lr=1e-4,1e-2,-1"], glue_dir)
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -139,23 +140,26 @@ def test_a_result_of_another_config_is_refused_naming_the_keys(run_dir, glue_dir
     _rewrite_fingerprint(run_dir, **{"train.lr": 0.01})
     before = listing(run_dir)
     with caplog.at_level(logging.ERROR):
-        assert main(tiny(glue_dir), run_dir) == 2
+        assert run_lifecycle(tiny(glue_dir), run_dir) == 2
     assert "train.lr: 0.01 -> 0.0005" in caplog.text and "force=true" in caplog.text
     assert listing(run_dir) == before
 
 
 def test_excluded_keys_do_not_count_as_another_config(run_dir, glue_dir, caplog):
     with caplog.at_level(logging.INFO):
-        assert main(tiny(glue_dir, "train.threads=1", "train.logging_steps=7", "runs_dir=elsewhere"), run_dir) == 0
+        assert (
+            run_lifecycle(tiny(glue_dir, "train.threads=1", "train.logging_steps=7", "runs_dir=elsewhere"), run_dir)
+            == 0
+        )
     assert "already holds a completed result" in caplog.text
 
 
 def test_a_legacy_result_counts_as_completed_only_for_its_config(run_dir, glue_dir, caplog):
     (run_dir / identity.FINGERPRINT_FILE).unlink()  # a run directory from before fingerprints
     with caplog.at_level(logging.INFO):
-        assert main(tiny(glue_dir), run_dir) == 0
+        assert run_lifecycle(tiny(glue_dir), run_dir) == 0
     assert "already holds a completed result" in caplog.text
-    assert main(tiny(glue_dir, "train.max_eval_samples=8"), run_dir) == 2
+    assert run_lifecycle(tiny(glue_dir, "train.max_eval_samples=8"), run_dir) == 2
     assert "train.max_eval_samples: 16 -> 8" in caplog.text
 
 
@@ -164,11 +168,11 @@ def test_a_legacy_checkpoint_resumes_only_for_its_config(run_dir, glue_dir, capl
     (run_dir / identity.FINGERPRINT_FILE).unlink()
     (run_dir / "result.json").unlink()  # killed before its result: checkpoints and .hydra/config.yaml
     with caplog.at_level(logging.ERROR):
-        assert main(tiny(glue_dir, "train.lr=0.01"), run_dir) == 2
+        assert run_lifecycle(tiny(glue_dir, "train.lr=0.01"), run_dir) == 2
     assert "train.lr: 0.0005 -> 0.01" in caplog.text
     assert not (run_dir / "result.json").exists()
 
-    assert main(tiny(glue_dir), run_dir) == 0
+    assert run_lifecycle(tiny(glue_dir), run_dir) == 0
     resumed = json.loads((run_dir / "result.json").read_text())
     assert resumed["runtime"]["resumed_from"].endswith("checkpoint-8")
     assert resumed["metrics"]["per_epoch"] == original["metrics"]["per_epoch"]
@@ -181,7 +185,7 @@ def test_a_legacy_checkpoint_resumes_only_for_its_config(run_dir, glue_dir, capl
 def test_force_retrains_from_scratch_and_sets_everything_aside(run_dir, glue_dir):
     (run_dir / "result.json").unlink()  # a killed run: force must not resume it
     before = listing(run_dir)
-    assert main(tiny(glue_dir, "force=true"), run_dir) == 0
+    assert run_lifecycle(tiny(glue_dir, "force=true"), run_dir) == 0
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "completed" and result["runtime"]["resumed_from"] is None
     (aside,) = run_dir.glob("previous-*")
@@ -193,13 +197,13 @@ def test_force_retrains_from_scratch_and_sets_everything_aside(run_dir, glue_dir
 @pytest.mark.parametrize("bad", ["train.lr=-1", "method.r=0", "train.epochs=three"])
 def test_force_with_a_bad_override_changes_nothing(run_dir, glue_dir, bad):
     before = listing(run_dir)
-    assert main(tiny(glue_dir, "force=true", bad), run_dir) == 2
+    assert run_lifecycle(tiny(glue_dir, "force=true", bad), run_dir) == 2
     assert listing(run_dir) == before
 
 
 def test_force_keeps_an_earlier_result_and_two_set_asides_never_collide(run_dir, glue_dir):
     before = (run_dir / "result.json").read_bytes()
-    assert main(tiny(glue_dir, "force=true"), run_dir) == 0
+    assert run_lifecycle(tiny(glue_dir, "force=true"), run_dir) == 0
     (aside,) = run_dir.glob("previous-*")
     assert (aside / "result.previous.json").read_bytes() == before
     for n in range(3):  # in the same second
@@ -216,7 +220,7 @@ def test_a_second_process_on_a_run_directory_refuses(run_dir, glue_dir, caplog):
     (run_dir / "result.json").unlink()
     before = listing(run_dir)
     with locked(run_dir), caplog.at_level(logging.ERROR):
-        assert main(tiny(glue_dir), run_dir) == 2
+        assert run_lifecycle(tiny(glue_dir), run_dir) == 2
     assert "in use by another process" in caplog.text
     assert listing(run_dir) == before
 
@@ -224,5 +228,5 @@ def test_a_second_process_on_a_run_directory_refuses(run_dir, glue_dir, caplog):
 def test_leftovers_of_a_killed_clean_up_are_removed(run_dir, glue_dir):
     (run_dir / ".result.json.tmp1234").write_text("{")
     assert list(run_dir.glob("checkpoint-*"))
-    assert main(tiny(glue_dir), run_dir) == 0
+    assert run_lifecycle(tiny(glue_dir), run_dir) == 0
     assert not list(run_dir.glob("checkpoint-*")) and not list(run_dir.glob(".result.json.*"))

@@ -148,6 +148,7 @@ def _launcher(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.create(proc.stdout))
 
 
+@pytest.mark.integration
 def test_slurm_preset_composes_with_documented_overrides():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[scale]'")
     launcher = _launcher(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=2880"])
@@ -274,6 +275,7 @@ def _close(a: dict, b: dict, rel: float) -> bool:
     return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=rel, abs_tol=1e-15) for k in a)
 
 
+@pytest.mark.integration
 def test_torchrun_two_ranks_write_one_run_and_decide_alike(ddp_run):
     from tests.conftest import run_dir_of
 
@@ -310,16 +312,18 @@ def test_torchrun_two_ranks_write_one_run_and_decide_alike(ddp_run):
 
 
 @pytest.mark.parametrize("per_device", [8, 4])
+@pytest.mark.integration
 def test_one_process_trains_as_two(ddp_run, glue_dir, tmp_path, monkeypatch, per_device):
     """The recipe's batch of 8 on 2 ranks x 4 (DDP), on 1 process x 8, and on 1 process x 4 with 2
     accumulation steps: the same examples, gradients, AFLoRA scores and freezing at every step."""
+    import harness.assembly
     import harness.experiment
     from tests.conftest import compose
 
     ddp = [rank["aflora"] for rank in ddp_run[1]]
     recorders: list = []
     monkeypatch.setattr(
-        harness.experiment, "method_builder", _recording_builder(harness.experiment.method_builder, recorders)
+        harness.assembly, "method_builder", _recording_builder(harness.assembly.method_builder, recorders)
     )
     overrides = [*TINY, *METHOD_ARGS["aflora"], f"train.per_device_batch_size={per_device}", f"data.dir={glue_dir}"]
     result = harness.experiment.run_experiment(compose(overrides), tmp_path)
@@ -330,7 +334,7 @@ def test_one_process_trains_as_two(ddp_run, glue_dir, tmp_path, monkeypatch, per
         assert one["batches"] == [a + b for a, b in zip(ddp[0]["batches"], ddp[1]["batches"], strict=True)]
     else:  # rank 0 trains on the even micro-batches, rank 1 on the odd ones
         assert one["batches"][0::2] == ddp[0]["batches"] and one["batches"][1::2] == ddp[1]["batches"]
-    assert result["runtime"]["steps"] == STEPS and result["freezing"] == ddp[0]["final"]["freezing"]
+    assert result.runtime.steps == STEPS and result.freezing == ddp[0]["final"]["freezing"]
     assert one["steps"].keys() == ddp[0]["steps"].keys()
     for step in one["steps"]:
         assert _close(one["steps"][step], ddp[0]["steps"][step], rel=1e-4), step
@@ -339,6 +343,7 @@ def test_one_process_trains_as_two(ddp_run, glue_dir, tmp_path, monkeypatch, per
 # --- a sweep through submitit's local executor -----------------------------------------------------
 
 
+@pytest.mark.integration
 def test_submitit_local_sweep_writes_one_result_per_seed(glue_dir, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[scale]'")
     args = [*TINY, "method=lora", "seed=1,2", f"runs_dir={tmp_path}", "train.max_train_samples=16"]
@@ -359,9 +364,9 @@ def test_submitit_local_sweep_writes_one_result_per_seed(glue_dir, tmp_path):
 def _recording_builder(method_builder, recorders: list):
     """``method_builder`` whose builds add a recorder right after the method's own callback (before
     clipping): per step, the gradients and the statistics the method decides from."""
-    from transformers import TrainerCallback
+    from harness.methods import MethodCallback
 
-    class Recorder(TrainerCallback):
+    class Recorder(MethodCallback):  # a method callback as the contract has it: the harness calls its hooks
         def __init__(self, method_callback):
             self.method = method_callback
             self.steps: dict[int, dict[str, float]] = {}
@@ -415,10 +420,10 @@ def _probe(out: Path, plan: dict[str, list[str]]) -> None:
     import torch
     from hydra.core.global_hydra import GlobalHydra
 
-    import harness.experiment
+    import harness.assembly
 
     recorders: list = []
-    harness.experiment.method_builder = _recording_builder(harness.experiment.method_builder, recorders)
+    harness.assembly.method_builder = _recording_builder(harness.assembly.method_builder, recorders)
     seen = {}
     for method, overrides in plan.items():
         sys.argv = [str(REPO / "run.py"), *overrides]

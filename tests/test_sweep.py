@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.sweep import PAPER_TASKS, available_tasks, missing_splits
+from harness.report.paper import PAPER_TASKS
+from harness.sweep import available_tasks, missing_splits
 from tests.glue_fixture import write_glue
 
 

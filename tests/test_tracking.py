@@ -8,7 +8,7 @@ from statistics import fmean
 
 import pytest
 
-from harness import main as harness_main
+from harness import lifecycle
 from harness.errors import ConfigError
 from harness.tracking import report_targets
 from tests.conftest import compose
@@ -36,7 +36,7 @@ def test_tensorboard_gets_the_loss_and_aflora_freezing(tmp_path, glue_dir):
             "train.logging_steps=1",
         ]
     )
-    assert harness_main.main(cfg, tmp_path) == 0
+    assert lifecycle.run(cfg, tmp_path) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     logged = scalars(tmp_path)
 
@@ -64,7 +64,7 @@ def test_tensorboard_gets_the_loss_and_aflora_freezing(tmp_path, glue_dir):
 def test_report_to_none_writes_no_event_files(tmp_path, glue_dir):
     cfg = compose(["task=rte", "method=lora", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}"])
     assert cfg.train.report_to == "none"
-    assert harness_main.main(cfg, tmp_path) == 0
+    assert lifecycle.run(cfg, tmp_path) == 0
     assert not list(tmp_path.glob("runs/*/events.out.tfevents.*"))
 
 

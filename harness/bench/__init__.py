@@ -1,6 +1,6 @@
 """Side-by-side speed benchmark of the methods (project issue 6): ``python -m harness.bench``.
 
-- ``rows.py``: one model + optimizer + callbacks per method, built through the method registry;
+- ``rows.py``: one model + optimizer + callbacks per method, assembled as a run is (``harness/assembly.py``);
 - ``timing.py``: interleaved step timing (round-robin over rows), memory, bookkeeping cost;
 - ``flops.py``: forward linear-layer multiply-adds per token, read off the model's modules;
 - ``report.py``: ratios, PASS/FAIL targets, the Markdown and JSON report;

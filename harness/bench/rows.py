@@ -1,13 +1,14 @@
-"""The benchmark's rows: one model + optimizer + callbacks per method (and AFLoRA phase), built
-exactly as ``harness.experiment`` builds a run, through the method registry.
+"""The benchmark's rows: one model + optimizer + callbacks per method (and AFLoRA phase), put
+together by ``harness.assembly.assemble`` as every run is, through the method registry.
 
 Rows:
 - ``floor``: the backbone with only the head trainable and gradients flowing back through every
-  layer (the embeddings' output requires grad): the least any adapter method can cost.
-- ``full``, ``lora``, ``adalora``, ``elora``, ``vera``: the method's own yaml (``conf/method``),
-  no recipe, with the callbacks its builder returns driven every step (AdaLoRA's allocator: it
-  updates its sensitivities every step; its masking, every ΔT steps from tinit = 15 % of the run
-  on, is not among the timed steps, which start at step 101 of 2000).
+  layer (the embeddings' output requires grad): the least any adapter method can cost. It stands
+  in for ``head`` (the head alone, no backward through the layers), which has no row.
+- every other method of ``conf/method`` (variants aside): its own yaml, no recipe, with the
+  callbacks its builder returns driven every step and the optimizer it builds (AdaLoRA's
+  allocator: it updates its sensitivities every step; its masking, every ΔT steps from tinit =
+  15 % of the run on, is not among the timed steps, which start at step 101 of 2000).
 - ``aflora``: AFLoRA before any freezing, with its freezer scoring and deciding every step. The
   freezer runs dry (it decides but does not freeze), so the row keeps its trainable projections
   for the whole measurement: the upper bound of the bookkeeping, whose pool never shrinks.
@@ -32,18 +33,19 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
-from harness.gradients import ClipAndCheckGradients
-from harness.methods import BuildContext, method_builder
-from harness.models import head_modules, load_model
-from harness.optim import build_optimizer
-from harness.params import TrainableParamTracker, count_parameters, trainable_counter
+from harness.assembly import assemble
+from harness.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
+from harness.params import count_parameters
 from harness.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 AFLORA_ROWS = ("aflora", "aflora-nofreezer", "aflora-frozen", "aflora-frozen-unfolded")
-ROWS = ("floor", "full", "lora", "adalora", "elora", "vera", *AFLORA_ROWS)
+# The methods' own rows: every method but its variants (aflora's phases are rows of their own), and
+# head, whose cost the floor row bounds from above.
+_METHOD_ROWS = tuple(m for m in method_names(variants=False) if m not in ("aflora", "head"))
+ROWS = ("floor", *_METHOD_ROWS, *AFLORA_ROWS)
 
 # A nominal run for the schedules (AFLoRA's t_i/t_f in epochs, AdaLoRA's fractions): 20 epochs of
 # 100 steps, the reference code's 20-epoch shape. Every row's step counter starts at the first step
@@ -70,7 +72,7 @@ class Row:
 
     @property
     def callbacks(self) -> list[TrainerCallback]:
-        # Method callbacks first: they must see raw gradients before the clipping (experiment.py).
+        # The order of Assembly.callbacks (harness/assembly.py): the method's see raw gradients.
         return [*self.method_callbacks, *self.harness_callbacks]
 
 
@@ -101,42 +103,36 @@ def method_of(row: str) -> str | None:
 
 def build_row(name: str, model_name: str, device: torch.device, args: Any, seed: int = 1) -> Row:
     """Build one row on ``device``; ``args`` is the TrainingArguments handed to the callbacks."""
-    method = method_of(name) or "full"
-    cfg = compose_config(model_name, method)
-    heads = head_modules(cfg.model)
-    set_seed(seed)  # every row starts from the same head and adapter draws
-    model = load_model(cfg.model, TaskSpec.from_config(cfg.task))
-    ctx = BuildContext(
-        target_modules=list(cfg.model.target_modules),
-        head_modules=heads,
-        total_steps=EPOCHS * STEPS_PER_EPOCH,
-        steps_per_epoch=STEPS_PER_EPOCH,
-        seed=seed,
-    )
+    cfg = compose_config(model_name, method_of(name) or "full")
+    cfg.seed = seed
+    cfg.train.max_grad_norm = MAX_GRAD_NORM
     note = ""
-    if name == "floor":
-        callbacks = _head_only(model, heads)
-        note = "head trainable, input grads through every layer"
-    else:
-        built = method_builder(cfg.method)(model, cfg.method, ctx)
-        model, callbacks = built.model, built.callbacks
+
+    def build(model: nn.Module, method_cfg: Any, ctx: BuildContext) -> MethodBuild:
+        nonlocal note
+        if name == "floor":
+            note = "head trainable, input grads through every layer"
+            return _head_only(model, ctx.head_modules)
+        built = method_builder(method_cfg)(model, method_cfg, ctx)
         if name in AFLORA_ROWS:
-            callbacks, note = _aflora_phase(name, model, callbacks)
-    model.to(device)
-    counts = count_parameters(model, heads)
-    counter = next((cb.trainable_parameters for cb in callbacks if hasattr(cb, "trainable_parameters")), None)
-    tracker = TrainableParamTracker(counter or trainable_counter(model, heads))
-    state = TrainerState(max_steps=ctx.total_steps, global_step=0)
+            built.callbacks, note = _aflora_phase(name, built.model, built.callbacks)
+        return built
+
+    set_seed(seed)  # every row starts from the same head and adapter draws
+    task = TaskSpec.from_config(cfg.task)
+    assembly = assemble(cfg, task, steps_per_epoch=STEPS_PER_EPOCH, total_steps=EPOCHS * STEPS_PER_EPOCH, builder=build)
+    model = assembly.model.to(device)  # in place, as the Trainer moves a run's model once it is assembled
+    state = TrainerState(max_steps=assembly.context.total_steps, global_step=0)
     row = Row(
         name=name,
         model=model,
-        optimizer=build_optimizer(model, cfg.train, heads),
-        method_callbacks=callbacks,
-        harness_callbacks=[ClipAndCheckGradients(MAX_GRAD_NORM), tracker],
+        optimizer=assembly.build_optimizer(),
+        method_callbacks=assembly.method.callbacks,
+        harness_callbacks=assembly.harness_callbacks,  # clipping and parameter tracking: no run_dir
         state=state,
-        heads=heads,
-        trainable=counts["trainable"],
-        head=counts["head"],
+        heads=assembly.heads,
+        trainable=assembly.counts["trainable"],
+        head=assembly.counts["head"],
         note=note,
     )
     for cb in row.callbacks:  # as the Trainer does; then jump into the second epoch
@@ -145,16 +141,16 @@ def build_row(name: str, model_name: str, device: torch.device, args: Any, seed:
     return row
 
 
-def _head_only(model: nn.Module, heads: list[str]) -> list[TrainerCallback]:
+def _head_only(model: nn.Module, heads: list[str]) -> MethodBuild:
     for name, param in model.named_parameters():
         param.requires_grad_(any(h in name.split(".") for h in heads))
     # Gradients flow to the embeddings' output, so backward runs through every layer (activation
     # gradients only: no weight gradient anywhere but the head).
     model.enable_input_require_grads()
-    return []
+    return MethodBuild(model=model)
 
 
-def _aflora_phase(name: str, model: nn.Module, callbacks: list[TrainerCallback]) -> tuple[list[TrainerCallback], str]:
+def _aflora_phase(name: str, model: nn.Module, callbacks: list[MethodCallback]) -> tuple[list[MethodCallback], str]:
     from aflora import AFLoraFreezer
     from aflora.layer import Linear as AFLoraLinear
 

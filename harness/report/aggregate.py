@@ -25,9 +25,9 @@ def completed(runs: list[Run]) -> list[Run]:
 
 def machine(run: Run) -> str:
     """Where the run trained: runtime.device (or env.device) on env.hostname."""
-    env = run.data.get("env", {})
-    device = run.data["runtime"].get("device") or env.get("device") or "unknown device"
-    host = env.get("hostname")
+    env = run.result.env
+    device = run.result.runtime.device or env.device or "unknown device"
+    host = env.hostname
     return f"{device} on {host}" if host else device
 
 
@@ -39,23 +39,23 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per completed run with the scalar fields the tables use."""
     rows = []
     for r in completed(runs):
-        p, rt = r.data["params"], r.data["runtime"]
+        p, rt = r.result.params, r.result.runtime
         rows.append(
             {
                 "task": r.task,
                 "method": r.method,
                 "seed": r.seed,
                 "path": str(r.path),
-                "total": p["total"],
-                "head": p["head"],
-                "trainable_start": p["trainable_start"],
-                "trainable_end": p["trainable_end"],
-                "trainable_avg": float(p["trainable_avg"]),
-                "train_seconds": float(rt["train_seconds"]),
-                "seconds_per_epoch": _float(rt["seconds_per_epoch"]),
-                "train_samples_per_second": _float(rt["train_samples_per_second"]),
-                "train_cpu_seconds": _float(rt.get("train_cpu_seconds")),
-                "cpu_seconds_per_epoch": _float(rt.get("cpu_seconds_per_epoch")),
+                "total": p.total,
+                "head": p.head,
+                "trainable_start": p.trainable_start,
+                "trainable_end": p.trainable_end,
+                "trainable_avg": float(p.trainable_avg),
+                "train_seconds": float(rt.train_seconds),
+                "seconds_per_epoch": _float(rt.seconds_per_epoch),
+                "train_samples_per_second": _float(rt.train_samples_per_second),
+                "train_cpu_seconds": _float(rt.train_cpu_seconds),
+                "cpu_seconds_per_epoch": _float(rt.cpu_seconds_per_epoch),
                 "machine": machine(r),
             }
         )
@@ -83,7 +83,7 @@ def scores_frame(runs: list[Run]) -> pd.DataFrame:
     """Long frame: one row per (run, reported metric), value in percent at the best epoch."""
     rows = []
     for r in completed(runs):
-        best = r.data["metrics"]["best"]
+        best = r.result.metrics.best.numbers
         for metric in r.column.metrics:
             rows.append(
                 {

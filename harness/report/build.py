@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.efficiency import params_table, runtime_summary, runtime_table
+from harness.report.efficiency import params_table, runtime_summary_table, runtime_table
 from harness.report.figures import all_figures
 from harness.report.grid import grid_frame, grid_table
 from harness.report.load import ReportError, Run, load_runs
@@ -28,7 +28,7 @@ def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
         comparison_table(methods, model),
         params_table(methods, model),
         runtime_table(methods, model),
-        runtime_summary(methods, model),
+        runtime_summary_table(methods, model),
         floor_check_table(methods, model),
         paired_table(methods, model),
         ablation_table(runs, model),

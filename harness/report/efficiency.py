@@ -152,7 +152,7 @@ def _geomean(values: pd.Series) -> float:
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
 
 
-def runtime_summary(runs: list[Run], model: str) -> Table:
+def runtime_summary_table(runs: list[Run], model: str) -> Table:
     """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
     rt, clock, why = _runtime(runs)
     ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]

@@ -134,8 +134,8 @@ def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
     """One heatmap per task from AFLoRA runs' `freezing`, averaged over seeds."""
     by_task: dict[str, list[Mapping[str, int | None]]] = {}
     for r in completed(runs):
-        if r.data.get("freezing"):
-            by_task.setdefault(r.task, []).append(r.data["freezing"])
+        if r.result.freezing:
+            by_task.setdefault(r.task, []).append(r.result.freezing)
     paths = []
     for task in paper_task_order(by_task):
         matrix = mean_freeze_matrix(by_task[task])
@@ -151,9 +151,9 @@ def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
 
 def _last_step(run: Run) -> int:
     """The run's final optimizer step (runtime.steps, else the last evaluation's step)."""
-    steps = [run.data["runtime"].get("steps") or 0]
-    steps += [e.get("step") or 0 for e in run.data["metrics"]["per_epoch"]]
-    steps += [s for s, _ in run.data["params"]["trainable_history"]]
+    steps = [run.result.runtime.steps or 0]
+    steps += [e.step or 0 for e in run.result.metrics.per_epoch]
+    steps += [s for s, _ in run.result.params.trainable_history]
     return int(max(steps))
 
 
@@ -180,7 +180,7 @@ def _per_task_figure(
 def _trainable_panel(ax: Axes, runs: list[Run]) -> None:
     labelled = set()
     for r in sorted(runs, key=lambda r: (method_sort_key(r.method), r.seed)):
-        hist = sorted(r.data["params"]["trainable_history"])
+        hist = sorted(r.result.params.trainable_history)
         x = [s for s, _ in hist] + [max(_last_step(r), hist[-1][0])]
         y = [c for _, c in hist] + [hist[-1][1]]
         ax.step(
@@ -212,8 +212,8 @@ def _score_panel(ax: Axes, runs: list[Run]) -> None:
     metric = _main_metric(runs[0])
     for m in sorted_methods({r.method for r in runs}):
         rs = [r for r in runs if r.method == m]
-        x = float(np.mean([r.data["params"]["trainable_avg"] for r in rs]))
-        ys = [100 * r.data["metrics"]["best"][metric] for r in rs]
+        x = float(np.mean([r.result.params.trainable_avg for r in rs]))
+        ys = [100 * r.result.metrics.best.numbers[metric] for r in rs]
         yerr = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
         ax.errorbar(x, np.mean(ys), yerr=yerr, fmt="o", capsize=3, ms=6, color=method_colour(m), label=method_label(m))
     ax.set_xscale("log")
@@ -232,9 +232,9 @@ def _epoch_panel(ax: Axes, runs: list[Run]) -> None:
     for m in sorted_methods({r.method for r in runs}):
         curves: dict[float, list[float]] = {}
         for r in (r for r in runs if r.method == m):
-            for e in r.data["metrics"]["per_epoch"]:
-                if e.get(metric) is not None:
-                    curves.setdefault(float(e["epoch"]), []).append(100 * e[metric])
+            for e in r.result.metrics.per_epoch:
+                if e.numbers.get(metric) is not None:
+                    curves.setdefault(float(e.epoch), []).append(100 * e.numbers[metric])
         if not curves:
             continue
         xs = sorted(curves)

@@ -8,18 +8,18 @@ disagrees with its folder is refused: a grid point must be the rate it claims.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from harness.report import render
-from harness.report.load import ReportError
+from harness.report.load import ReportError, parse_result
 from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.render import MISSING, Table
+from harness.result_schema import COMPLETED
+from harness.results import RESULT_FILE
 
-RESULT_FILE = "result.json"
 LR_FOLDER = "train.lr="  # the folder a train.lr override gets (harness/identity.py)
 
 
@@ -27,22 +27,22 @@ def grid_frame(grid_dir: Path) -> pd.DataFrame:
     """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %)."""
     rows = []
     for path in sorted(grid_dir.glob(f"**/{LR_FOLDER}*/{RESULT_FILE}")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("status") != "completed":
+        result = parse_result(path).result  # checked as the table's runs are
+        if result is None or result.status != COMPLETED:
             continue
-        lr = float(data["config"]["train"]["lr"])
+        lr = float(result.config["train"]["lr"])
         folder = path.parent.name
         if not math.isclose(lr, float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
             raise ReportError(f"{path}: trained with train.lr={lr}, but its grid folder is {folder}")
-        metric = data["metrics"]["selection_metric"]
+        metric = result.metrics.selection_metric
         rows.append(
             {
-                "model": data["model"],
-                "task": data["task"],
-                "method": data["method"],
-                "seed": data["seed"],
+                "model": result.model,
+                "task": result.task,
+                "method": result.method,
+                "seed": result.seed,
                 "lr": lr,
-                "score": 100.0 * float(data["metrics"]["best"][metric]),
+                "score": 100.0 * float(result.metrics.best.numbers[metric]),
                 "metric": metric,
             }
         )

@@ -49,6 +49,27 @@ def _figures(figures: list[Path], out_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def protocol(run: Run) -> str:
+    """The run's data.protocol; a config from before the key has the only protocol there was, paper."""
+    return (run.result.config.get("data") or {}).get("protocol", "paper")  # a completed run has its config
+
+
+def _protocol_line(runs: list[Run]) -> str:
+    """Which evaluation protocol produced the scores (conf/config.yaml, data.protocol)."""
+    counts = Counter(protocol(r) for r in completed(runs))
+    what = {
+        "paper": "the best epoch chosen and scored on the same whole validation set(s), as the paper's "
+        "reference code does (optimistic)",
+        "heldout": "the best epoch chosen on a fixed held-out selection split and scored on validation "
+        "data that split does not contain, as SoRA's code does",
+    }
+    if len(counts) <= 1:
+        name = next(iter(counts), "paper")
+        return f"- Evaluation protocol (`data.protocol`): `{name}` for every run: {what.get(name, name)}."
+    parts = [f"`{name}` for {n} runs ({what.get(name, name)})" for name, n in sorted(counts.items())]
+    return f"- Evaluation protocol (`data.protocol`): {'; '.join(parts)}."
+
+
 def readme(
     model: str, runs: list[Run], tables: dict[str, Table], figures: list[Path], out_dir: Path, command: str
 ) -> str:
@@ -69,7 +90,8 @@ def readme(
         f"- Result files: {len(runs)} ({counts}).",
         f"- Machines recorded in the runs: {'; '.join(machines) or 'none'}.",
         "- Scores: the paper's metric at each run's best validation epoch, in percent; "
-        "mean ± sample std (ddof=1) over seeds.\n",
+        "mean ± sample std (ddof=1) over seeds.",
+        f"{_protocol_line(runs)}\n",
     ]
     reading = out_dir / READING_FILE
     if reading.is_file():  # written by hand, kept across regenerations: what the tables show

@@ -32,7 +32,7 @@ def task_scores(runs: list[Run]) -> pd.DataFrame:
     """One row per completed run: its task score (the mean of the task column's metrics), in percent."""
     rows = []
     for r in completed(runs):
-        best = r.data["metrics"]["best"]
+        best = r.result.metrics.best.numbers
         score = sum(100.0 * float(best[m]) for m in r.column.metrics) / len(r.column.metrics)
         rows.append({"task": r.task, "method": r.method, "seed": r.seed, "score": score})
     return pd.DataFrame(rows, columns=["task", "method", "seed", "score"])

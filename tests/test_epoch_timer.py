@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from harness.epoch_timer import EpochTimer
 from harness.errors import ConfigError
-from harness.timing import EpochTimer
 from harness.training import set_threads
 
 

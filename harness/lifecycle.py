@@ -16,7 +16,8 @@ from harness.distributed import barrier, is_main_process
 from harness.env import environment
 from harness.errors import HarnessError
 from harness.gradients import NonFiniteGradientError
-from harness.results import RESULT_FILE, failed_result, is_completed, write_json_atomic
+from harness.result_schema import FAILED, Env, RunResult
+from harness.results import RESULT_FILE, is_completed, write_result
 from harness.rundir import RunDirLocked, clean_leftovers, locked, set_aside_run
 from harness.training import resolve_device
 from harness.validation import validate_config
@@ -39,7 +40,7 @@ def _claim(cfg: DictConfig, run_dir: Path, content: dict, force: bool) -> None:
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what the checkpoints train with
 
 
-def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = "") -> int:
+def run(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = "") -> int:
     """Run (or resume) the experiment in ``run_dir``; return the process exit code.
 
     The config is checked before anything on disk changes. A directory holding a checkpoint or
@@ -69,8 +70,8 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = 
                 return 0
             result = run_experiment(cfg, run_dir, claim=lambda: _claim(cfg, run_dir, content, force))
             if main_process:
-                result.update(variant=variant, fingerprint=identity.digest(content))
-                write_json_atomic(run_dir / RESULT_FILE, result)
+                result.variant, result.fingerprint = variant, identity.digest(content)
+                write_result(run_dir, result)
     except (identity.RunDirConflict, RunDirLocked) as err:  # not this run's directory: leave it as it is
         log.error("%s", err)
         return 2
@@ -101,9 +102,8 @@ def main(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = 
     if main_process:
         if not cfg.train.keep_checkpoints:
             remove_checkpoints(run_dir)
-        best = result["metrics"]["best"]
-        metric = result["metrics"]["selection_metric"]
-        log.info("Best %s %s at epoch %d; wrote %s", metric, best[metric], best["epoch"], run_dir / RESULT_FILE)
+        best, metric = result.metrics.best, result.metrics.selection_metric
+        log.info("Best %s %s at epoch %d; wrote %s", metric, best.numbers[metric], best.epoch, run_dir / RESULT_FILE)
     return 0
 
 
@@ -115,13 +115,12 @@ def _record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, variant:
     except Exception:  # an unresolvable config is itself the error being recorded
         config = None
     try:
-        env = environment(resolve_device("cpu"))
+        env = Env(**environment(resolve_device("cpu")))
     except Exception:
-        env = {}
+        env = None  # unknown; the failure itself is what must be recorded
     message = f"{type(err).__name__}: {err}"
+    failed = RunResult(status=FAILED, error=message, **_identity(cfg), config=config, env=env, variant=variant)
     try:
-        write_json_atomic(
-            run_dir / RESULT_FILE, {**failed_result(_identity(cfg), message, config, env), "variant": variant}
-        )
+        write_result(run_dir, failed)
     except OSError as write_err:  # e.g. the disk is still full: say so, keep the original error
         log.error("could not record the failure in %s: %s", run_dir / RESULT_FILE, write_err)
