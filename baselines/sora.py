@@ -9,7 +9,8 @@ Built on peft's LoRA: ``get_peft_model(LoraConfig)``, then every LoRA layer gets
 forward puts the gate between ``lora_A`` and ``lora_B`` and whose merge folds it into the weight.
 peft saves and loads the gate with the adapter (its name starts with ``lora_``), so the Trainer's
 checkpoints, their resume and ``best/`` hold it. A plain ``PeftModel.from_pretrained`` loads A
-and B and drops g; ``restore_gates`` puts it back (``harness.predict`` calls it).
+and B and drops g; ``restore_gates`` puts it back (``load_sora``, the builder's ``load_weights``,
+through which ``harness.predict`` reloads a run's ``best/``).
 
 What the official code does (TsinghuaC3I/SoRA, commit 7ca93d5; docs/method.md, "SoRA"), and here:
 
@@ -53,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import get_peft_model
+from peft import PeftModel, get_peft_model
 from peft.tuners.lora.layer import LoraLayer, LoraVariant
 from peft.utils import SAFETENSORS_WEIGHTS_NAME
 from peft.utils.other import transpose
@@ -161,6 +162,14 @@ def restore_gates(peft_model: nn.Module, folder: str | Path) -> bool:
     add_gates(peft_model, init="ones")  # the values come from the file
     peft_model.load_adapter(folder, adapter_name=peft_model.active_adapter, is_trainable=True)
     return True
+
+
+def load_sora(backbone: nn.Module, folder: Path) -> nn.Module:
+    """A saved SoRA adapter on ``backbone``, gates included, trainable as in training (the method's
+    ``load_weights``, ``harness.methods.WeightsLoader``)."""
+    model = PeftModel.from_pretrained(backbone, folder, is_trainable=True)
+    restore_gates(model, folder)
+    return model
 
 
 def gate_parameters(peft_model: nn.Module) -> list[nn.Parameter]:
@@ -311,7 +320,7 @@ def _validate(cfg: Any) -> None:
         raise ConfigError(f"sora: method.threshold {cfg.threshold!r} is not one of {list(THRESHOLDS)}")
 
 
-@register_method("sora")
+@register_method("sora", load_weights=load_sora)
 def build_sora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
     _validate(cfg)
     peft_model = get_peft_model(model, lora_config(cfg, ctx))  # r = r_max, alpha, dropout, the head trained

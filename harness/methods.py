@@ -8,7 +8,9 @@ The builder wraps the backbone and returns a ``MethodBuild``: the model, the cal
 (AFLoRA's freezer, AdaLoRA's rank allocator), and optionally its own optimizer and trainable-parameter
 count. That object and ``MethodCallback`` are the whole contract between a method and the harness
 (``harness/assembly.py`` puts a run together from them); the training code never asks which method
-it is running.
+it is running. A method whose saved adapter a plain ``PeftModel.from_pretrained`` does not rebuild
+whole (SoRA's gates) registers its own ``load_weights`` with its builder, and ``harness.predict``
+reloads a run's ``best/`` through it (``method_weights_loader``).
 """
 
 from __future__ import annotations
@@ -99,16 +101,24 @@ class Builder(Protocol):
     def __call__(self, model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild: ...
 
 
+# (the backbone, a folder the method's PeftModel saved) -> that model again, its adapter trainable as
+# in training; None: ``PeftModel.from_pretrained(backbone, folder, is_trainable=True)``.
+WeightsLoader = Callable[[nn.Module, Path], nn.Module]
+
 _REGISTRY: dict[str, Builder] = {}
+_LOADERS: dict[str, WeightsLoader] = {}
 
 
-def register_method(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: ``@register_method("lora")`` on a builder function."""
+def register_method(name: str, *, load_weights: WeightsLoader | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: ``@register_method("lora")`` on a builder function. ``load_weights``: how the
+    method's saved adapter is loaded back (``WeightsLoader``), when peft's own loading misses a part."""
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY and _REGISTRY[name] is not builder:
             raise ValueError(f"method {name!r} is registered twice")
         _REGISTRY[name] = builder
+        if load_weights is not None:
+            _LOADERS[name] = load_weights
         return builder
 
     return decorator
@@ -134,3 +144,10 @@ def method_names(*, variants: bool = True) -> list[str]:
 def method_builder(method_cfg: Any) -> Builder:
     """The builder a method config names: ``builder`` (a variant's), else the method's own ``name``."""
     return get_builder(method_cfg.get("builder") or method_cfg.name, method_cfg.module)
+
+
+def method_weights_loader(method_cfg: Any) -> WeightsLoader | None:
+    """The ``load_weights`` the builder a method config names was registered with, or None (peft's
+    own loading). Imports the method's module, which also registers any PEFT type it defines."""
+    method_builder(method_cfg)
+    return _LOADERS.get(method_cfg.get("builder") or method_cfg.name)

@@ -5,9 +5,10 @@
 
 The model is rebuilt as the run built it (its resolved config is in result.json): the backbone
 from ``model`` (after ``set_seed(seed)``, so a random-weight backbone comes out the same), then the
-adapter from ``<run_dir>/best/``; a fully fine-tuned model loads from there on its own. Before
-predicting, the validation split(s) are evaluated again, with the run's batch size and sample
-limit, and each metric is compared with the best epoch's in result.json.
+adapter from ``<run_dir>/best/``, by the method's ``load_weights`` if it registered one (SoRA: its
+gates; ``harness.methods.method_weights_loader``), else by peft; a fully fine-tuned model loads
+from there on its own. Before predicting, the validation split(s) are evaluated again, with the
+run's batch size and sample limit, and each metric is compared with the best epoch's in result.json.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from transformers import (
     set_seed,
 )
 
-import aflora  # noqa: F401  registers AFLoRA with peft, so its adapters load
-from baselines.sora import restore_gates
 from harness.best_weights import BEST_DIR, is_adapter
 from harness.data import load_raw_splits, reported_set, take_examples, tokenize_splits
 from harness.errors import HarnessError
+from harness.methods import WeightsLoader, method_weights_loader
 from harness.metrics import compute_metrics_fn, to_predictions
 from harness.models import load_model, load_tokenizer
 from harness.results import read_result
@@ -58,21 +58,22 @@ def load_run(run_dir: Path) -> tuple[DictConfig, dict[str, Any]]:
     return OmegaConf.create(result["config"]), result
 
 
-def load_adapter(base: torch.nn.Module, folder: Path) -> PeftModel:
+def load_adapter(base: torch.nn.Module, folder: Path, load_weights: WeightsLoader | None = None) -> torch.nn.Module:
     """A saved PEFT adapter on ``base``, trainable as in training, so the forward is the same: AFLoRA
     folds only adapters whose projections are frozen (a different rounding from the layer-by-layer
     path), and peft's AdaLoRA adds its regulariser to the evaluation loss only through a trainable
-    adapter. A SoRA adapter is a LoRA one plus its gates, which peft's LoRA would drop: they are
-    put back (baselines/sora.py, ``restore_gates``)."""
-    model = PeftModel.from_pretrained(base, folder, is_trainable=True)
-    restore_gates(model, folder)
-    return model
+    adapter. ``load_weights``: the method's own loader, for an adapter peft alone would not rebuild
+    whole (a SoRA adapter is a LoRA one plus its gates, which peft's LoRA would drop)."""
+    if load_weights is not None:
+        return load_weights(base, folder)
+    return PeftModel.from_pretrained(base, folder, is_trainable=True)
 
 
 def load_saved_model(cfg: DictConfig, task: TaskSpec, folder: Path) -> torch.nn.Module:
     if is_adapter(folder):
+        load_weights = method_weights_loader(cfg.method)  # imports the method, registering its PEFT type
         set_seed(cfg.seed)  # as run_experiment does before it builds the backbone
-        model = load_adapter(load_model(cfg.model, task), folder)
+        model = load_adapter(load_model(cfg.model, task), folder, load_weights)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
     return model.eval()
