@@ -66,7 +66,7 @@ METHOD_LABELS: dict[str, str] = {
     "full": "FFT",
     "lora": "LoRA r=8",
     "adalora": "AdaLoRA",
-    "sora": "SoRA r=4",
+    "sora": "SoRA",  # the paper's row is r_max 4; conf/method/sora.yaml follows the official GLUE script's 8
     "elora": "ELoRA r=1024",
     "vera": "VeRA r=1024",
     "aflora": "AFLoRA r=4",
