@@ -7,22 +7,9 @@ import json
 import pytest
 
 from tests.conftest import run_cli, run_dir_of
+from tests.test_result_schema import KEY_ORDER
 
 TINY = ["debug=default", "train.epochs=2", "train.logging_steps=2"]
-RESULT_KEYS = {
-    "status",
-    "error",
-    "task",
-    "model",
-    "method",
-    "seed",
-    "config",
-    "metrics",
-    "params",
-    "runtime",
-    "freezing",
-    "env",
-}
 
 
 def read(run_dir):
@@ -36,7 +23,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, method):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = run_dir_of(tmp_path, "tiny-bert", "rte", method)
     result = read(run_dir)
-    assert RESULT_KEYS <= set(result)
+    assert list(result) == KEY_ORDER  # every key, in the order the schema writes them
     assert result["status"] == "completed" and result["error"] is None
     metrics = result["metrics"]
     assert [r["epoch"] for r in metrics["per_epoch"]] == [1, 2]
