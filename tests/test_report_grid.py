@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.grid import grid_frame, grid_table
+from harness.report.grid import grid_choice_table, grid_frame, grid_table
 from harness.report.load import ReportError
 from tests.test_report import MODEL, result
 
 
-def write_point(grid: Path, folder: str, lr: float, method: str, accuracy: float) -> None:
-    data = result("rte", "lora", 1, {"accuracy": accuracy})
+def write_point(grid: Path, folder: str, lr: float, method: str, accuracy: float, task: str = "rte") -> None:
+    data = result(task, "lora", 1, {"accuracy" if task == "rte" else "pearson": accuracy})
     data.update(method=method, config={"train": {"lr": lr}})
-    path = grid / MODEL / "rte" / method / "seed1" / folder / "result.json"
+    path = grid / MODEL / task / method / "seed1" / folder / "result.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(data))
 
@@ -37,3 +37,26 @@ def test_a_grid_point_trained_at_another_rate_is_refused(tmp_path):
     write_point(tmp_path, "train.lr=0.001", 0.01, "lora", 0.7)  # the folder says 1e-3, the config 1e-2
     with pytest.raises(ReportError, match=r"train.lr=0.01, but its grid folder is train.lr=0.001"):
         grid_frame(tmp_path)
+
+
+def test_the_two_task_rule_takes_the_best_mean_among_rates_that_beat_the_probe_everywhere(tmp_path):
+    points = {  # (method, task): {lr: score}
+        ("head", "rte"): {1e-2: 0.55, 3e-2: 0.60},  # the probe's best: 60 on RTE, 20 on STS-B
+        ("head", "stsb"): {1e-2: 0.20, 3e-2: 0.10},
+        ("lora", "rte"): {1e-3: 0.70, 3e-3: 0.80, 1e-2: 0.75},  # RTE alone would choose 3e-3 ...
+        ("lora", "stsb"): {1e-3: 0.80, 3e-3: 0.15, 1e-2: 0.82},  # ... which collapses on STS-B
+        ("aflora", "rte"): {1e-2: 0.90, 3e-2: 0.72},  # 1e-2 never ran on STS-B: not eligible
+        ("aflora", "stsb"): {3e-2: 0.50},
+    }
+    for (method, task), scores in points.items():
+        for lr, score in scores.items():
+            write_point(tmp_path, f"train.lr={lr}", lr, method, score, task)
+    table = grid_choice_table(grid_frame(tmp_path), MODEL)
+    rows = table.csv.set_index(["method", "lr"])
+    # by hand: LoRA 1e-3 (70 + 80) / 2 = 75, 1e-2 (75 + 82) / 2 = 78.5, 3e-3 below the probe's 20 on STS-B
+    assert rows.loc[("lora", 1e-3), "mean"] == pytest.approx(75.0)
+    assert rows.loc[("lora", 1e-2), "mean"] == pytest.approx(78.5)
+    assert not rows.loc[("lora", 3e-3), "eligible"] and not rows.loc[("aflora", 1e-2), "eligible"]
+    chosen = table.csv[table.csv["chosen"]].set_index("method")["lr"].to_dict()
+    assert chosen == {"head": 1e-2, "lora": 1e-2, "aflora": 3e-2}  # head: (55 + 20) / 2 > (60 + 10) / 2
+    assert "0.003: not eligible" in table.md.set_index("Method").loc["LoRA r=8", "train.lr: mean over tasks"]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.report.efficiency import params_table, runtime_summary_table, runtime_table
 from harness.report.figures import all_figures
-from harness.report.grid import grid_frame, grid_table
+from harness.report.grid import grid_choice_table, grid_frame, grid_table
 from harness.report.load import ReportError, Run, load_runs
 from harness.report.readme import readme
 from harness.report.render import Table
@@ -47,6 +47,8 @@ def build_model_report(
     tables = model_tables(runs, model)
     if grid is not None and (grid["model"] == model).any():
         tables["lr_grid"] = grid_table(grid, model)
+        if grid[grid["model"] == model]["task"].nunique() > 1:  # the rule reads more than one task
+            tables["lr_choice"] = grid_choice_table(grid, model)
     paths = [p for t in tables.values() for p in t.write(out_dir)]
     figures = all_figures(runs, model, out_dir / "figures")
     readme_path = out_dir / "README.md"

@@ -78,3 +78,44 @@ def grid_table(frame: pd.DataFrame, model: str) -> Table:
         "seeds; the best rate in bold. A best rate at the grid's edge may not be the best rate.",
     ]
     return Table.from_rows("lr_grid", f"Learning-rate grid ({model})", cells, csv, notes)
+
+
+def grid_choice_table(frame: pd.DataFrame, model: str, probe: str = "head") -> Table:
+    """Each method's rate by the study's rule (conf/protocol/minilm/README.md), over every task the
+    grid ran: the best mean score over the tasks, among the rates whose run beats the probe's best
+    grid score on each task. A rate missing on some task is not eligible either."""
+    frame = frame[frame["model"] == model]
+    scores = frame.groupby(["method", "lr", "task"])["score"].mean().unstack("task")  # rows (method, lr)
+    tasks = list(scores.columns)
+    floor = scores.loc[probe].max() if probe in scores.index.get_level_values("method") else None
+    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
+    csv = []
+    for method in sorted(scores.index.get_level_values("method").unique(), key=method_sort_key):
+        rates = scores.loc[method]
+        complete = rates.notna().all(axis=1)
+        beats_probe = (rates > floor).all(axis=1) if floor is not None and method != probe else complete
+        eligible = complete & beats_probe
+        means = rates.mean(axis=1)
+        chosen = float(means[eligible].idxmax()) if eligible.any() else None
+        for fmt in ("md", "tex"):
+            values = [
+                f"{lr:g}: " + (render.num(means[lr], fmt, is_best=lr == chosen) if eligible[lr] else "not eligible")
+                for lr in rates.index
+            ]
+            cells[fmt].append(
+                {
+                    "Method": render.escape(method_label(method), fmt),
+                    "train.lr: mean over tasks": ", ".join(values),
+                    "Chosen rate": MISSING[fmt] if chosen is None else f"{chosen:g}",
+                }
+            )
+        csv += [
+            {"method": method, "lr": lr, "mean": means[lr], "eligible": bool(eligible[lr]), "chosen": lr == chosen}
+            for lr in rates.index
+        ]
+    notes = [
+        f"Model: `{model}`. Tasks: {', '.join(task_title(t) for t in tasks)}. Mean of the grid scores over "
+        f"these tasks; a rate is eligible when it ran on every task and beat the probe's (`{probe}`) best "
+        "grid score on each. The chosen rate in bold.",
+    ]
+    return Table.from_rows("lr_choice", f"Learning rates chosen over the grid's tasks ({model})", cells, csv, notes)

@@ -26,6 +26,11 @@ FIGURE_TEXT = {
 READING_FILE = "reading.md"  # a hand-written reading of the tables, placed under the README's header
 
 
+def _optional_sections(tables: dict[str, Table], titles: dict[str, str]) -> list[str]:
+    """The sections of the tables a report has only sometimes (a learning-rate grid's)."""
+    return [_section(title, tables[name]) for name, title in titles.items() if name in tables]
+
+
 def _section(title: str, table: Table) -> str:
     links = " · ".join(f"[{ext}]({table.name}.{ext})" for ext in ("md", "csv", "tex"))
     return f"## {title}\n\n{table.markdown()}\nFiles: {links}\n"
@@ -102,7 +107,9 @@ def readme(
         _section("Does every method beat the linear probe?", tables["floor_check"]),
         _section("AFLoRA against LoRA and ELoRA, paired by seed", tables["paired_comparisons"]),
         _section("AFLoRA's ablations", tables["ablations"]),
-        *([_section("Learning-rate grid", tables["lr_grid"])] if "lr_grid" in tables else []),
+        *_optional_sections(
+            tables, {"lr_grid": "Learning-rate grid", "lr_choice": "Learning rates chosen over the grid's tasks"}
+        ),
         _section("Trainable parameters", tables["params_table"]),
         _section("Runtime relative to ELoRA and LoRA", tables["runtime_summary"]),
         _section("Runtime per task", tables["runtime_table"]),
