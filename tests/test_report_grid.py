@@ -59,4 +59,5 @@ def test_the_two_task_rule_takes_the_best_mean_among_rates_that_beat_the_probe_e
     assert not rows.loc[("lora", 3e-3), "eligible"] and not rows.loc[("aflora", 1e-2), "eligible"]
     chosen = table.csv[table.csv["chosen"]].set_index("method")["lr"].to_dict()
     assert chosen == {"head": 1e-2, "lora": 1e-2, "aflora": 3e-2}  # head: (55 + 20) / 2 > (60 + 10) / 2
-    assert "0.003: not eligible" in table.md.set_index("Method").loc["LoRA r=8", "train.lr: mean over tasks"]
+    cells = table.md.set_index("Method")["train.lr: mean over tasks"]
+    assert "0.003: below the probe" in cells["LoRA r=8"] and "0.01: not on every task yet" in cells["AFLoRA r=4"]

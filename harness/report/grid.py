@@ -80,6 +80,12 @@ def grid_table(frame: pd.DataFrame, model: str) -> Table:
     return Table.from_rows("lr_grid", f"Learning-rate grid ({model})", cells, csv, notes)
 
 
+def _choice_cell(mean: float, complete: bool, eligible: bool, chosen: bool, fmt: str) -> str:
+    if not complete:
+        return "not on every task yet"
+    return render.num(mean, fmt, is_best=chosen) if eligible else "below the probe"
+
+
 def grid_choice_table(frame: pd.DataFrame, model: str, probe: str = "head") -> Table:
     """Each method's rate by the study's rule (conf/protocol/minilm/README.md), over every task the
     grid ran: the best mean score over the tasks, among the rates whose run beats the probe's best
@@ -99,7 +105,7 @@ def grid_choice_table(frame: pd.DataFrame, model: str, probe: str = "head") -> T
         chosen = float(means[eligible].idxmax()) if eligible.any() else None
         for fmt in ("md", "tex"):
             values = [
-                f"{lr:g}: " + (render.num(means[lr], fmt, is_best=lr == chosen) if eligible[lr] else "not eligible")
+                f"{lr:g}: {_choice_cell(means[lr], complete[lr], eligible[lr], lr == chosen, fmt)}"
                 for lr in rates.index
             ]
             cells[fmt].append(
