@@ -64,7 +64,7 @@ glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. S
 	$(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 report: setup ## tables and figures for every model under runs/ into reports/
-	$(PY) -m harness.report --runs runs --out reports $(if $(wildcard runs_grid),--grid runs_grid) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
+	$(PY) -m harness.report --runs runs --out reports $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
 paper-tables: setup ## the paper's Table 1 layout with the published numbers beside ours
 	$(PY) -m harness.report --runs runs --out reports --paper

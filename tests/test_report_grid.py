@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.grid import grid_choice_table, grid_frame, grid_table
+from harness.report.grid import evidence_frame, grid_choice_table, grid_frame, grid_table
 from harness.report.load import ReportError
-from tests.test_report import MODEL, result
+from tests.test_report import METRICS, MODEL, result
 
 
-def write_point(grid: Path, folder: str, lr: float, method: str, accuracy: float, task: str = "rte") -> None:
-    data = result(task, "lora", 1, {"accuracy" if task == "rte" else "pearson": accuracy})
-    data.update(method=method, config={"train": {"lr": lr}})
-    path = grid / MODEL / task / method / "seed1" / folder / "result.json"
+def write_point(
+    grid: Path, folder: str, lr: float, method: str, accuracy: float, task: str = "rte", seed: int = 1, **train
+) -> None:
+    data = result(task, "lora", seed, {METRICS[task][0]: accuracy})
+    data.update(method=method, config={"seed": seed, "train": {"lr": lr, "head_lr": 4e-2, **train}})
+    path = grid / MODEL / task / method / f"seed{seed}" / folder / "result.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(data))
 
@@ -61,3 +63,28 @@ def test_the_two_task_rule_takes_the_best_mean_among_rates_that_beat_the_probe_e
     assert chosen == {"head": 1e-2, "lora": 1e-2, "aflora": 3e-2}  # head: (55 + 20) / 2 > (60 + 10) / 2
     cells = table.md.set_index("Method")["train.lr: mean over tasks"]
     assert "0.003: below the probe" in cells["LoRA r=8"] and "0.01: not on every task yet" in cells["AFLoRA r=4"]
+
+
+def test_a_rate_is_ruled_out_by_another_seed_of_its_exact_config_that_fell_below_the_probe(tmp_path):
+    grid, runs = tmp_path / "grid", tmp_path / "runs"
+    points = {  # (method, task): {lr: score}
+        ("head", "rte"): {1e-2: 0.60},
+        ("head", "stsb"): {1e-2: 0.20},
+        ("lora", "rte"): {1e-3: 0.70, 1e-2: 0.75},
+        ("lora", "stsb"): {1e-3: 0.80, 1e-2: 0.82},  # the grid alone chooses 1e-2 (78.5 against 75)
+    }
+    for (method, task), scores in points.items():
+        for lr, score in scores.items():
+            write_point(grid, f"train.lr={lr}", lr, method, score, task)
+    write_point(runs, "a", 1e-2, "lora", 0.19, "stsb", seed=2, head_lr=1e-3)  # another config: no evidence
+    write_point(runs, "b", 1e-2, "lora", 0.10, "mnli", seed=3)  # not a grid task: no evidence
+    write_point(runs, "c", 1e-3, "lora", 0.21, "stsb", seed=2)  # low, but above the probe's 20
+    unruled = grid_choice_table(grid_frame(grid), MODEL, evidence=evidence_frame([runs]))
+    assert unruled.csv[unruled.csv["chosen"]].set_index("method")["lr"].to_dict() == {"head": 1e-2, "lora": 1e-2}
+
+    write_point(runs, "d", 1e-2, "lora", 0.19, "stsb", seed=3)  # seed 3 of the 1e-2 point collapses
+    table = grid_choice_table(grid_frame(grid), MODEL, evidence=evidence_frame([runs]))
+    rows = table.csv.set_index(["method", "lr"])
+    assert not rows.loc[("lora", 1e-2), "eligible"] and rows.loc[("lora", 1e-2), "mean"] == pytest.approx(78.5)
+    assert table.csv[table.csv["chosen"]].set_index("method")["lr"].to_dict() == {"head": 1e-2, "lora": 1e-3}
+    assert "0.01: a run at it fell below the probe" in table.md.set_index("Method").loc["LoRA r=8"].iloc[0]

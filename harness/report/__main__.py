@@ -47,6 +47,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="a learning-rate grid's runs (.../seed<n>/train.lr=<value>/), shown as each model's lr_grid table",
     )
+    p.add_argument(
+        "--evidence",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="other runs (the table's, archived ones; repeat for several) whose seeds of a grid point's exact "
+        "config can rule its rate out when they fell below the probe",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return p.parse_args(argv)
 
@@ -59,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = shlex.join(["python", "-m", "harness.report", *argv])
     try:
-        written = build_reports(args.runs, args.out, args.model, command, args.grid)
+        written = build_reports(args.runs, args.out, args.model, command, args.grid, tuple(args.evidence))
     except ReportError as exc:  # schema and input errors: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1

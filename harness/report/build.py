@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.report.efficiency import params_table, runtime_summary_table, runtime_table
 from harness.report.figures import all_figures
-from harness.report.grid import grid_choice_table, grid_frame, grid_table
+from harness.report.grid import evidence_frame, grid_choice_table, grid_frame, grid_table
 from harness.report.load import ReportError, Run, load_runs
 from harness.report.readme import readme
 from harness.report.render import Table
@@ -38,17 +38,23 @@ def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
 
 
 def build_model_report(
-    runs: list[Run], model: str, out_dir: Path, command: str, grid: pd.DataFrame | None = None
+    runs: list[Run],
+    model: str,
+    out_dir: Path,
+    command: str,
+    grid: pd.DataFrame | None = None,
+    evidence: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write reports/<model>/: tables (md, csv, tex), figures/*.png, README.md. Returns paths.
-    ``grid``: a learning-rate grid's runs (grid.grid_frame); its table joins when it has this model."""
+    ``grid``: a learning-rate grid's runs (grid.grid_frame); its table joins when it has this model.
+    ``evidence``: other runs (grid.evidence_frame) that can rule one of the grid's rates out."""
     runs = [r for r in runs if r.model == model]
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = model_tables(runs, model)
     if grid is not None and (grid["model"] == model).any():
         tables["lr_grid"] = grid_table(grid, model)
         if grid[grid["model"] == model]["task"].nunique() > 1:  # the rule reads more than one task
-            tables["lr_choice"] = grid_choice_table(grid, model)
+            tables["lr_choice"] = grid_choice_table(grid, model, evidence=evidence)
     paths = [p for t in tables.values() for p in t.write(out_dir)]
     figures = all_figures(runs, model, out_dir / "figures")
     readme_path = out_dir / "README.md"
@@ -58,12 +64,18 @@ def build_model_report(
 
 
 def build_reports(
-    runs_dir: Path, out_root: Path, models: list[str] | None, command: str, grid_dir: Path | None = None
+    runs_dir: Path,
+    out_root: Path,
+    models: list[str] | None,
+    command: str,
+    grid_dir: Path | None = None,
+    evidence_dirs: tuple[Path, ...] = (),
 ) -> dict[str, list[Path]]:
-    """Load every result.json under runs_dir (and a learning-rate grid's under grid_dir) and write
-    out_root/<model>/ for each model."""
+    """Load every result.json under runs_dir (and a learning-rate grid's under grid_dir, with the runs
+    under evidence_dirs that can rule its rates out) and write out_root/<model>/ for each model."""
     runs = load_runs(runs_dir)
     grid = grid_frame(grid_dir) if grid_dir is not None else None
+    evidence = evidence_frame(list(evidence_dirs)) if grid is not None and evidence_dirs else None
     found = sorted({r.model for r in runs})
     wanted = models or found
     unknown = [m for m in wanted if m not in found]
@@ -71,4 +83,4 @@ def build_reports(
         raise ReportError(
             f"{runs_dir}: no result.json for model(s) {', '.join(unknown)} (found: {', '.join(found) or 'none'})"
         )
-    return {m: build_model_report(runs, m, out_root / m, command, grid) for m in wanted}
+    return {m: build_model_report(runs, m, out_root / m, command, grid, evidence) for m in wanted}

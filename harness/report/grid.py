@@ -4,6 +4,11 @@ The grid's runs live in their own runs_dir (conf/study/*.yaml), so they never mi
 runs, each rate in the folder its override gives it: ``<grid_dir>/<model>/<task>/<method>/seed<seed>/
 train.lr=<value>/``. Each result's rate is read from its recorded config, and a run whose config
 disagrees with its folder is refused: a grid point must be the rate it claims.
+
+The study's rule also reads every other run it is given (the table's, the archived ones) as
+evidence against a rate: one that trained the grid point's exact config but another seed, and
+fell below the probe, makes that rate ineligible (conf/protocol/minilm/README.md, "A rate must not
+collapse"). "Exact config" is the run-identity content (harness/identity.py) with the seed left out.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import identity
 from harness.report import render
 from harness.report.load import ReportError, parse_result
 from harness.report.paper import method_label, method_sort_key, task_title
@@ -23,30 +29,53 @@ from harness.results import RESULT_FILE
 LR_FOLDER = "train.lr="  # the folder a train.lr override gets (harness/identity.py)
 
 
+COLUMNS = ["model", "task", "method", "seed", "lr", "score", "metric", "content"]
+POINT = ["model", "task", "method", "lr"]
+
+
+def _content(config: dict) -> dict:
+    """What the run trained, seed aside (harness/identity.py): two seeds of one grid point agree."""
+    content = identity.content(config)
+    content.pop("seed", None)
+    return content
+
+
+def _row(result) -> dict:
+    metric = result.metrics.selection_metric
+    return {
+        "model": result.model,
+        "task": result.task,
+        "method": result.method,
+        "seed": result.seed,
+        "lr": float(result.config["train"]["lr"]),
+        "score": 100.0 * float(result.metrics.best.numbers[metric]),
+        "metric": metric,
+        "content": _content(result.config),
+    }
+
+
+def _completed(paths) -> list:
+    results = (parse_result(path).result for path in paths)  # checked as the table's runs are
+    return [r for r in results if r is not None and r.status == COMPLETED]
+
+
 def grid_frame(grid_dir: Path) -> pd.DataFrame:
-    """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %)."""
+    """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %), content."""
     rows = []
     for path in sorted(grid_dir.glob(f"**/{LR_FOLDER}*/{RESULT_FILE}")):
-        result = parse_result(path).result  # checked as the table's runs are
-        if result is None or result.status != COMPLETED:
-            continue
-        lr = float(result.config["train"]["lr"])
-        folder = path.parent.name
-        if not math.isclose(lr, float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
-            raise ReportError(f"{path}: trained with train.lr={lr}, but its grid folder is {folder}")
-        metric = result.metrics.selection_metric
-        rows.append(
-            {
-                "model": result.model,
-                "task": result.task,
-                "method": result.method,
-                "seed": result.seed,
-                "lr": lr,
-                "score": 100.0 * float(result.metrics.best.numbers[metric]),
-                "metric": metric,
-            }
-        )
-    return pd.DataFrame(rows, columns=["model", "task", "method", "seed", "lr", "score", "metric"])
+        for result in _completed([path]):
+            row = _row(result)
+            folder = path.parent.name
+            if not math.isclose(row["lr"], float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
+                raise ReportError(f"{path}: trained with train.lr={row['lr']}, but its grid folder is {folder}")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def evidence_frame(dirs: list[Path]) -> pd.DataFrame:
+    """Every completed run under ``dirs``, in grid_frame's columns: the runs that can rule a rate out."""
+    paths = sorted({p for d in dirs for p in Path(d).glob(f"**/{RESULT_FILE}")})
+    return pd.DataFrame([_row(r) for r in _completed(paths)], columns=COLUMNS)
 
 
 def grid_table(frame: pd.DataFrame, model: str) -> Table:
@@ -80,32 +109,52 @@ def grid_table(frame: pd.DataFrame, model: str) -> Table:
     return Table.from_rows("lr_grid", f"Learning-rate grid ({model})", cells, csv, notes)
 
 
-def _choice_cell(mean: float, complete: bool, eligible: bool, chosen: bool, fmt: str) -> str:
+def _same_config(grid: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
+    """The evidence runs that trained some grid point's config with another seed (a key only one
+    side records is no difference, as for run identity)."""
+    points = grid.groupby(POINT)["content"].apply(list).to_dict()
+    keep = [
+        any(not identity.differences(grid_content, row.content) for grid_content in points.get(key, []))
+        for key, row in zip(evidence[POINT].itertuples(index=False, name=None), evidence.itertuples(), strict=True)
+    ]
+    return evidence[keep]
+
+
+def _choice_cell(mean: float, complete: bool, beats: bool, stable: bool, chosen: bool, fmt: str) -> str:
     if not complete:
         return "not on every task yet"
-    return render.num(mean, fmt, is_best=chosen) if eligible else "below the probe"
+    if not beats:
+        return "below the probe"
+    return render.num(mean, fmt, is_best=chosen) if stable else "a run at it fell below the probe"
 
 
-def grid_choice_table(frame: pd.DataFrame, model: str, probe: str = "head") -> Table:
+def grid_choice_table(
+    frame: pd.DataFrame, model: str, probe: str = "head", evidence: pd.DataFrame | None = None
+) -> Table:
     """Each method's rate by the study's rule (conf/protocol/minilm/README.md), over every task the
-    grid ran: the best mean score over the tasks, among the rates whose run beats the probe's best
-    grid score on each task. A rate missing on some task is not eligible either."""
+    grid ran: the best mean score over the tasks, among the rates whose grid run beats the probe's
+    best grid score on each task, and none of whose other runs (``evidence``: the grid point's exact
+    config with another seed) fell below it. A rate missing on some task is not eligible either."""
     frame = frame[frame["model"] == model]
     scores = frame.groupby(["method", "lr", "task"])["score"].mean().unstack("task")  # rows (method, lr)
     tasks = list(scores.columns)
+    same_points = frame if evidence is None else pd.concat([frame, _same_config(frame, evidence)])
+    worst = same_points.groupby(["method", "lr", "task"])["score"].min().unstack("task").reindex(scores.index)
     floor = scores.loc[probe].max() if probe in scores.index.get_level_values("method") else None
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv = []
     for method in sorted(scores.index.get_level_values("method").unique(), key=method_sort_key):
         rates = scores.loc[method]
         complete = rates.notna().all(axis=1)
-        beats_probe = (rates > floor).all(axis=1) if floor is not None and method != probe else complete
-        eligible = complete & beats_probe
+        is_probe = floor is None or method == probe
+        beats = complete if is_probe else (rates > floor).all(axis=1)
+        stable = complete if is_probe else (worst.loc[method] > floor).all(axis=1)
+        eligible = complete & beats & stable
         means = rates.mean(axis=1)
         chosen = float(means[eligible].idxmax()) if eligible.any() else None
         for fmt in ("md", "tex"):
             values = [
-                f"{lr:g}: {_choice_cell(means[lr], complete[lr], eligible[lr], lr == chosen, fmt)}"
+                f"{lr:g}: {_choice_cell(means[lr], complete[lr], beats[lr], stable[lr], lr == chosen, fmt)}"
                 for lr in rates.index
             ]
             cells[fmt].append(
@@ -122,6 +171,7 @@ def grid_choice_table(frame: pd.DataFrame, model: str, probe: str = "head") -> T
     notes = [
         f"Model: `{model}`. Tasks: {', '.join(task_title(t) for t in tasks)}. Mean of the grid scores over "
         f"these tasks; a rate is eligible when it ran on every task and beat the probe's (`{probe}`) best "
-        "grid score on each. The chosen rate in bold.",
+        "grid score on each, and no other run of the same config (another seed: a table run, an archived "
+        "one) fell below that score. The chosen rate in bold.",
     ]
     return Table.from_rows("lr_choice", f"Learning rates chosen over the grid's tasks ({model})", cells, csv, notes)
