@@ -29,12 +29,22 @@ def summary(result: dict) -> str:
         f" on {result['env']['device']}"
     )
     if result.get("freezing"):
-        steps = [s for s in result["freezing"].values() if s is not None]
-        lines.append(f"  froze {len(steps)} projection matrices, the last at step {max(steps, default=0)}")
+        lines.append(freezing_line(result["freezing"]))
     if result.get("weights"):
         w = result["weights"]
         lines.append(f"  epoch {w['epoch']}'s weights in {w['path']}/ ({w['format']}, {w['bytes']:,} bytes)")
     return "\n".join(lines)
+
+
+def freezing_line(freezing: dict[str, int | None]) -> str:
+    """AFLoRA's freezing in one line. Step 0 marks the matrices that never trained (the attention
+    projections of trainable_projections=ffn), so they are counted apart from the adaptive freezes."""
+    trained = [step for step in freezing.values() if step != 0]
+    frozen = [step for step in trained if step is not None]
+    line = f"  froze {len(frozen)} of {len(trained)} trainable projection matrices"
+    line += f", the last at step {max(frozen)}" if frozen else ""
+    never = len(freezing) - len(trained)
+    return line + (f"; {never} were frozen from the start" if never else "")
 
 
 def main(argv: list[str] | None = None) -> int:
