@@ -21,6 +21,7 @@ from harness.checkpoints import MarkCompleteCheckpoints
 from harness.epoch_timer import EpochTimer
 from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
+from harness.history import LogAtEpochEnd
 from harness.methods import BuildContext, Builder, MethodBuild, method_builder
 from harness.model_card import run_facts
 from harness.models import check_sequence_length, head_modules, load_model
@@ -103,7 +104,7 @@ def assemble(
     timer = EpochTimer() if run_dir is not None else None
     harness_callbacks: list[TrainerCallback] = [ClipAndCheckGradients(cfg.train.max_grad_norm), tracker]
     if run_dir is not None:
-        harness_callbacks.append(timer)
+        harness_callbacks += [timer, LogAtEpochEnd()]
         if cfg.train.save_best:  # the best epoch's weights, saved as it is evaluated (harness/best_weights.py)
             harness_callbacks.append(SaveBestWeights(run_dir, task, run_facts(cfg, task, counts), counter))
         # Last: a checkpoint counts as complete only once everything before it has saved.

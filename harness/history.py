@@ -9,22 +9,36 @@ data.protocol=heldout's selection split: ``accuracy_select``).
 from __future__ import annotations
 
 import math
-from statistics import fmean
 from typing import Any
+
+from transformers import TrainerCallback
 
 from harness.errors import HarnessError
 from harness.tasks import TaskSpec
 
 
+class LogAtEpochEnd(TrainerCallback):
+    """Close the Trainer's training-loss window at every epoch end, so that no logged loss spans two
+    epochs. A run resumes at an epoch end, where the Trainer opens a new window; closing one there in
+    every run makes an uninterrupted run log the same windows as a resumed one, and so the same
+    per-epoch train_loss."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log = True
+
+
 def per_epoch_records(log_history: list[dict[str, Any]], task: TaskSpec) -> list[dict[str, Any]]:
     records: dict[int, dict[str, Any]] = {}
-    train_losses: dict[int, list[float]] = {}
+    train_losses: dict[int, list[tuple[float, int]]] = {}  # epoch -> (window's mean loss, its steps)
+    last_logged_step = 0
     for entry in log_history:
         epoch = entry.get("epoch")
         if epoch is None:
             continue
-        if "loss" in entry:  # a training log line; attribute it to the epoch it falls in
-            train_losses.setdefault(max(int(-(-epoch // 1)), 1), []).append(entry["loss"])
+        if "loss" in entry:  # a training log line: the mean over the steps since the last one
+            window = (entry["loss"], entry["step"] - last_logged_step)
+            train_losses.setdefault(max(int(-(-epoch // 1)), 1), []).append(window)
+            last_logged_step = entry["step"]
         for split, suffix in task.evaluated_splits.items():
             prefix = f"eval_{split}_"
             if f"{prefix}loss" not in entry:
@@ -35,8 +49,10 @@ def per_epoch_records(log_history: list[dict[str, Any]], task: TaskSpec) -> list
             record["loss" + suffix] = entry[f"{prefix}loss"]
             record["eval_seconds" + suffix] = entry.get(f"{prefix}runtime", 0.0)
     for epoch, record in records.items():
-        losses = train_losses.get(epoch)
-        record["train_loss"] = fmean(losses) if losses else None
+        windows = train_losses.get(epoch)  # LogAtEpochEnd: no window spans two epochs
+        total_steps = sum(steps for _, steps in windows or ())
+        # the mean over the epoch's steps (statistics.fmean takes weights only from Python 3.11)
+        record["train_loss"] = sum(loss * steps for loss, steps in windows) / total_steps if total_steps else None
     return [records[e] for e in sorted(records)]
 
 

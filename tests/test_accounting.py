@@ -117,3 +117,17 @@ def test_per_epoch_records_for_mnli_use_suffixes():
     assert records[0]["train_loss"] == pytest.approx(0.9) and records[1]["train_loss"] == pytest.approx(0.6)
     best, final = best_and_final(records, spec)
     assert best["epoch"] == 1 and final["epoch"] == 2  # selected on matched accuracy only
+
+
+def test_an_epochs_train_loss_weights_each_logged_window_by_its_steps():
+    spec = TaskSpec.from_config(compose(["task=rte"]).task)
+    history = [
+        {"loss": 1.0, "epoch": 0.3, "step": 3},  # the mean of steps 1-3
+        {"loss": 0.4, "epoch": 1.0, "step": 10},  # of steps 4-10: the window the epoch end closed
+        {"eval_validation_loss": 0.7, "eval_validation_accuracy": 0.6, "epoch": 1.0, "step": 10},
+        {"loss": 0.2, "epoch": 1.1, "step": 11},
+        {"eval_validation_loss": 0.6, "eval_validation_accuracy": 0.7, "epoch": 2.0, "step": 20},
+    ]
+    records = per_epoch_records(history, spec)
+    assert records[0]["train_loss"] == pytest.approx((3 * 1.0 + 7 * 0.4) / 10)  # 0.58, not (1.0 + 0.4) / 2
+    assert records[1]["train_loss"] == pytest.approx(0.2)
