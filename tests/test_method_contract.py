@@ -20,6 +20,7 @@ from harness.best_weights import SaveBestWeights
 from harness.checkpoints import MarkCompleteCheckpoints
 from harness.epoch_timer import EpochTimer
 from harness.gradients import ClipAndCheckGradients
+from harness.history import LogAtEpochEnd
 from harness.lifecycle import run as run_lifecycle
 from harness.methods import MethodBuild, MethodCallback, get_builder, register_method
 from harness.params import TrainableParamTracker
@@ -108,7 +109,15 @@ def test_the_callbacks_in_their_order(tmp_path, glue_dir):
     cfg = probe_cfg(glue_dir, "train.save_best=true")
     task = TaskSpec.from_config(cfg.task)
     run = assemble(cfg, task, steps_per_epoch=4, total_steps=8, run_dir=tmp_path)
-    kinds = [Probe, ClipAndCheckGradients, TrainableParamTracker, EpochTimer, SaveBestWeights, MarkCompleteCheckpoints]
+    kinds = [
+        Probe,
+        ClipAndCheckGradients,
+        TrainableParamTracker,
+        EpochTimer,
+        LogAtEpochEnd,
+        SaveBestWeights,
+        MarkCompleteCheckpoints,
+    ]
     assert [type(cb) for cb in run.callbacks] == kinds
     assert run.counter(run.model) == PROBE_COUNT and run.build_optimizer() is SEEN["factory_optimizer"]
 
