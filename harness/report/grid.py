@@ -54,28 +54,32 @@ def _row(result) -> dict:
     }
 
 
-def _completed(paths) -> list:
-    results = (parse_result(path).result for path in paths)  # checked as the table's runs are
-    return [r for r in results if r is not None and r.status == COMPLETED]
+def _completed(path: Path):
+    """The run's result when it completed, else None; checked as the table's runs are."""
+    result = parse_result(path).result
+    return result if result is not None and result.status == COMPLETED else None
 
 
 def grid_frame(grid_dir: Path) -> pd.DataFrame:
     """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %), content."""
     rows = []
     for path in sorted(grid_dir.glob(f"**/{LR_FOLDER}*/{RESULT_FILE}")):
-        for result in _completed([path]):
-            row = _row(result)
-            folder = path.parent.name
-            if not math.isclose(row["lr"], float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
-                raise ReportError(f"{path}: trained with train.lr={row['lr']}, but its grid folder is {folder}")
-            rows.append(row)
+        result = _completed(path)
+        if result is None:
+            continue
+        row = _row(result)
+        folder = path.parent.name
+        if not math.isclose(row["lr"], float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
+            raise ReportError(f"{path}: trained with train.lr={row['lr']}, but its grid folder is {folder}")
+        rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def evidence_frame(dirs: list[Path]) -> pd.DataFrame:
     """Every completed run under ``dirs``, in grid_frame's columns: the runs that can rule a rate out."""
     paths = sorted({p for d in dirs for p in Path(d).glob(f"**/{RESULT_FILE}")})
-    return pd.DataFrame([_row(r) for r in _completed(paths)], columns=COLUMNS)
+    results = [_completed(path) for path in paths]
+    return pd.DataFrame([_row(r) for r in results if r is not None], columns=COLUMNS)
 
 
 def grid_table(frame: pd.DataFrame, model: str) -> Table:
@@ -114,8 +118,11 @@ def _same_config(grid: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
     side records is no difference, as for run identity)."""
     points = grid.groupby(POINT)["content"].apply(list).to_dict()
     keep = [
-        any(not identity.differences(grid_content, row.content) for grid_content in points.get(key, []))
-        for key, row in zip(evidence[POINT].itertuples(index=False, name=None), evidence.itertuples(), strict=True)
+        any(
+            not identity.differences(seen, row.content)
+            for seen in points.get(tuple(getattr(row, c) for c in POINT), [])
+        )
+        for row in evidence.itertuples()
     ]
     return evidence[keep]
 
