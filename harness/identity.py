@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
-from harness.results import RESULT_FILE, write_json_atomic
+from harness.results import RESULT_FILE, ResultFileError, read_result_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +155,10 @@ def _legacy_content(run_dir: Path) -> dict[str, Any] | None:
     """A directory from before fingerprints: its result's config, else the one its checkpoints
     trained with (``.hydra/config.yaml``, which Hydra no longer overwrites)."""
     try:
-        result = json.loads((run_dir / RESULT_FILE).read_text())
-        if isinstance(result, dict) and isinstance(result.get("config"), dict):
+        result = read_result_file(run_dir / RESULT_FILE)
+        if isinstance(result.get("config"), dict):
             return content(result["config"])
-    except (OSError, ValueError):
+    except ResultFileError:
         pass
     from harness.checkpoints import has_checkpoints  # transformers: not at run.py's start-up
 

@@ -18,7 +18,6 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -38,7 +37,8 @@ from harness.errors import HarnessError
 from harness.methods import WeightsLoader, method_weights_loader
 from harness.metrics import compute_metrics_fn, to_predictions
 from harness.models import load_model, load_tokenizer
-from harness.results import read_result
+from harness.result_schema import COMPLETED, RunResult
+from harness.results import RESULT_FILE, load_result
 from harness.submission import PREDICTIONS_DIR, TEST_FILES, write_tsv
 from harness.tasks import TaskSpec
 from harness.training import resolve_device
@@ -46,16 +46,17 @@ from harness.training import resolve_device
 log = logging.getLogger(__name__)
 
 
-def load_run(run_dir: Path) -> tuple[DictConfig, dict[str, Any]]:
+def load_run(run_dir: Path) -> tuple[DictConfig, RunResult]:
     """The run's resolved config and result; a completed run with saved weights, or a HarnessError."""
-    result = read_result(run_dir)
-    if result is None:
+    path = run_dir / RESULT_FILE
+    if not path.exists():
         raise HarnessError(f"{run_dir}: no result.json (not a run directory, or the run never started)")
-    if result.get("status") != "completed":
-        raise HarnessError(f"{run_dir}: the run has not completed (status {result.get('status')!r})")
+    result = load_result(path)
+    if result.status != COMPLETED:
+        raise HarnessError(f"{run_dir}: the run has not completed (status {result.status!r}: {result.error})")
     if not (run_dir / BEST_DIR).is_dir():
         raise HarnessError(f"{run_dir / BEST_DIR}: no saved weights (the run had train.save_best=false or predates it)")
-    return OmegaConf.create(result["config"]), result
+    return OmegaConf.create(result.config), result
 
 
 def load_adapter(base: torch.nn.Module, folder: Path, load_weights: WeightsLoader | None = None) -> torch.nn.Module:
@@ -136,7 +137,7 @@ def predict_test(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_dir: st
     return written
 
 
-def compare(reproduced: dict[str, float], reported: dict[str, Any]) -> list[str]:
+def compare(reproduced: dict[str, float], reported: dict[str, float | None]) -> list[str]:
     """Lines saying, per metric, whether the reloaded weights gave result.json's number."""
     lines = []
     for key, value in reproduced.items():
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.out or args.run_dir / PREDICTIONS_DIR
         trainer = inference_trainer(model, cfg, task, load_tokenizer(cfg.model), out_dir)
         if not args.no_check:
-            for line in compare(evaluate_validation(trainer, cfg, task, data_dir), result["metrics"]["best"]):
+            for line in compare(evaluate_validation(trainer, cfg, task, data_dir), result.metrics.best.numbers):
                 log.info("%s", line)
         predict_test(trainer, cfg, task, data_dir, out_dir)
     except HarnessError as err:

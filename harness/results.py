@@ -11,10 +11,14 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.result_schema import COMPLETED, RunResult
+from harness.errors import HarnessError
+from harness.result_schema import COMPLETED, FAILED, RunResult
+from harness.typed_json import FieldError
 
 RESULT_FILE = "result.json"
 
@@ -61,18 +65,60 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"result.json cannot hold a {type(value).__name__}: {value!r}")
 
 
-def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """The file as parsed, unchecked: enough to tell a completed run (``RunResult.from_json``
-    checks it, as the report does)."""
-    path = Path(run_dir) / RESULT_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+class ResultFileError(HarnessError):
+    """A result.json that cannot be read or does not follow harness/result_schema.py: one line
+    naming the file and the dotted field, instead of a KeyError or a pandas traceback downstream."""
+
+    def __init__(self, path: Path | str, field_name: str, problem: str) -> None:
+        self.path = Path(path)
+        self.field = field_name
+        super().__init__(f"{path}: field '{field_name}' {problem}")
+
+
+def read_result_file(path: Path) -> dict[str, Any]:
+    """The file parsed: a JSON object whose ``status`` is a string (a run still training may have
+    written no more than its identity); ResultFileError otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultFileError(path, "<file>", f"cannot be read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(
+            path, "<json>", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ResultFileError(path, "<root>", f"has type {type(data).__name__} (expected object)")
+    status = data.get("status")
+    if not isinstance(status, str):
+        problem = "is missing" if "status" not in data else f"has type {type(status).__name__}"
+        raise ResultFileError(path, "status", f"{problem} (expected string)")
+    return data
+
+
+@contextmanager
+def fields_of(path: Path) -> Iterator[None]:
+    """Checks of ``path``'s RunResult inside the block fail as a ResultFileError naming the file."""
+    try:
+        yield
+    except FieldError as err:
+        raise ResultFileError(path, err.field, err.problem) from None
+
+
+def load_result(path: Path) -> RunResult:
+    """A finished (completed or failed) run's result.json, read and checked: the one way to read
+    the file as data. ResultFileError names the file and field of any problem."""
+    data = read_result_file(path)
+    if data["status"] not in (COMPLETED, FAILED):
+        raise ResultFileError(path, "status", f"is {data['status']!r} (expected {COMPLETED!r} or {FAILED!r})")
+    with fields_of(path):
+        return RunResult.from_json(data)
 
 
 def is_completed(run_dir: Path) -> bool:
+    path = Path(run_dir) / RESULT_FILE
     try:
-        result = read_result(run_dir)
-    except json.JSONDecodeError:
+        return path.exists() and read_result_file(path)["status"] == COMPLETED
+    except ResultFileError:
         return False
-    return bool(result) and result.get("status") == COMPLETED

@@ -3,37 +3,47 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from harness.errors import HarnessError
+from harness.result_schema import COMPLETED, RunResult
+from harness.results import load_result
 
-def summary(result: dict) -> str:
-    head = f"{result['model']} / {result['task']} / {result['method']} / seed {result['seed']}: {result['status']}"
-    if result["status"] != "completed":
-        return f"{head}\n  error: {result.get('error')}"
-    metrics, params, runtime = result["metrics"], result["params"], result["runtime"]
-    key = metrics["selection_metric"]
+
+def summary(result: RunResult) -> str:
+    head = f"{result.model} / {result.task} / {result.method} / seed {result.seed}: {result.status}"
+    if result.status != COMPLETED:
+        return f"{head}\n  error: {result.error}"
+    metrics, params, runtime = result.metrics, result.params, result.runtime
+    key = metrics.selection_metric
     lines = [head, f"  {'epoch':>5}  {key:>22}  {'eval loss':>9}  {'train loss':>10}"]
-    for r in metrics["per_epoch"]:
-        train_loss = f"{r['train_loss']:.4f}" if r.get("train_loss") is not None else "-"
-        lines.append(f"  {r['epoch']:>5}  {r[key]:>22.4f}  {r['loss']:>9.4f}  {train_loss:>10}")
-    best = metrics["best"]
-    lines.append(f"  best {key} {best[key]:.4f} at epoch {best['epoch']}")
+    for record in metrics.per_epoch:
+        numbers = record.numbers
+        lines.append(
+            f"  {record.epoch:>5}  {_number(numbers.get(key), '22.4f')}  {_number(numbers.get('loss'), '9.4f')}"
+            f"  {_number(numbers.get('train_loss'), '10.4f')}"
+        )
+    best = metrics.best
+    lines.append(f"  best {key} {_number(best.numbers.get(key), '.4f')} at epoch {best.epoch}")
     lines.append(
-        f"  trainable (head excluded): start {params['trainable_start']:,}, end {params['trainable_end']:,}, "
-        f"time-weighted {params['trainable_avg']:,.0f}; head {params['head']:,}"
+        f"  trainable (head excluded): start {params.trainable_start:,}, end {params.trainable_end:,}, "
+        f"time-weighted {params.trainable_avg:,.0f}; head {params.head:,}"
     )
-    lines.append(
-        f"  training {runtime['train_seconds']:.0f} s ({runtime['seconds_per_epoch']:.1f} s/epoch)"
-        f" on {result['env']['device']}"
-    )
-    if result.get("freezing"):
-        lines.append(freezing_line(result["freezing"]))
-    if result.get("weights"):
-        w = result["weights"]
-        lines.append(f"  epoch {w['epoch']}'s weights in {w['path']}/ ({w['format']}, {w['bytes']:,} bytes)")
+    per_epoch = "" if runtime.seconds_per_epoch is None else f" ({runtime.seconds_per_epoch:.1f} s/epoch)"
+    lines.append(f"  training {runtime.train_seconds:.0f} s{per_epoch} on {result.env.device}")
+    if result.freezing:
+        lines.append(freezing_line(result.freezing))
+    if result.weights:
+        w = result.weights
+        lines.append(f"  epoch {w.epoch}'s weights in {w.path}/ ({w.format}, {w.bytes:,} bytes)")
     return "\n".join(lines)
+
+
+def _number(value: float | None, spec: str) -> str:
+    """A number of the file, or "-" right-aligned where it is null (undefined, or not logged)."""
+    width = spec.split(".")[0]
+    return format(value, spec) if value is not None else format("-", f">{width or 1}")
 
 
 def freezing_line(freezing: dict[str, int | None]) -> str:
@@ -51,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("result", type=Path, help="a result.json written by run.py")
     args = parser.parse_args(argv)
-    if not args.result.exists():
-        print(f"{args.result}: no such file", file=sys.stderr)
+    try:
+        print(summary(load_result(args.result)))
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
-    print(summary(json.loads(args.result.read_text())))
     return 0
 
 

@@ -14,6 +14,7 @@ from harness import lifecycle
 from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
 from harness.models import load_tokenizer
 from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
+from harness.results import load_result
 from harness.show import summary
 from harness.tasks import TaskSpec
 from tests.conftest import CONF_DIR, REPO, compose
@@ -69,7 +70,8 @@ def test_model_card_says_what_the_hub_and_a_reader_need(tmp_path, glue_dir):
     assert "python run.py task=rte model=tiny-bert method=aflora seed=1" in card.text
     assert re.search(r"Trainable parameters at this epoch: [\d,]+ \(head excluded\)", card.text)
     selection = json.loads((tmp_path / BEST_DIR / SELECTION_FILE).read_text())
-    assert f"weights in best/ (peft-adapter, {result['weights']['bytes']:,} bytes)" in summary(result)  # harness.show
+    shown = summary(load_result(tmp_path / "result.json"))  # harness.show
+    assert f"weights in best/ (peft-adapter, {result['weights']['bytes']:,} bytes)" in shown
     assert selection == {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
 
 

@@ -11,9 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness import lifecycle, predict, submission
+from harness.result_schema import FAILED
+from harness.results import write_result
 from harness.submission import ALL_FILES, HEADER, LABEL_NAMES, TEST_FILES, prediction_strings
 from tests.conftest import compose
 from tests.glue_fixture import split_table, write_glue
+from tests.result_fixtures import completed
 
 N_TEST = 20
 
@@ -70,11 +73,15 @@ def test_labels_and_scores_as_the_server_wants_them():
     assert prediction_strings("stsb", np.array([-0.7, 2.5, 6.1, 3.14159])) == ["0.000", "2.500", "5.000", "3.142"]
 
 
-def test_predict_refuses_a_run_without_weights(tmp_path, capsys):
-    (tmp_path / "result.json").write_text(json.dumps({"status": "completed", "config": {}}))
+def test_predict_refuses_a_run_without_weights_or_not_completed(tmp_path, capsys):
+    write_result(tmp_path, completed())
     assert predict.main([str(tmp_path)]) == 2
     assert "no saved weights" in capsys.readouterr().err
+    write_result(tmp_path, completed(status=FAILED, error="ValueError: boom"))
+    assert predict.main([str(tmp_path)]) == 2
+    assert "has not completed (status 'failed': ValueError: boom)" in capsys.readouterr().err
     assert predict.main([str(tmp_path / "nowhere")]) == 2
+    assert "no result.json" in capsys.readouterr().err
 
 
 def fake_predictions(model_dir: Path, tasks: list[str]) -> list[Path]:

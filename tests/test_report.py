@@ -12,9 +12,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from harness.report import ReportError, ResultSchemaError, build_reports, load_runs, model_tables, parse_result
+from harness.report import ReportError, build_reports, load_runs, model_tables, parse_result
 from harness.report.__main__ import main
 from harness.report.paper import PAPER_COLUMNS, PAPER_TABLE
+from harness.results import ResultFileError
 
 MODEL = "tinybert"
 METRICS = {"rte": ("accuracy",), "mnli": ("accuracy", "accuracy_mm"), "stsb": ("pearson", "spearmanr")}
@@ -349,7 +350,7 @@ def _bad(tmp_path: Path, mutate) -> Path:
 )
 def test_schema_error_names_file_and_field(tmp_path: Path, mutate, field: str) -> None:
     path = _bad(tmp_path, mutate)
-    with pytest.raises(ResultSchemaError) as err:
+    with pytest.raises(ResultFileError) as err:
         parse_result(path)
     assert err.value.field == field
     assert str(path) in str(err.value) and f"'{field}'" in str(err.value)
@@ -360,7 +361,7 @@ def test_unparsable_json(tmp_path: Path) -> None:
     path = tmp_path / "m" / "rte" / "lora" / "seed1" / "result.json"
     path.parent.mkdir(parents=True)
     path.write_text('{"status": "completed", ')
-    with pytest.raises(ResultSchemaError, match="not valid JSON") as err:
+    with pytest.raises(ResultFileError, match="not valid JSON") as err:
         parse_result(path)
     assert str(path) in str(err.value)
 
@@ -370,7 +371,7 @@ def test_failed_run_needs_only_identity(tmp_path: Path) -> None:
     run = parse_result(path)
     assert (run.status, run.error, run.seed) == ("failed", "boom", 1)
     path.write_text(json.dumps({"status": "failed", "task": "rte", "model": "m", "method": "x", "seed": 1}))
-    with pytest.raises(ResultSchemaError, match="'error'"):
+    with pytest.raises(ResultFileError, match="'error'"):
         parse_result(path)
 
 

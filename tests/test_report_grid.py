@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.report.grid import evidence_frame, grid_choice_table, grid_frame, grid_table
-from harness.report.load import ReportError
+from harness.report.load import ReportError, load_runs
 from tests.test_report import METRICS, MODEL, result
 
 
@@ -88,3 +89,13 @@ def test_a_rate_is_ruled_out_by_another_seed_of_its_exact_config_that_fell_below
     assert not rows.loc[("lora", 1e-2), "eligible"] and rows.loc[("lora", 1e-2), "mean"] == pytest.approx(78.5)
     assert table.csv[table.csv["chosen"]].set_index("method")["lr"].to_dict() == {"head": 1e-2, "lora": 1e-3}
     assert "0.01: a run at it fell below the probe" in table.md.set_index("Method").loc["LoRA r=8"].iloc[0]
+
+
+def test_evidence_already_loaded_is_not_read_again(tmp_path):
+    runs = tmp_path / "runs"
+    write_point(runs, "a", 1e-2, "lora", 0.19, "stsb", seed=2)
+    write_point(runs, "b", 1e-3, "lora", 0.21, "stsb", seed=3)
+    read = evidence_frame([runs])
+    assert len(read) == 2
+    pd.testing.assert_frame_equal(evidence_frame([runs], {runs: load_runs(runs)}), read)
+    assert evidence_frame([runs, runs], {runs: []}).empty  # the loaded list stands for the folder

@@ -8,21 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import ResultSchemaError, parse_result
+from harness.report import parse_result
 from harness.result_schema import (
     COMPLETED,
     FAILED,
     SCHEMA_VERSION,
-    Env,
-    EpochRecord,
-    LoadAverage,
-    Metrics,
-    Params,
     RunResult,
-    Runtime,
-    Weights,
 )
-from harness.results import RESULT_FILE, write_result
+from harness.results import RESULT_FILE, ResultFileError, is_completed, load_result, write_result
+from tests.result_fixtures import completed
 
 # The top-level keys of every result.json since variant and fingerprint, in the order they are written.
 KEY_ORDER = [
@@ -43,76 +37,6 @@ KEY_ORDER = [
     "variant",
     "fingerprint",
 ]
-
-
-def completed(**changes) -> RunResult:
-    """A result built the way harness/experiment.py builds one: flat history records, the tracker's
-    [step, count] lists."""
-    records = [
-        {
-            "epoch": 1,
-            "step": 10,
-            "accuracy": 0.6,
-            "accuracy_mm": None,  # null: undefined at that epoch
-            "loss": 0.7,
-            "eval_seconds": 1.5,
-            "train_loss": None,
-        },
-        {
-            "epoch": 2,
-            "step": 20,
-            "accuracy": 0.7,
-            "accuracy_mm": 0.69,
-            "loss": 0.5,
-            "eval_seconds": 1.25,
-            "train_loss": 0.6,
-        },
-    ]
-    result = RunResult(
-        status=COMPLETED,
-        error=None,
-        task="mnli",
-        model="tiny-bert",
-        method="aflora",
-        seed=1,
-        config={"train": {"lr": 0.01}, "data": {"dir": None}},
-        metrics=Metrics(
-            selection_metric="accuracy",
-            best=EpochRecord.from_flat(records[1]),
-            final=EpochRecord.from_flat(records[1]),
-            per_epoch=[EpochRecord.from_flat(r) for r in records],
-        ),
-        params=Params(
-            total=1000,
-            head=66,
-            trainable_start=400,
-            trainable_end=100,
-            trainable_avg=212.5,
-            trainable_history=[[0, 400], [15, 100]],
-        ),
-        runtime=Runtime(
-            train_seconds=20,  # an integer where a number is expected stays an integer
-            train_cpu_seconds=18.5,
-            seconds_per_epoch=10.0,
-            cpu_seconds_per_epoch=9.25,
-            train_samples_per_second=None,
-            eval_seconds=2.75,
-            threads=1,
-            load_average=LoadAverage(start=[0.5, 0.4, 0.3], end=[1.0, 0.5, 0.3]),
-            peak_memory_mb=100.0,
-            resumed_from="checkpoint-10",
-            steps=20,
-            train_examples=32,
-            device="cpu",
-        ),
-        weights=Weights(path="best", epoch=2, format="peft-adapter", bytes=4096),
-        env=Env(python="3.11", torch="2.4", hostname="box", device="cpu: x86_64, 1 threads"),
-        variant="",
-        fingerprint="abc123",
-    )
-    for key, value in changes.items():
-        setattr(result, key, value)
-    return result
 
 
 def write_file(root: Path, result: RunResult) -> Path:
@@ -138,6 +62,20 @@ def test_written_result_reads_back_equal(tmp_path: Path) -> None:
     run = parse_result(path)  # the report's reader: the same type, checked
     assert run.result == result
     assert (run.status, run.task, run.method, run.seed) == (COMPLETED, "mnli", "aflora", 1)
+
+
+def test_load_result_is_the_checked_reader_of_one_file(tmp_path: Path) -> None:
+    path = write_file(tmp_path, completed())
+    assert load_result(path) == completed() and is_completed(path.parent)
+    data = completed().to_json()
+    data["runtime"]["seconds_per_epoch"] = "slow"
+    with pytest.raises(ResultFileError, match=r"field 'runtime.seconds_per_epoch' has type str"):
+        load_result(write_dict(tmp_path, data))
+    unfinished = write_dict(tmp_path, {**data, "status": "running"})
+    with pytest.raises(ResultFileError, match=r"field 'status' is 'running' \(expected 'completed' or 'failed'\)"):
+        load_result(unfinished)
+    unfinished.write_text('{"status": "completed", ')  # not JSON: the run is not taken as done
+    assert not is_completed(unfinished.parent)
 
 
 def test_file_layout_is_the_one_of_existing_results(tmp_path: Path) -> None:
@@ -254,7 +192,7 @@ def test_a_bad_field_is_named_with_its_dotted_path(tmp_path: Path, mutate, field
     data = completed().to_json()
     mutate(data)
     path = write_dict(tmp_path, data)
-    with pytest.raises(ResultSchemaError) as err:
+    with pytest.raises(ResultFileError) as err:
         parse_result(path)
     assert err.value.field == field
     assert str(err.value).startswith(f"{path}: field '{field}' ") and "\n" not in str(err.value)
@@ -263,12 +201,10 @@ def test_a_bad_field_is_named_with_its_dotted_path(tmp_path: Path, mutate, field
 def test_messages_say_what_was_expected(tmp_path: Path) -> None:
     data = completed().to_json()
     data["runtime"]["seconds_per_epoch"] = "slow"
-    with pytest.raises(
-        ResultSchemaError, match=r"'runtime.seconds_per_epoch' has type str \(expected number or null\)"
-    ):
+    with pytest.raises(ResultFileError, match=r"'runtime.seconds_per_epoch' has type str \(expected number or null\)"):
         parse_result(write_dict(tmp_path, data))
     del data["runtime"]
-    with pytest.raises(ResultSchemaError, match=r"'runtime' is missing or null"):
+    with pytest.raises(ResultFileError, match=r"'runtime' is missing or null"):
         parse_result(write_dict(tmp_path, data))
 
 
@@ -276,6 +212,6 @@ def test_a_failed_run_needs_no_metrics_but_its_identity_is_checked(tmp_path: Pat
     data = {"status": FAILED, "error": "boom", "task": "rte", "model": "m", "method": "x", "seed": 1}
     assert parse_result(write_dict(tmp_path, data)).result.metrics is None
     data["seed"] = True
-    with pytest.raises(ResultSchemaError) as err:
+    with pytest.raises(ResultFileError) as err:
         parse_result(write_dict(tmp_path, data))
     assert err.value.field == "seed"

@@ -25,6 +25,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.result_schema import COMPLETED
+from harness.results import RESULT_FILE, load_result
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,20 +74,20 @@ def run_variant(opts: Any, variant: str, root: Path, glue_dir: str) -> dict[str,
     log.info("epoch mode, %s: %s", variant, " ".join(cmd[1:]))
     subprocess.run(cmd, cwd=REPO, env=_env(opts, glue_dir), check=True)
     # the overrides name a folder below seed1/ (harness/identity.py); this runs_dir holds one run
-    (path,) = (runs_dir / opts.model / opts.task / opts.method / "seed1").rglob("result.json")
-    result = json.loads(path.read_text())
-    if result["status"] != "completed":
-        raise RuntimeError(f"epoch mode, {variant}: run failed: {result['error']}")
-    metric = result["metrics"]["selection_metric"]
-    runtime = result["runtime"]
+    (path,) = (runs_dir / opts.model / opts.task / opts.method / "seed1").rglob(RESULT_FILE)
+    result = load_result(path)
+    if result.status != COMPLETED:
+        raise RuntimeError(f"epoch mode, {variant}: run failed: {result.error}")
+    metric = result.metrics.selection_metric
+    runtime = result.runtime
     return {
         "overrides": run_overrides(opts, variant, runs_dir),
-        "seconds_per_epoch": runtime["seconds_per_epoch"],
-        "train_samples_per_second": runtime["train_samples_per_second"],
-        "steps": runtime["steps"],
-        "train_examples": runtime["train_examples"],
+        "seconds_per_epoch": runtime.seconds_per_epoch,
+        "train_samples_per_second": runtime.train_samples_per_second,
+        "steps": runtime.steps,
+        "train_examples": runtime.train_examples,
         "metric": metric,
-        "value": result["metrics"]["best"][metric],
+        "value": result.metrics.best.numbers[metric],
     }
 
 

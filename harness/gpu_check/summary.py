@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
+from harness.result_schema import COMPLETED, RunResult
+from harness.results import RESULT_FILE, ResultFileError, load_result
 
 # The paper's runtime over whole training runs, normalised to ELoRA (docs/method.md, "Published numbers";
 # harness.bench.report)
@@ -29,12 +31,16 @@ def _f(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def completed_result(runs: Path, model: str, task: str, method: str, seed: int) -> dict[str, Any] | None:
+def completed_result(runs: Path, model: str, task: str, method: str, seed: int) -> RunResult | None:
     """The newest completed result.json of a cell (its run directory may hold a variant folder)."""
-    found = sorted((runs / model / task / method / f"seed{seed}").rglob("result.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted((runs / model / task / method / f"seed{seed}").rglob(RESULT_FILE), key=lambda p: p.stat().st_mtime)
     for path in reversed(found):
-        result = _load(path)
-        if result and result.get("status") == "completed":
+        try:
+            result = load_result(path)
+        except ResultFileError as err:  # the summary lists the cell as not run, and says why here
+            print(f"warning: {err}", file=sys.stderr)
+            continue
+        if result.status == COMPLETED:
             return result
     return None
 
@@ -131,9 +137,9 @@ def study_section(runs: Path, plan: Plan, outcomes: dict[str, str]) -> list[str]
         outcome = outcomes.get(f"study {task}-{method}-seed{seed}", "not run")
         best = seconds = ""
         if result:
-            metric = result["metrics"]["selection_metric"]
-            best = f"{metric} {result['metrics']['best'][metric]:.4f}"
-            seconds = f"{result['runtime']['train_seconds']:.0f}"
+            metric = result.metrics.selection_metric
+            best = f"{metric} {_f(result.metrics.best.numbers.get(metric), '.4f')}"
+            seconds = f"{result.runtime.train_seconds:.0f}"
         lines.append(f"| {task} | {method} | {seed} | {outcome} | {seconds} | {best} |")
     return [*lines, ""]
 

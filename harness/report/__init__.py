@@ -5,11 +5,10 @@ Entry point: ``python -m harness.report --runs runs --out reports [--model M] [-
 
 from harness.report.build import build_model_report, build_reports, model_tables
 from harness.report.figures import freeze_matrix, mean_freeze_matrix
-from harness.report.load import ReportError, ResultSchemaError, load_runs, parse_result
+from harness.report.load import ReportError, load_runs, parse_result
 
 __all__ = [
     "ReportError",
-    "ResultSchemaError",
     "build_model_report",
     "build_reports",
     "freeze_matrix",

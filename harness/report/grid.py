@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness import identity
 from harness.report import render
-from harness.report.load import ReportError, parse_result
+from harness.report.load import ReportError, Run, parse_result
 from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.render import MISSING, Table
 from harness.result_schema import COMPLETED
@@ -75,11 +75,17 @@ def grid_frame(grid_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def evidence_frame(dirs: list[Path]) -> pd.DataFrame:
-    """Every completed run under ``dirs``, in grid_frame's columns: the runs that can rule a rate out."""
-    paths = sorted({p for d in dirs for p in Path(d).glob(f"**/{RESULT_FILE}")})
-    results = [_completed(path) for path in paths]
-    return pd.DataFrame([_row(r) for r in results if r is not None], columns=COLUMNS)
+def evidence_frame(dirs: list[Path], loaded: dict[Path, list[Run]] | None = None) -> pd.DataFrame:
+    """Every completed run under ``dirs``, in grid_frame's columns: the runs that can rule a rate out.
+    ``loaded``: runs already read, by their directory, which are not read again (the table's)."""
+    loaded = {Path(d).resolve(): runs for d, runs in (loaded or {}).items()}
+    results = []
+    for directory in dict.fromkeys(Path(d).resolve() for d in dirs):
+        if directory in loaded:
+            results += [run.result for run in loaded[directory] if run.status == COMPLETED]
+        else:
+            results += [r for r in map(_completed, sorted(directory.glob(f"**/{RESULT_FILE}"))) if r is not None]
+    return pd.DataFrame([_row(r) for r in results], columns=COLUMNS)
 
 
 def grid_table(frame: pd.DataFrame, model: str) -> Table:

@@ -1,13 +1,12 @@
 """Find result.json files and read them as checked RunResults; nothing else is read by the report.
 
-The format and its checks are harness/result_schema.py's. They run here, at the boundary, so that
-a malformed or old-schema file fails with one line naming the file and the dotted field instead
-of a pandas traceback deep inside a table.
+The format and its checks are harness/result_schema.py's, the reading harness/results.py's. They
+run here, at the boundary, so that a malformed or old-schema file fails with one line naming the
+file and the dotted field instead of a pandas traceback deep inside a table.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,23 +15,13 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.report.paper import Column, column_for
 from harness.result_schema import COMPLETED, FAILED, RunResult
-from harness.results import RESULT_FILE
-from harness.typed_json import FieldError
+from harness.results import RESULT_FILE, fields_of, read_result_file
 
 log = logging.getLogger(__name__)
 
 
 class ReportError(HarnessError):
     """An error the CLI reports as one line (no traceback)."""
-
-
-class ResultSchemaError(ReportError):
-    """A result.json that does not follow harness/result_schema.py."""
-
-    def __init__(self, path: Path | str, field_name: str, problem: str) -> None:
-        self.path = Path(path)
-        self.field = field_name
-        super().__init__(f"{path}: field '{field_name}' {problem}")
 
 
 @dataclass
@@ -91,31 +80,15 @@ def _incomplete_run(path: Path, status: str, data: dict[str, Any]) -> Run:
 
 
 def parse_result(path: Path) -> Run:
-    """Read and validate one result.json; raise ResultSchemaError naming the file and field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultSchemaError(path, "<file>", f"cannot be read ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultSchemaError(
-            path, "<json>", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    if not isinstance(data, dict):
-        raise ResultSchemaError(path, "<root>", f"has type {type(data).__name__} (expected object)")
-    status = data.get("status")
-    if not isinstance(status, str):
-        problem = "is missing" if "status" not in data else f"has type {type(status).__name__}"
-        raise ResultSchemaError(path, "status", f"{problem} (expected string)")
+    """Read and validate one result.json; raise ResultFileError naming the file and field."""
+    data = read_result_file(path)
+    status = data["status"]
     if status not in (COMPLETED, FAILED):
         return _incomplete_run(path, status, data)
-    try:
+    with fields_of(path):
         result = RunResult.from_json(data)
         if status == COMPLETED:  # what the tables need besides the format: the column's scores
             result.check_scores(column_for(result.task, result.metrics.selection_metric).metrics)
-    except FieldError as err:
-        raise ResultSchemaError(path, err.field, err.problem) from None
     run = Run(path, status, result.task, result.model, result.method, result.seed, result.error, result)
     return _with_variant(run, result.variant)
 
