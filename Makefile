@@ -63,8 +63,8 @@ study: setup ## the MiniLM study (conf/study/STUDY.yaml), JOBS runs at once; STA
 glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3), JOBS runs at once
 	$(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
-report: setup ## tables and figures for every model under runs/ into reports/
-	$(PY) -m harness.report --runs runs --out reports $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
+report: setup ## tables and figures for every model under runs/ into reports/, and the GLUE table into README.md
+	$(PY) -m harness.report --runs runs --out reports --readme README.md $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
 paper-tables: setup ## the paper's Table 1 layout with the published numbers beside ours
 	$(PY) -m harness.report --runs runs --out reports --paper

@@ -8,8 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.report.build import build_reports
-from harness.report.load import ReportError
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,6 +56,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="other runs (the table's, archived ones; repeat for several) whose seeds of a grid point's exact "
         "config can rule its rate out when they fell below the probe",
     )
+    p.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write each model's GLUE table between its '<!-- report:MODEL -->' and "
+        "'<!-- /report:MODEL -->' markers in FILE (make report: README.md)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return p.parse_args(argv)
 
@@ -68,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = shlex.join(["python", "-m", "harness.report", *argv])
     try:
-        written = build_reports(args.runs, args.out, args.model, command, args.grid, tuple(args.evidence))
-    except ReportError as exc:  # schema and input errors: one line, no traceback
+        written = build_reports(args.runs, args.out, args.model, command, args.grid, tuple(args.evidence), args.readme)
+    except HarnessError as exc:  # schema and input errors: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for model, paths in written.items():

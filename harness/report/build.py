@@ -12,6 +12,7 @@ from harness.report.figures import all_figures
 from harness.report.grid import evidence_frame, grid_choice_table, grid_frame, grid_table
 from harness.report.load import ReportError, Run, load_runs
 from harness.report.readme import readme
+from harness.report.readme_block import markers, replace_block, table_block
 from harness.report.render import Table
 from harness.report.study import ABLATIONS, ablation_table, floor_check_table, paired_table
 from harness.report.tables import comparison_table, glue_table, runs_table
@@ -44,10 +45,12 @@ def build_model_report(
     command: str,
     grid: pd.DataFrame | None = None,
     evidence: pd.DataFrame | None = None,
+    project_readme: Path | None = None,
 ) -> list[Path]:
     """Write reports/<model>/: tables (md, csv, tex), figures/*.png, README.md. Returns paths.
     ``grid``: a learning-rate grid's runs (grid.grid_frame); its table joins when it has this model.
-    ``evidence``: other runs (grid.evidence_frame) that can rule one of the grid's rates out."""
+    ``evidence``: other runs (grid.evidence_frame) that can rule one of the grid's rates out.
+    ``project_readme``: a file whose block for this model gets the GLUE table (readme_block.py)."""
     runs = [r for r in runs if r.model == model]
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = model_tables(runs, model)
@@ -60,7 +63,11 @@ def build_model_report(
     readme_path = out_dir / "README.md"
     readme_path.write_text(readme(model, runs, tables, figures, out_dir, command), encoding="utf-8")
     log.info("%s: wrote %d tables, %d figures", model, len(tables), len(figures))
-    return paths + figures + [readme_path]
+    paths += [*figures, readme_path]
+    block = table_block(tables["glue_table"], runs, out_dir.as_posix())
+    if project_readme is not None and replace_block(project_readme, model, block):
+        paths.append(project_readme)
+    return paths
 
 
 def build_reports(
@@ -70,12 +77,14 @@ def build_reports(
     command: str,
     grid_dir: Path | None = None,
     evidence_dirs: tuple[Path, ...] = (),
+    project_readme: Path | None = None,
 ) -> dict[str, list[Path]]:
     """Load every result.json under runs_dir (and a learning-rate grid's under grid_dir, with the runs
-    under evidence_dirs that can rule its rates out) and write out_root/<model>/ for each model."""
+    under evidence_dirs that can rule its rates out) and write out_root/<model>/ for each model; with
+    ``project_readme``, also each model's GLUE table into that file's block for it."""
     runs = load_runs(runs_dir)
     grid = grid_frame(grid_dir) if grid_dir is not None else None
-    evidence = evidence_frame(list(evidence_dirs)) if grid is not None and evidence_dirs else None
+    evidence = evidence_frame(list(evidence_dirs), {runs_dir: runs}) if grid is not None and evidence_dirs else None
     found = sorted({r.model for r in runs})
     wanted = models or found
     unknown = [m for m in wanted if m not in found]
@@ -83,4 +92,17 @@ def build_reports(
         raise ReportError(
             f"{runs_dir}: no result.json for model(s) {', '.join(unknown)} (found: {', '.join(found) or 'none'})"
         )
-    return {m: build_model_report(runs, m, out_root / m, command, grid, evidence) for m in wanted}
+    if project_readme is not None:
+        _check_has_a_block(project_readme, wanted)
+    return {m: build_model_report(runs, m, out_root / m, command, grid, evidence, project_readme) for m in wanted}
+
+
+def _check_has_a_block(path: Path, models: list[str]) -> None:
+    """Before anything is written: a README asked for must exist. One without a block for these
+    models (runs of another model) is only warned about: the report itself is still wanted."""
+    if not path.is_file():
+        raise ReportError(f"{path}: no such file (--readme)")
+    text = path.read_text(encoding="utf-8")
+    if not any(markers(m)[0] in text for m in models):
+        wanted = " or ".join(f"'{markers(m)[0]}'" for m in models)
+        log.warning("%s: no %s block, so no GLUE table is written there", path, wanted)
