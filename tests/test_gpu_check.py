@@ -9,6 +9,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -61,6 +62,8 @@ def test_dry_run_runs_every_step(dry_run):
     for heading in ("# GPU check (DRY RUN", "## Machine", "## Speed bench, fp32", "## Speed bench, bf16"):
         assert heading in text
     assert "## Epoch bench: one RTE epoch on tiny-deberta" in text and "## Study: tiny-bert" in text
+    for task, method, seed in plan.study_cells(plan.DRY_RUN):  # each cell's row read back from its result.json
+        assert re.search(rf"^\| {task} \| {method} \| {seed} \| exit 0 \| \d+ \| \w+ -?\d\.\d{{4}} \|$", text, re.M)
 
 
 @pytest.mark.integration
