@@ -188,10 +188,11 @@ class RunDirConflict(ConfigError):
 
 def check_same_config(run_dir: Path, current: dict[str, Any]) -> None:
     """Refuse, naming the differing keys, when ``run_dir`` holds a checkpoint or result of another config."""
-    from harness.checkpoints import has_checkpoints
+    if not (Path(run_dir) / RESULT_FILE).exists():
+        from harness.checkpoints import has_checkpoints  # torch: not for a directory with a result
 
-    if not (Path(run_dir) / RESULT_FILE).exists() and not has_checkpoints(run_dir):
-        return  # nothing to lose or to mistake for this config's
+        if not has_checkpoints(run_dir):
+            return  # nothing to lose or to mistake for this config's
     recorded = recorded_content(run_dir)
     if recorded is None:
         return

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from harness.finished_runs import REPO, is_finished
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,12 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
     return max((cores or os.cpu_count() or 1) // jobs, 1)
 
 
+def _overrides(run: Run, threads: int) -> list[str]:
+    return [*run.overrides, f"train.threads={threads}"]
+
+
 def _run_one(run: Run, threads: int, logs: Path) -> tuple[Run, int, float]:
-    command = [sys.executable, str(REPO / "run.py"), *run.overrides, f"train.threads={threads}"]
+    command = [sys.executable, str(REPO / "run.py"), *_overrides(run, threads)]
     start = time.monotonic()
     with open(logs / f"{run.label}.log", "a") as log:
         log.write(f"$ {' '.join(command[1:])}\n")
@@ -47,18 +51,24 @@ def _run_one(run: Run, threads: int, logs: Path) -> tuple[Run, int, float]:
 
 
 def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) -> list[Run]:
-    """Run everything, ``jobs`` at a time in list order, each with ``threads`` torch threads (default:
-    its share of the cores); list and return the runs that failed."""
+    """Run everything not finished yet, ``jobs`` at a time in list order, each with ``threads`` torch
+    threads (default: its share of the cores); list and return the runs that failed. A finished run
+    (harness/finished_runs.py) is stepped over here, without starting run.py for it."""
     logs.mkdir(parents=True, exist_ok=True)
     threads = threads or threads_per_job(jobs)
-    print(f"{len(runs)} runs, {jobs} at a time with {threads} thread(s) each; logs in {logs}/", flush=True)
+    todo = [run for run in runs if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
+    print(
+        f"{len(runs)} runs, {len(runs) - len(todo)} of them finished earlier; the other {len(todo)} "
+        f"{jobs} at a time with {threads} thread(s) each; logs in {logs}/",
+        flush=True,
+    )
     failed = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run_one, run, threads, logs) for run in runs]
+        futures = [pool.submit(_run_one, run, threads, logs) for run in todo]
         for done, future in enumerate(futures, 1):
             run, code, seconds = future.result()
             status = "ok" if code == 0 else f"FAILED (exit {code})"
-            print(f"[{done}/{len(runs)}] {run.label}: {status}, {seconds:.0f} s", flush=True)
+            print(f"[{done}/{len(todo)}] {run.label}: {status}, {seconds:.0f} s", flush=True)
             if code:
                 failed.append(run)
     if failed:

@@ -48,13 +48,9 @@ def shared_glue() -> Path:
 
 def compose(overrides: list[str]):
     """The config run.py would get for these overrides (Hydra initialised once per session)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from harness.compose import run_config
 
-    if not GlobalHydra.instance().is_initialized():
-        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
-    return hydra_compose(config_name="config", overrides=overrides)
+    return run_config(overrides)
 
 
 def run_cli(args: list[str], glue: Path | None, timeout: int = 300) -> subprocess.CompletedProcess:

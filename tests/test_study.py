@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from harness import identity, pool
+from harness.finished_runs import is_finished, run_dir_of
 from harness.methods import method_names
 from harness.pool import Run, run_all, threads_per_job
+from harness.result_schema import FAILED
+from harness.results import write_result
 from harness.study import study_runs
+from tests.result_fixtures import completed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,3 +94,26 @@ def test_two_runs_at_once_each_on_its_thread_share_and_a_failure_is_reported(glu
         result = json.loads(path.read_text())
         assert result["status"] == "completed" and result["runtime"]["threads"] == threads_per_job(2)
     assert "train.threads=" in (tmp_path / "logs" / f"{runs[0].label}.log").read_text()
+
+    started = []  # run again: only the failed run starts run.py; the finished ones are stepped over
+    monkeypatch.setattr(pool.subprocess, "call", lambda command, **_: started.append(command) or 0)
+    assert run_all(runs, jobs=2, logs=tmp_path / "logs") == []
+    assert [c[2:] for c in started] == [[*runs[2].overrides, f"train.threads={threads_per_job(2)}"]]
+    assert "3 runs, 2 of them finished earlier; the other 1 " in capsys.readouterr().out
+
+
+def test_a_run_is_finished_only_with_a_completed_result_of_its_own_config(tmp_path):
+    overrides = ["task=rte", "model=tiny-bert", "method=lora", "seed=1", "debug=default", f"runs_dir={tmp_path}"]
+    run_dir, content = run_dir_of(overrides)
+    assert run_dir == tmp_path / "tiny-bert" / "rte" / "lora" / "seed1" / "debug=default"  # run.py's layout
+    assert not is_finished(overrides)  # nothing there yet
+    write_result(run_dir, completed(status=FAILED, error="ValueError: boom"))
+    identity.write_fingerprint(run_dir, content)
+    assert not is_finished(overrides)  # a failed run is run again
+    write_result(run_dir, completed())
+    assert is_finished(overrides)
+    assert not is_finished([*overrides, "force=true"])  # retrains on purpose
+    assert not is_finished([*overrides[:-1], f"runs_dir={tmp_path / 'elsewhere'}"])
+    identity.write_fingerprint(run_dir, {**content, "train.lr": content["train.lr"] * 2})
+    assert not is_finished(overrides)  # another config's result: run.py refuses it, naming the keys
+    assert not is_finished([*overrides, "train.no_such_key=1"])  # does not compose: run.py says why

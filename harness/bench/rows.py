@@ -23,24 +23,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
 from harness.assembly import assemble
+from harness.compose import CONF_DIR, run_config
 from harness.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
 from harness.params import count_parameters
 from harness.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 AFLORA_ROWS = ("aflora", "aflora-nofreezer", "aflora-frozen", "aflora-frozen-unfolded")
 # The methods' own rows: every method but its variants (aflora's phases are rows of their own), and
 # head, whose cost the floor row bounds from above.
@@ -78,9 +75,7 @@ class Row:
 
 def compose_config(model: str, method: str, task: str = "rte") -> DictConfig:
     """The run config for (model, method, task) without a recipe: the method yaml's own settings."""
-    if not GlobalHydra.instance().is_initialized():
-        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
-    return compose("config", overrides=[f"model={model}", f"method={method}", f"task={task}", "~recipe"])
+    return run_config([f"model={model}", f"method={method}", f"task={task}", "~recipe"])
 
 
 def available_rows(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
