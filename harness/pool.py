@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.finished_runs import REPO, is_finished
+from harness.compose import REPO
+from harness.finished_runs import is_finished
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,10 @@ def build_model_report(
     readme_path.write_text(readme(model, runs, tables, figures, out_dir, command), encoding="utf-8")
     log.info("%s: wrote %d tables, %d figures", model, len(tables), len(figures))
     paths += [*figures, readme_path]
-    block = table_block(tables["glue_table"], runs, out_dir.as_posix())
-    if project_readme is not None and replace_block(project_readme, model, block):
-        paths.append(project_readme)
+    if project_readme is not None:
+        block = table_block(tables["glue_table"], runs, out_dir.as_posix())
+        if replace_block(project_readme, model, block):
+            paths.append(project_readme)
     return paths
 
 
