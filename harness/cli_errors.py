@@ -14,9 +14,8 @@ import re
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.errors import HarnessError
+from harness.errors import USER_ERROR, HarnessError
 
-USER_ERROR = 2
 # A file that cannot be written: a read-only or full runs_dir, a quota, ``ulimit -f``.
 WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 

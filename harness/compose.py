@@ -5,14 +5,12 @@ over finished runs, the tests)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "conf"
+from harness.paths import CONF_DIR
 
 
 def run_config(overrides: Sequence[str]) -> DictConfig:

@@ -6,14 +6,13 @@ import datetime as dt
 import platform
 import socket
 import subprocess
-from pathlib import Path
 
 import datasets
 import peft
 import torch
 import transformers
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from harness.paths import REPO
 
 
 def device_name(device: torch.device) -> str:
@@ -24,10 +23,10 @@ def device_name(device: torch.device) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=REPO,
             capture_output=True,
             text=True,
             timeout=10,

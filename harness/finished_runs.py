@@ -18,8 +18,9 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from harness import identity
-from harness.compose import REPO, run_config
+from harness.compose import run_config
 from harness.errors import HarnessError
+from harness.paths import REPO
 from harness.results import is_completed
 
 

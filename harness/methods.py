@@ -26,9 +26,10 @@ from omegaconf import OmegaConf
 from torch import nn
 from transformers import TrainerCallback
 
+from harness.paths import CONF_DIR
 from harness.schedule import Rounding, schedule_steps
 
-METHOD_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
+METHOD_CONF_DIR = CONF_DIR / "method"
 
 
 @dataclass(frozen=True)

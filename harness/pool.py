@@ -3,7 +3,7 @@
 Every torch process starts one thread per core by default, so two trainings at once on a 2-core
 machine would each run on 2 threads and slow each other down (measured: each step 2.3x slower
 than with one thread each). Here each of the N jobs gets ``train.threads = cores // N``. Runs start
-in list order; each one's output goes to ``<logs>/<run>.log``.
+in list order and are reported as they end; each one's output goes to ``<logs>/<run>.log``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.compose import REPO
 from harness.finished_runs import is_finished
+from harness.paths import REPO, RUN_PY
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _overrides(run: Run, threads: int) -> list[str]:
 
 
 def _run_one(run: Run, threads: int, logs: Path) -> tuple[Run, int, float]:
-    command = [sys.executable, str(REPO / "run.py"), *_overrides(run, threads)]
+    command = [sys.executable, str(RUN_PY), *_overrides(run, threads)]
     start = time.monotonic()
     with open(logs / f"{run.label}.log", "a") as log:
         log.write(f"$ {' '.join(command[1:])}\n")
@@ -66,12 +66,14 @@ def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) 
     failed = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_run_one, run, threads, logs) for run in todo]
-        for done, future in enumerate(futures, 1):
+        # Reported as each one ends: a short run's line should not wait behind a long one's.
+        for done, future in enumerate(as_completed(futures), 1):
             run, code, seconds = future.result()
             status = "ok" if code == 0 else f"FAILED (exit {code})"
             print(f"[{done}/{len(todo)}] {run.label}: {status}, {seconds:.0f} s", flush=True)
             if code:
                 failed.append(run)
+    failed.sort(key=todo.index)
     if failed:
         print(f"{len(failed)} run(s) failed (see their logs):", *(f"  {r.label}" for r in failed), sep="\n")
     return failed

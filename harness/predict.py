@@ -33,7 +33,7 @@ from transformers import (
 
 from harness.best_weights import BEST_DIR, is_adapter
 from harness.data import load_raw_splits, reported_set, take_examples, tokenize_splits
-from harness.errors import HarnessError
+from harness.errors import HarnessError, print_user_error
 from harness.methods import WeightsLoader, method_weights_loader
 from harness.metrics import compute_metrics_fn, to_predictions
 from harness.models import load_model, load_tokenizer
@@ -176,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("%s", line)
         predict_test(trainer, cfg, task, data_dir, out_dir)
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return print_user_error(err)
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, print_user_error
 from harness.result_schema import COMPLETED, RunResult
 from harness.results import load_result
 
@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(summary(load_result(args.result)))
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return print_user_error(err)
     return 0
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.errors import print_user_error
+
 log = logging.getLogger(__name__)
 
 HEADER = "index\tprediction"
@@ -114,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = gather(args.run_dirs)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return print_user_error(err)
     missing = [name for name in ALL_FILES if name not in files]
     if not files or (missing and not args.partial):
         print(

@@ -20,15 +20,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.data import required_splits, split_files
+from harness.paths import CONF_DIR, REPO, RUN_PY, conf_file
 from harness.pool import Run, run_all
 from harness.report.paper import PAPER_TASKS  # the paper's table, in its order
 from harness.tasks import TaskSpec
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def missing_splits(task: str, glue_dir: Path) -> list[str]:
-    spec = TaskSpec.from_config(OmegaConf.load(REPO / "conf" / "task" / f"{task}.yaml"))
+    spec = TaskSpec.from_config(OmegaConf.load(conf_file("task", task)))
     return [split for split in required_splits(spec) if not split_files(glue_dir, task, split)]
 
 
@@ -62,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
-    unknown = [t for t in args.tasks.split(",") if not (REPO / "conf" / "task" / f"{t}.yaml").is_file()]
+    unknown = [t for t in args.tasks.split(",") if not conf_file("task", t).is_file()]
     if unknown:
-        known = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
+        known = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
         print(f"--tasks: unknown task(s) {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     tasks = available_tasks(args.tasks.split(","), os.environ.get("GLUE_DIR"))
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if run_all(runs, args.jobs, REPO / "logs" / "sweep") else 0
     command = [
         sys.executable,
-        str(REPO / "run.py"),
+        str(RUN_PY),
         "-m",
         f"task={','.join(tasks)}",
         f"model={args.model}",

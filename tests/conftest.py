@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.paths import REPO
 from tests.glue_fixture import write_glue
-
-REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "conf"
 
 # Everything here is local: never wait on hub look-ups.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -9,21 +9,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
+from harness.paths import CONF_DIR, conf_file
 from harness.report.paper import PAPER_TASKS
 
 WORDS = "the a cat dog sat on mat ran fast slow big small red blue house tree river saw ate".split()
-TASK_CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
 
 
 def _shape(task: str) -> tuple[list[str], int, list[str]]:
-    cfg = OmegaConf.load(TASK_CONF / f"{task}.yaml")
+    cfg = OmegaConf.load(conf_file("task", task))
     return list(cfg.text_fields), cfg.num_labels, list(cfg.eval_splits)
 
 
 # task -> (text columns, number of labels (1 = regression), evaluation splits), from conf/task/. The
 # paper's tasks come first, in its order, then the others: write_glue draws a task's data with its
 # position as the seed, so a new task leaves the others' data as it was.
-_OTHERS = sorted(p.stem for p in TASK_CONF.glob("*.yaml") if p.stem not in PAPER_TASKS)
+_OTHERS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml") if p.stem not in PAPER_TASKS)
 TASKS = {task: _shape(task) for task in [*PAPER_TASKS, *_OTHERS]}
 
 

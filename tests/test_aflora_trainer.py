@@ -12,9 +12,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from aflora import FREEZER_STATE_FILE, AFLoraFreezer, ClipGradNormCallback
 from harness.errors import ConfigError
 from harness.methods import get_builder
+from harness.paths import conf_file
 from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx, wrap_aflora
 
-METHOD_YAML = Path(__file__).resolve().parents[1] / "conf" / "method" / "aflora.yaml"
+METHOD_YAML = conf_file("method", "aflora")
 
 
 def tiny_backbone() -> torch.nn.Module:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,14 +17,14 @@ from transformers import TrainerControl, TrainerState
 
 from harness.errors import ConfigError
 from harness.methods import BuildContext, get_builder
+from harness.paths import conf_file
 from tests.tiny_models import DEBERTA_TARGETS, deberta_v3_base_on_meta, tiny_bert, tiny_ctx
 
-CONF = Path(__file__).resolve().parent.parent / "conf" / "method"
 SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module
 
 
 def method_cfg(name: str, **overrides):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = OmegaConf.load(conf_file("method", name))
     return OmegaConf.merge(cfg, overrides)
 
 

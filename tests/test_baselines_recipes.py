@@ -6,20 +6,18 @@ task that every method gets, and per-method settings that cannot change it."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from baselines.adalora import resolve_schedule
+from harness.paths import CONF_DIR, REPO
 from harness.report.paper import PAPER_TASKS, task_title
 from harness.training import optimizer_steps
 from tests.conftest import compose
 from tests.tiny_models import tiny_ctx
 
-REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"
-RECIPES = CONF / "recipe"
+RECIPES = CONF_DIR / "recipe"
 TRAIN_SIZE = {
     "cola": 8551,
     "sst2": 67349,
@@ -147,7 +145,7 @@ def test_adalora_table8_recipe_matches_its_table(method, task):
 
 # --- the MiniLM study: conf/protocol/minilm/<task>.yaml + conf/tuning/minilm/<method>.yaml ----------
 
-PROTOCOL, TUNING = CONF / "protocol" / "minilm", CONF / "tuning" / "minilm"
+PROTOCOL, TUNING = CONF_DIR / "protocol" / "minilm", CONF_DIR / "tuning" / "minilm"
 PROTOCOL_KEYS = {
     "train": {
         "epochs",
@@ -161,7 +159,7 @@ PROTOCOL_KEYS = {
     },
     "data": {"max_seq_length"},
 }
-MINILM_METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+MINILM_METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 
 
 def test_every_method_has_minilm_settings_and_they_leave_the_protocol_alone():
@@ -169,7 +167,7 @@ def test_every_method_has_minilm_settings_and_they_leave_the_protocol_alone():
     for path in TUNING.glob("*.yaml"):
         tuning = OmegaConf.load(path)
         train_keys = set(tuning.get("train", {}))
-        assert train_keys <= set(OmegaConf.load(CONF / "train" / "default.yaml")), path.name
+        assert train_keys <= set(OmegaConf.load(CONF_DIR / "train" / "default.yaml")), path.name
         assert not train_keys & PROTOCOL_KEYS["train"] and "data" not in tuning, path.name
 
 

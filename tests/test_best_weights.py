@@ -13,11 +13,12 @@ from huggingface_hub import ModelCard
 from harness import lifecycle
 from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
 from harness.models import load_tokenizer
+from harness.paths import CONF_DIR, REPO
 from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
 from harness.results import load_result
 from harness.show import summary
 from harness.tasks import TaskSpec
-from tests.conftest import CONF_DIR, REPO, compose
+from tests.conftest import compose
 from tests.tiny_models import tiny_bert, wrap_aflora
 
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from harness import lifecycle
+from harness.paths import CONF_DIR
 from harness.tasks import TaskSpec
-from tests.conftest import CONF_DIR, compose
+from tests.conftest import compose
 
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
 METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))

@@ -27,7 +27,8 @@ from harness.gpu_check.__main__ import main as gpu_check_main
 from harness.gpu_check.__main__ import set_aside
 from harness.gpu_check.carry import MINILM, build_half_minilm
 from harness.gpu_check.pool import NOT_STARTED, STOPPED, Job, run_pool
-from tests.conftest import REPO, compose
+from harness.paths import REPO
+from tests.conftest import compose
 
 
 @pytest.fixture(scope="module")

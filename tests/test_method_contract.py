@@ -24,6 +24,7 @@ from harness.history import LogAtEpochEnd
 from harness.lifecycle import run as run_lifecycle
 from harness.methods import MethodBuild, MethodCallback, get_builder, register_method
 from harness.params import TrainableParamTracker
+from harness.paths import REPO
 from harness.tasks import TaskSpec
 from tests.conftest import compose
 
@@ -127,7 +128,7 @@ def test_the_callbacks_in_their_order(tmp_path, glue_dir):
 
 def test_no_hasattr_probe_of_method_objects_is_left():
     """A complement to the tests above: the harness asks the contract, never an object's attributes."""
-    harness = Path(__file__).resolve().parents[1] / "harness"
+    harness = REPO / "harness"
     for name in ["assembly.py", "experiment.py", "methods.py", "rundir.py", "tracking.py", "bench/rows.py"]:
         text = (harness / name).read_text()
         assert not re.search(r"hasattr\(\s*(cb|callback|built|method)\b", text), name

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.paths import REPO
+
 CITED = re.compile(r'docs/method\.md,?\s+\(?((?:"[^"]+"(?:,|\s+and)?\s*)+)')
 
 

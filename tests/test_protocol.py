@@ -15,9 +15,10 @@ from harness.data import HELDOUT_TRAIN_EXAMPLES, heldout_indices, load_raw_split
 from harness.errors import ConfigError, DataError
 from harness.history import best_and_final, per_epoch_records
 from harness.models import load_tokenizer
+from harness.paths import CONF_DIR
 from harness.predict import evaluate_validation, inference_trainer, load_run, load_saved_model
 from harness.tasks import SELECTION_SPLIT, TaskSpec
-from tests.conftest import CONF_DIR, compose
+from tests.conftest import compose
 from tests.glue_fixture import write_glue
 
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))

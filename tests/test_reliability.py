@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness import lifecycle
+from harness.paths import REPO
 from harness.results import write_json_atomic
-from tests.conftest import REPO, compose, run_cli, run_dir_of
+from tests.conftest import compose, run_cli, run_dir_of
 from tests.glue_fixture import write_glue
 
 # 48 examples at batch 8: 6 optimizer steps an epoch, 4 epochs, 24 steps; a training-loss window of

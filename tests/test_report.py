@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from harness.errors import USER_ERROR
 from harness.report import ReportError, build_reports, load_runs, model_tables, parse_result
 from harness.report.__main__ import main
 from harness.report.paper import PAPER_COLUMNS, PAPER_TABLE
@@ -400,16 +401,16 @@ def test_cli_schema_error_is_one_line_and_nonzero(tmp_path: Path, capsys) -> Non
     path = _bad(tmp_path / "runs", lambda d: d["metrics"].pop("best"))
     code = main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "reports")])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == USER_ERROR
     assert err.strip() == f"error: {path}: field 'metrics.best' is missing (expected object)"
 
 
 def test_cli_unknown_model_and_empty_dir(tmp_path: Path, capsys) -> None:
     write_runs(tmp_path / "runs")
-    assert main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--model", "nope"]) == 1
+    assert main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--model", "nope"]) == USER_ERROR
     assert "nope" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == USER_ERROR
     assert "no result.json" in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.errors import USER_ERROR
 from harness.report.__main__ import main
 from harness.report.load import ReportError
 from harness.report.readme_block import replace_block
@@ -64,6 +65,6 @@ def test_a_missing_readme_is_one_line_before_anything_is_written(tmp_path, capsy
     runs = tmp_path / "runs"
     write(runs, result("rte", "lora", 1, {"accuracy": 0.70}))
     out = tmp_path / "reports"
-    assert main(["--runs", str(runs), "--out", str(out), "--readme", str(tmp_path / "NOPE.md")]) == 1
+    assert main(["--runs", str(runs), "--out", str(out), "--readme", str(tmp_path / "NOPE.md")]) == USER_ERROR
     assert capsys.readouterr().err == f"error: {tmp_path / 'NOPE.md'}: no such file (--readme)\n"
     assert not out.exists()

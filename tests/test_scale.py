@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parent.parent
+from harness.paths import REPO, RUN_PY
 
 # 32 examples, effective batch 8, 2 epochs = 8 optimizer steps whatever the number of processes.
 # No dropout: each rank would draw its own masks, and runs on 1 and 2 processes are compared.
@@ -138,7 +138,7 @@ def test_ranks_of_a_multi_task_submitit_job_are_exported(monkeypatch):
 def _launcher(overrides: list[str]) -> dict:
     """hydra.launcher as ``run.py <overrides> --cfg hydra`` prints it."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), *overrides, "--cfg", "hydra", "--package", "hydra.launcher"],
+        [sys.executable, str(RUN_PY), *overrides, "--cfg", "hydra", "--package", "hydra.launcher"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -168,7 +168,7 @@ def test_slurm_preset_composes_with_documented_overrides():
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "run.py"),
+            str(RUN_PY),
             "hydra/launcher=slurm",
             "task=cola",
             "method=aflora",
@@ -347,7 +347,7 @@ def test_one_process_trains_as_two(ddp_run, glue_dir, tmp_path, monkeypatch, per
 def test_submitit_local_sweep_writes_one_result_per_seed(glue_dir, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[scale]'")
     args = [*TINY, "method=lora", "seed=1,2", f"runs_dir={tmp_path}", "train.max_train_samples=16"]
-    command = [sys.executable, str(REPO / "run.py"), "-m", "hydra/launcher=local_submitit", *args]
+    command = [sys.executable, str(RUN_PY), "-m", "hydra/launcher=local_submitit", *args]
     proc = _run_group(command, _env(glue_dir), timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from tests.conftest import run_dir_of
@@ -426,9 +426,9 @@ def _probe(out: Path, plan: dict[str, list[str]]) -> None:
     harness.assembly.method_builder = _recording_builder(harness.assembly.method_builder, recorders)
     seen = {}
     for method, overrides in plan.items():
-        sys.argv = [str(REPO / "run.py"), *overrides]
+        sys.argv = [str(RUN_PY), *overrides]
         GlobalHydra.instance().clear()
-        runpy.run_path(str(REPO / "run.py"), run_name="__main__")
+        runpy.run_path(str(RUN_PY), run_name="__main__")
         seen[method] = recorders[-1].record()
     (out / f"rank{torch.distributed.get_rank()}.json").write_text(json.dumps(seen))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from harness.errors import USER_ERROR
 from harness.results import RESULT_FILE, write_result
 from harness.show import freezing_line, main
 from tests.result_fixtures import completed
@@ -27,9 +28,9 @@ def test_a_malformed_or_missing_file_is_one_line_naming_it(tmp_path, capsys):
     data = completed().to_json()
     del data["metrics"]["best"]
     path.write_text(json.dumps(data))
-    assert main([str(path)]) == 1
+    assert main([str(path)]) == USER_ERROR
     assert capsys.readouterr().err == f"error: {path}: field 'metrics.best' is missing (expected object)\n"
-    assert main([str(tmp_path / "nowhere.json")]) == 1
+    assert main([str(tmp_path / "nowhere.json")]) == USER_ERROR
     assert "nowhere.json: field '<file>' cannot be read" in capsys.readouterr().err
 
 

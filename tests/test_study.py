@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,13 +11,12 @@ from omegaconf import OmegaConf
 from harness import identity, pool
 from harness.finished_runs import is_finished, run_dir_of
 from harness.methods import method_names
+from harness.paths import REPO
 from harness.pool import Run, run_all, threads_per_job
 from harness.result_schema import FAILED
 from harness.results import write_result
 from harness.study import study_runs
 from tests.result_fixtures import completed
-
-REPO = Path(__file__).resolve().parent.parent
 
 STUDY = OmegaConf.create(
     {
@@ -78,6 +77,24 @@ def test_the_repository_study_lists_every_method_and_task():
     runs = study_runs(OmegaConf.load(REPO / "conf" / "study" / "minilm.yaml"), "table")
     methods = {o.split("=")[1] for r in runs for o in r.overrides if o.startswith("method=")}
     assert methods == set(method_names(variants=False)) and len(runs) == 5 * len(methods) * 3
+
+
+@pytest.mark.integration  # by the marker check's rule: it calls run_all (here run.py is replaced)
+def test_each_run_is_reported_when_it_ends_and_the_failures_are_listed_in_run_order(tmp_path, monkeypatch, capsys):
+    slow, quick = Run(("task=rte", "seed=1")), Run(("task=rte", "seed=2"))
+
+    def run_py(command, **_):  # both fail; the first listed takes a second longer
+        time.sleep(1.0 if "seed=1" in command else 0.0)
+        return 3
+
+    monkeypatch.setattr(pool, "is_finished", lambda overrides: False)
+    monkeypatch.setattr(pool.subprocess, "call", run_py)
+    assert run_all([slow, quick], jobs=2, logs=tmp_path) == [slow, quick]
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.rsplit(",", 1)[0] for line in progress] == [
+        f"[1/2] {quick.label}: FAILED (exit 3)",
+        f"[2/2] {slow.label}: FAILED (exit 3)",
+    ]
 
 
 @pytest.mark.integration

@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from harness.paths import REPO
+
 # Per-device defaults. CPU: a few minutes on 2 shared cores (ELoRA and VeRA at r = 1024 cost ~5x
 # the backbone there), timed in CPU time on one thread (timing.py: wall time on a shared machine
 # measures the neighbours). CUDA: the reference max length, batch 32, wall time.

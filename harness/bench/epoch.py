@@ -25,12 +25,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.paths import REPO, RUN_PY
 from harness.result_schema import COMPLETED
 from harness.results import RESULT_FILE, load_result
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
 MAX_LENGTH = 256  # the reference code's max_seq_length (docs/method.md, "Training recipe")
 SPEEDUP_TARGET = 2.0
 
@@ -70,7 +70,7 @@ def _env(opts: Any, glue_dir: str, **extra: str) -> dict[str, str]:
 
 def run_variant(opts: Any, variant: str, root: Path, glue_dir: str) -> dict[str, Any]:
     runs_dir = root / variant
-    cmd = [sys.executable, str(REPO / "run.py"), *run_overrides(opts, variant, runs_dir)]
+    cmd = [sys.executable, str(RUN_PY), *run_overrides(opts, variant, runs_dir)]
     log.info("epoch mode, %s: %s", variant, " ".join(cmd[1:]))
     subprocess.run(cmd, cwd=REPO, env=_env(opts, glue_dir), check=True)
     # the overrides name a folder below seed1/ (harness/identity.py); this runs_dir holds one run

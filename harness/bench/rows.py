@@ -31,9 +31,10 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
 from harness.assembly import assemble
-from harness.compose import CONF_DIR, run_config
+from harness.compose import run_config
 from harness.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
 from harness.params import count_parameters
+from harness.paths import CONF_DIR
 from harness.tasks import TaskSpec
 
 log = logging.getLogger(__name__)

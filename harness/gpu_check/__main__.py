@@ -30,13 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, print_user_error
 from harness.gpu_check import plan as plans
+from harness.gpu_check.carry import CARRY_DIR
 from harness.gpu_check.pool import Job, run_pool
 from harness.gpu_check.summary import completed_result, write_summary
-
-REPO = Path(__file__).resolve().parents[2]
-CARRY_DIR = REPO / ".gpu-carry"
+from harness.paths import REPO, RUN_PY
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -146,7 +145,7 @@ def study(check: Check) -> None:
         if completed_result(check.runs, plan.study_name, task, method, seed):
             check.record(f"study {name}", "already completed", None)
             continue
-        argv = [sys.executable, str(REPO / "run.py"), f"task={task}", f"model={plan.study_model}"]
+        argv = [sys.executable, str(RUN_PY), f"task={task}", f"model={plan.study_model}"]
         argv += [f"method={method}", f"seed={seed}", f"runs_dir={check.runs}", f"train.device={plan.device}"]
         argv += [f"train.threads={plan.threads}", f"model.name={plan.study_name}", *plan.study_overrides]
         env = check.env(OMP_NUM_THREADS=str(plan.threads), TOKENIZERS_PARALLELISM="false")
@@ -161,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check = Check(args)
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return print_user_error(err)
     plan, python = check.plan, sys.executable
     print(f"GPU check ({'dry run' if check.dry_run else plan.device}), limit {check.limit:.0f} s, into {check.out}")
     ready = install(check) and check.run(

@@ -34,9 +34,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, print_user_error
+from harness.paths import REPO, conf_file
 
-REPO = Path(__file__).resolve().parents[2]
 CARRY_DIR = REPO / ".gpu-carry"
 # Distributions the device image lacks (or has at another version: peft), by their PyPI names.
 CARRIED = ("hydra-core", "omegaconf", "datasets", "evaluate", "dill", "multiprocess", "peft")
@@ -125,7 +125,7 @@ def copy_glue(source: Path, dest: Path, tasks: tuple[str, ...] = GLUE_TASKS) -> 
 
     copied = []
     for task in tasks:
-        spec = TaskSpec.from_config(OmegaConf.load(REPO / "conf" / "task" / f"{task}.yaml"))
+        spec = TaskSpec.from_config(OmegaConf.load(conf_file("task", task)))
         for split in required_splits(spec):
             files = split_files(source, task, split)
             if not files:
@@ -190,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fill(args.out, args.glue)
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return print_user_error(err)
     return 0
 
 

