@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import load_runs, model_tables
-from tests.test_report import MODEL, result, write
+from tests.test_report import METRICS, MODEL, result, write
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (printed tables)
 
@@ -83,6 +83,27 @@ def test_ablations_live_in_their_own_table(tables):
     assert ablations.loc["aflora-nofreeze", "rte"] == pytest.approx(statistics.mean([76, 72, 73]))
     assert "aflora-nofreeze" not in set(tables["glue_table"].csv["method"])
     assert "head" in set(tables["glue_table"].csv["method"])  # the probe is the table's floor row
+
+
+def test_ablation_runtime_is_the_geometric_mean_over_tasks_of_the_ratio_to_aflora(tmp_path):
+    seconds_per_epoch = {  # per seed
+        ("rte", "aflora"): [10.0, 12.0],
+        ("rte", "aflora-nofreeze"): [15.0, 15.0],
+        ("stsb", "aflora"): [20.0, 20.0],
+        ("stsb", "aflora-nofreeze"): [50.0, 30.0],
+        ("mnli", "aflora-nofreeze"): [99.0, 99.0],  # no AFLoRA run to divide by: left out
+    }
+    for (task, method), per_seed in seconds_per_epoch.items():
+        for seed, seconds in enumerate(per_seed, 1):
+            data = result(task, "lora", seed, {METRICS[task][0]: 0.7})
+            data["method"] = method
+            data["runtime"]["seconds_per_epoch"] = seconds
+            write(tmp_path, data)
+    table = model_tables(load_runs(tmp_path), MODEL)["ablations"]
+    slower = table.csv.set_index("method")["seconds_per_epoch_over_aflora"]
+    assert slower["aflora-nofreeze"] == pytest.approx(math.sqrt((15 / 11) * (40 / 20)))
+    assert slower["aflora"] == pytest.approx(1.0)
+    assert "s/epoch ÷ AFLoRA" in table.markdown() and "wall time" in table.markdown()
 
 
 def test_a_hand_written_reading_survives_regeneration(tmp_path):

@@ -84,10 +84,10 @@ def params_table(runs: list[Run], model: str) -> Table:
     return Table.from_rows("params_table", f"Trainable parameters ({model})", cells, csv_rows, notes)
 
 
-def runtime_ratios(frame: pd.DataFrame) -> pd.DataFrame:
+def runtime_ratios(frame: pd.DataFrame, references: tuple[str, ...] = REFERENCES) -> pd.DataFrame:
     """Per (task, method): seed means plus both quantities divided by each reference's."""
     rt = runtime_by_task(frame)
-    for ref in REFERENCES:
+    for ref in references:
         for q in ("seconds_per_epoch", "train_samples_per_second"):
             col = f"{q}_over_{ref}"
             rt[col] = [v / rt.loc[(t, ref), q] if (t, ref) in rt.index else math.nan for (t, _), v in rt[q].items()]
@@ -98,20 +98,21 @@ def runtime_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     return rt
 
 
-def _runtime(runs: list[Run]) -> tuple[pd.DataFrame, str, str]:
+def runtime(runs: list[Run], references: tuple[str, ...] = REFERENCES) -> tuple[pd.DataFrame, str, str]:
     """The ratios on one clock (aggregate.runtime_clock), the clock's name and the reason for it."""
     frame, clock, why = runtime_clock(runs_frame(runs))
-    return (runtime_ratios(frame) if len(frame) else pd.DataFrame()), clock, why
+    return (runtime_ratios(frame, references) if len(frame) else pd.DataFrame()), clock, why
 
 
-def _ratio_cell(x: float, flagged: bool, fmt: str) -> str:
+def ratio_cell(x: float, flagged: bool, fmt: str) -> str:
+    """A ratio, flagged when its reference ran on another machine."""
     text = render.ratio(x, fmt)
     return text + FLAG[fmt] if flagged and text != MISSING[fmt] else text
 
 
 def runtime_table(runs: list[Run], model: str) -> Table:
     """Seconds per epoch and training samples/s per task and method, normalised to ELoRA, LoRA."""
-    rt, clock, why = _runtime(runs)
+    rt, clock, why = runtime(runs)
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     order = [
         (t, m)
@@ -130,7 +131,7 @@ def runtime_table(runs: list[Run], model: str) -> Table:
             }
             for q, short in (("seconds_per_epoch", "s/epoch"), ("train_samples_per_second", "samples/s")):
                 for ref in REFERENCES:
-                    cell[f"{short} ÷ {method_label(ref)}"] = _ratio_cell(
+                    cell[f"{short} ÷ {method_label(ref)}"] = ratio_cell(
                         row[f"{q}_over_{ref}"], bool(row[f"machine_differs_{ref}"]), fmt
                     )
             cell["Machine"] = render.escape(row["machines"], fmt)
@@ -147,21 +148,22 @@ def runtime_table(runs: list[Run], model: str) -> Table:
     return Table.from_rows("runtime_table", f"Training runtime per task ({model}, {clock})", cells, csv, notes)
 
 
-def _geomean(values: pd.Series) -> float:
+def geomean(values: pd.Series) -> float:
+    """The geometric mean of the positive numbers (ratios average in log space); nan when none."""
     vals = [float(v) for v in values if not math.isnan(v) and v > 0]
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
 
 
 def runtime_summary_table(runs: list[Run], model: str) -> Table:
     """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
-    rt, clock, why = _runtime(runs)
+    rt, clock, why = runtime(runs)
     ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv_rows = []
     methods = sorted_methods({k[1] for k in rt.index}) if len(rt) else []
     for m in methods:
         sub = rt.xs(m, level="method")
-        means = {c: _geomean(sub[c]) for c in ratio_cols}
+        means = {c: geomean(sub[c]) for c in ratio_cols}
         flagged = {ref: bool(sub[f"machine_differs_{ref}"].any()) for ref in REFERENCES}
         paper = PAPER_RUNTIME_VS_ELORA.get(m)
         for fmt in ("md", "tex"):
@@ -169,7 +171,7 @@ def runtime_summary_table(runs: list[Run], model: str) -> Table:
             for c in ratio_cols:
                 ref = c.rsplit("_over_", 1)[1]
                 short = "s/epoch" if c.startswith("seconds") else "samples/s"
-                cell[f"{short} ÷ {method_label(ref)}"] = _ratio_cell(means[c], flagged[ref], fmt)
+                cell[f"{short} ÷ {method_label(ref)}"] = ratio_cell(means[c], flagged[ref], fmt)
             cell["Paper runtime ÷ ELoRA"] = render.ratio(paper, fmt)
             cells[fmt].append(cell)
         csv_rows.append(

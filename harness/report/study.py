@@ -13,6 +13,7 @@ from scipy import stats
 
 from harness.report import render
 from harness.report.aggregate import completed, paper_task_order, runs_frame, sorted_methods
+from harness.report.efficiency import geomean, ratio_cell, runtime
 from harness.report.load import Run
 from harness.report.paper import method_label, task_title
 from harness.report.render import MISSING, Table
@@ -158,10 +159,13 @@ def paired_table(runs: list[Run], model: str) -> Table:
 
 
 def ablation_table(runs: list[Run], model: str) -> Table:
-    """AFLoRA and its variants side by side: score per task and trainable parameters."""
+    """AFLoRA and its variants side by side: score per task, trainable parameters, and training
+    time per epoch relative to AFLoRA's (freezing is meant to save both)."""
     variants = ("aflora", *ABLATIONS)
-    scores = task_scores([r for r in runs if r.method in variants])
-    frame = runs_frame([r for r in runs if r.method in variants])
+    runs = [r for r in runs if r.method in variants]
+    scores = task_scores(runs)
+    frame = runs_frame(runs)
+    rt, clock, why = runtime(completed(runs), references=("aflora",))
     tasks = paper_task_order(scores["task"])
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv = []
@@ -169,17 +173,28 @@ def ablation_table(runs: list[Run], model: str) -> Table:
         params = frame[frame["method"] == method]["trainable_avg"].mean()
         # (mean, std, n) per task; an empty selection gives (nan, nan, 0), which _cell shows as missing
         stats = {t: _mean_std_n(scores[(scores["method"] == method) & (scores["task"] == t)]["score"]) for t in tasks}
+        timing = rt.xs(method, level="method") if len(rt) and method in rt.index.get_level_values("method") else None
+        # Over the tasks where AFLoRA ran too (a missing reference gives nan, which geomean leaves out).
+        slower = geomean(timing["seconds_per_epoch_over_aflora"]) if timing is not None else math.nan
+        flagged = timing is not None and bool(timing["machine_differs_aflora"].any())
         for fmt in ("md", "tex"):
             row = {"Variant": render.escape(method_label(method), fmt), "#Params": render.params_short(params, fmt)}
+            row["s/epoch ÷ AFLoRA"] = ratio_cell(slower, flagged, fmt)
             row.update({task_title(t): _cell(*stats[t], fmt) for t in tasks})
             cells[fmt].append(row)
-        row_csv: dict[str, object] = {"method": method, "params_avg": float(params)}
+        row_csv: dict[str, object] = {
+            "method": method,
+            "params_avg": float(params),
+            "seconds_per_epoch_over_aflora": slower,
+        }
         for t in tasks:
             row_csv[t], row_csv[f"{t}_std"], row_csv[f"{t}_n"] = stats[t]
         csv.append(row_csv)
     notes = [
         f"Model: `{model}`. Task score at the best epoch, mean ± sample std over seeds, in percent; "
         "#Params: time-weighted trainable parameters without the head.",
+        f"s/epoch ÷ AFLoRA: training time per epoch over AFLoRA's on the same task, geometric mean over "
+        f"the tasks both ran; clock: {why}.",
         "Variants (conf/method/): `aflora-nofreeze` never freezes (the FFN projections train to the end); "
         "`aflora-frozen` freezes every projection from step 0 (ELoRA at r = 4); `aflora-all` starts with "
         "the projections of all six layer types trainable, then freezes them on AFLoRA's schedule.",
