@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from harness.report import freeze_matrix, mean_freeze_matrix
+from harness.report import freeze_matrix, load_runs, mean_freeze_matrix
 from harness.report.__main__ import main
-from harness.report.figures import FREEZE_ROWS
-from tests.test_report import MODEL, freezing_dict, write_runs
+from harness.report.figures import FREEZE_ROWS, freezing_by_task, score_panel
+from harness.report.paper import method_label
+from tests.test_report import MODEL, freezing_dict, result, write, write_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,6 +50,31 @@ def test_freeze_matrix_parses_deberta_and_peft_names() -> None:
 def test_mean_over_seeds() -> None:
     m = mean_freeze_matrix([freezing_dict(2, offset=0), freezing_dict(2, offset=10)])
     np.testing.assert_allclose(m, [[15, 115], [25, 125], [35, 135], [45, np.nan]])
+
+
+def test_the_heatmaps_average_aflora_alone_not_its_variants(tmp_path) -> None:
+    for seed, offset in ((1, 0), (2, 10)):
+        write(tmp_path, result("rte", "aflora", seed, {"accuracy": 0.7}, freezing=freezing_dict(2, offset)))
+    all_projections = result("rte", "aflora", 1, {"accuracy": 0.7}, freezing=freezing_dict(2, 99))
+    write(tmp_path, {**all_projections, "method": "aflora-all"})
+    optimizer = result("rte", "aflora", 1, {"accuracy": 0.7}, variant="train.optimizer=adamw_reference")
+    path = tmp_path / MODEL / "rte" / "aflora" / "seed1" / optimizer["variant"] / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**optimizer, "freezing": freezing_dict(2, 50)}))
+    by_task = freezing_by_task(load_runs(tmp_path))
+    assert list(by_task) == ["rte"] and len(by_task["rte"]) == 2
+    np.testing.assert_allclose(mean_freeze_matrix(by_task["rte"]), [[15, 115], [25, 125], [35, 135], [45, np.nan]])
+
+
+def test_the_probe_is_each_score_panels_floor_line(tmp_path) -> None:
+    for seed, accuracy in ((1, 0.50), (2, 0.54)):
+        write(tmp_path, {**result("rte", "lora", seed, {"accuracy": accuracy}), "method": "head"})
+    write(tmp_path, result("rte", "lora", 1, {"accuracy": 0.70}))
+    ax = Figure().subplots()
+    score_panel(ax, load_runs(tmp_path))
+    (floor,) = [line for line in ax.get_lines() if line.get_label() == method_label("head")]
+    assert list(floor.get_ydata()) == [pytest.approx(52.0)] * 2  # axhline: the probe's mean, across the panel
+    assert method_label("lora") in ax.get_legend_handles_labels()[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import load_runs, model_tables
+from harness.report.study import REFERENCE_OPTIMIZER
 from tests.test_report import METRICS, MODEL, result, write
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (printed tables)
@@ -79,9 +80,11 @@ def test_the_reference_optimizer_is_compared_with_aflora_seed_by_seed(tables):
 
 def test_ablations_live_in_their_own_table(tables):
     ablations = tables["ablations"].csv.set_index("method")
-    assert list(ablations.index) == ["aflora", "aflora-nofreeze"]
+    assert list(ablations.index) == ["aflora", "aflora-nofreeze", REFERENCE_OPTIMIZER]
     assert ablations.loc["aflora-nofreeze", "rte"] == pytest.approx(statistics.mean([76, 72, 73]))
-    assert "aflora-nofreeze" not in set(tables["glue_table"].csv["method"])
+    assert ablations.loc[REFERENCE_OPTIMIZER, "rte"] == pytest.approx(statistics.mean([76, 73, 75]))
+    for table in ("glue_table", "floor_check", "params_table", "runtime_table"):
+        assert not {"aflora-nofreeze", REFERENCE_OPTIMIZER} & set(tables[table].csv["method"]), table
     assert "head" in set(tables["glue_table"].csv["method"])  # the probe is the table's floor row
 
 

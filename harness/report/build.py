@@ -14,16 +14,22 @@ from harness.report.load import ReportError, Run, load_runs
 from harness.report.readme import readme
 from harness.report.readme_block import markers, replace_block, table_block
 from harness.report.render import Table
-from harness.report.study import ABLATIONS, ablation_table, floor_check_table, paired_table
+from harness.report.study import AFLORA_VARIANTS, ablation_table, floor_check_table, paired_table
 from harness.report.tables import comparison_table, glue_table, runs_table
 
 log = logging.getLogger(__name__)
 
 
+def method_runs(runs: list[Run]) -> list[Run]:
+    """The runs of the methods compared, without AFLoRA's variants."""
+    return [r for r in runs if r.method not in AFLORA_VARIANTS]
+
+
 def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
-    """All tables of one model's report, keyed by file stem. AFLoRA's ablation variants appear in
-    the ablation table (and the runs list) only, so the method tables compare methods."""
-    methods = [r for r in runs if r.method not in ABLATIONS]
+    """All tables of one model's report, keyed by file stem. AFLoRA's variants (its ablations and
+    its reference optimizer) appear in the ablation table, the paired comparisons and the runs list
+    only, so the method tables compare methods."""
+    methods = method_runs(runs)
     tables = [
         glue_table(methods, model),
         comparison_table(methods, model),
@@ -31,7 +37,7 @@ def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
         runtime_table(methods, model),
         runtime_summary_table(methods, model),
         floor_check_table(methods, model),
-        paired_table(methods, model),
+        paired_table(runs, model),
         ablation_table(runs, model),
         runs_table(runs, model),
     ]
@@ -59,7 +65,7 @@ def build_model_report(
         if grid[grid["model"] == model]["task"].nunique() > 1:  # the rule reads more than one task
             tables["lr_choice"] = grid_choice_table(grid, model, evidence=evidence)
     paths = [p for t in tables.values() for p in t.write(out_dir)]
-    figures = all_figures(runs, model, out_dir / "figures")
+    figures = all_figures(method_runs(runs), model, out_dir / "figures")
     readme_path = out_dir / "README.md"
     readme_path.write_text(readme(model, runs, tables, figures, out_dir, command), encoding="utf-8")
     log.info("%s: wrote %d tables, %d figures", model, len(tables), len(figures))

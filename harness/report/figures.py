@@ -20,10 +20,12 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from harness.report.aggregate import completed, paper_task_order, sorted_methods
 from harness.report.load import Run
 from harness.report.paper import METHOD_ORDER, method_label, method_sort_key, metric_label, task_title
+from harness.report.study import FLOOR
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +132,25 @@ def freezing_heatmap(matrix: np.ndarray, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
-    """One heatmap per task from AFLoRA runs' `freezing`, averaged over seeds."""
+def freezing_by_task(runs: list[Run]) -> dict[str, list[Mapping[str, int | None]]]:
+    """Per task (paper order), the `freezing` of each completed AFLoRA run. AFLoRA's own config
+    only: a variant freezes on another schedule, and would blur the mean."""
     by_task: dict[str, list[Mapping[str, int | None]]] = {}
     for r in completed(runs):
-        if r.result.freezing:
+        if r.method == "aflora" and r.result.freezing:
             by_task.setdefault(r.task, []).append(r.result.freezing)
+    return {task: by_task[task] for task in paper_task_order(by_task)}
+
+
+def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
+    """One heatmap per task from AFLoRA runs' `freezing`, averaged over seeds."""
     paths = []
-    for task in paper_task_order(by_task):
-        matrix = mean_freeze_matrix(by_task[task])
+    for task, freezings in freezing_by_task(runs).items():
+        matrix = mean_freeze_matrix(freezings)
         if matrix.size == 0:
             log.warning("%s: freezing has no `layer.<i>` FFN modules; no heatmap", task)
             continue
-        n = len(by_task[task])
+        n = len(freezings)
         seeds = f"{n} seed{'s' * (n > 1)}"
         title = f"AFLoRA freezing step — {task_title(task)} ({model}, mean of {seeds})"
         paths.append(freezing_heatmap(matrix, title, out_dir / f"freezing_{task}.png"))
@@ -208,10 +216,14 @@ def _main_metric(run: Run) -> str:
     return run.column.metrics[0]
 
 
-def _score_panel(ax: Axes, runs: list[Run]) -> None:
+def score_panel(ax: Axes, runs: list[Run]) -> None:
     metric = _main_metric(runs[0])
     for m in sorted_methods({r.method for r in runs}):
         rs = [r for r in runs if r.method == m]
+        if m == FLOOR:  # no trainable parameters to place on a log axis: the probe is the panel's floor
+            floor = float(np.mean([100 * r.result.metrics.best.numbers[metric] for r in rs]))
+            ax.axhline(floor, color=method_colour(m), ls="--", lw=1.2, label=method_label(m))
+            continue
         x = float(np.mean([r.result.params.trainable_avg for r in rs]))
         ys = [100 * r.result.metrics.best.numbers[metric] for r in rs]
         yerr = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
@@ -222,9 +234,10 @@ def _score_panel(ax: Axes, runs: list[Run]) -> None:
 
 
 def metric_vs_params(runs: list[Run], model: str, path: Path) -> Path | None:
-    """Each method's mean score (± std over seeds) against its average trainable parameters."""
+    """Each method's mean score (± std over seeds) against its average trainable parameters; the
+    probe, with none, as a dashed line."""
     title = f"Score vs trainable parameters ({model}; mean ± sample std over seeds)"
-    return _per_task_figure(runs, path, title, _score_panel)
+    return _per_task_figure(runs, path, title, score_panel)
 
 
 def _epoch_panel(ax: Axes, runs: list[Run]) -> None:
@@ -241,6 +254,7 @@ def _epoch_panel(ax: Axes, runs: list[Run]) -> None:
         colour = method_colour(m)
         ax.plot(xs, [np.mean(curves[x]) for x in xs], marker="o", ms=3, color=colour, label=method_label(m))
         ax.fill_between(xs, [min(curves[x]) for x in xs], [max(curves[x]) for x in xs], color=colour, alpha=0.15, lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # evaluations come once an epoch
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric_label(metric)} (%)")
 

@@ -18,7 +18,7 @@ FIGURE_TEXT = {
     "trainable_params.png": "Trainable parameters (head excluded) over optimizer steps; AFLoRA's "
     "count drops as its projection matrices freeze.",
     "metric_vs_params.png": "Each method's score at the best epoch against its average trainable "
-    "parameters (log scale).",
+    "parameters (log scale); the probe, which trains none of them, is the dashed floor.",
     "metric_per_epoch.png": "Validation metric after every epoch.",
 }
 
