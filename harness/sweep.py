@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.data import required_splits, split_files
+from harness.errors import ConfigError, DataError, print_user_error
 from harness.paths import CONF_DIR, REPO, RUN_PY, conf_file
 from harness.pool import Run, run_all
 from harness.report.paper import PAPER_TASKS  # the paper's table, in its order
@@ -64,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in args.tasks.split(",") if not conf_file("task", t).is_file()]
     if unknown:
         known = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
-        print(f"--tasks: unknown task(s) {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
-        return 2
+        return print_user_error(
+            ConfigError(f"--tasks: unknown task(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        )
     tasks = available_tasks(args.tasks.split(","), os.environ.get("GLUE_DIR"))
     if not tasks:
-        print("no task has data: set GLUE_DIR to a GLUE copy or unset it to use the hub", file=sys.stderr)
-        return 1
+        return print_user_error(DataError("no task has data: set GLUE_DIR to a GLUE copy or unset it to use the hub"))
     if not args.launcher:
         seeds = args.seeds.split(",")
         runs = [

@@ -10,7 +10,7 @@ import pytest
 
 from harness import lifecycle
 from harness.cli_errors import one_line
-from harness.errors import ConfigError, DataError
+from harness.errors import USER_ERROR, ConfigError, DataError
 from tests.conftest import compose, run_cli
 
 BASE = ["task=rte", "model=tiny-bert", "debug=default"]
@@ -63,8 +63,18 @@ def test_hydra_messages_become_one_line():
 def test_a_sweep_refuses_an_unknown_task(capsys):
     from harness.sweep import main as sweep_main
 
-    assert sweep_main(["--method", "lora", "--tasks", "rte,rtee"]) == 2
-    assert "unknown task(s) rtee" in capsys.readouterr().err
+    assert sweep_main(["--method", "lora", "--tasks", "rte,rtee"]) == USER_ERROR
+    assert capsys.readouterr().err.startswith("error: --tasks: unknown task(s) rtee; known: ")
+
+
+def test_a_sweep_with_no_task_data_says_what_to_set(tmp_path, monkeypatch, capsys):
+    from harness.sweep import main as sweep_main
+
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path))  # an empty GLUE copy
+    assert sweep_main(["--method", "lora", "--tasks", "rte"]) == USER_ERROR
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: no task has data: set GLUE_DIR to a GLUE copy or unset it to use the hub"
+    )
 
 
 def test_offline_without_data_or_model_names_what_to_set():
