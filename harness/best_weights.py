@@ -2,11 +2,11 @@
 
 Saved when the epoch is evaluated, if it is the best so far by the same rule as result.json's
 ``metrics.best`` (the task's selection metric, earliest epoch on ties), so no checkpoint has to be
-kept for it. A PEFT model saves its adapter with the classifier (``modules_to_save``); any other
-model (full fine-tuning) saves itself. Each save goes to ``best.partial/`` and then replaces
-``best/`` by two renames; a crash between them leaves the old copy as ``best.stale/``, which the
-next start puts back. A resumed run re-derives "best so far" from the Trainer's log history, so it
-saves exactly what an uninterrupted run saves.
+kept for it. A PEFT model saves its adapter with the classifier (``modules_to_save``), the probe its
+classifier alone, and a fully fine-tuned model itself (harness/weights_format.py). Each save goes to
+``best.partial/`` and then replaces ``best/`` by two renames; a crash between them leaves the old
+copy as ``best.stale/``, which the next start puts back. A resumed run re-derives "best so far" from
+the Trainer's log history, so it saves exactly what an uninterrupted run saves.
 """
 
 from __future__ import annotations
@@ -25,16 +25,13 @@ from transformers import TrainerCallback
 from harness.history import best_and_final, per_epoch_records
 from harness.model_card import RunFacts, write_model_card
 from harness.tasks import TaskSpec
+from harness.weights_format import PEFT_ADAPTER, format_of, save_head, trained_parameters
 
 log = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 SELECTION_FILE = "best_epoch.json"  # which epoch these weights are, for result.json and harness.predict
 _PARTIAL, _STALE = "best.partial", "best.stale"
-
-
-def is_adapter(folder: Path) -> bool:
-    return (folder / "adapter_config.json").exists()
 
 
 def saved_epoch(run_dir: Path) -> dict[str, Any] | None:
@@ -53,7 +50,7 @@ def weights_summary(run_dir: Path, best_epoch: int) -> dict[str, Any] | None:
     return {
         "path": BEST_DIR,
         "epoch": saved["epoch"],
-        "format": "peft-adapter" if is_adapter(folder) else "transformers-model",
+        "format": format_of(folder),
         "bytes": sum(f.stat().st_size for f in folder.glob("*.safetensors")),
     }
 
@@ -85,11 +82,16 @@ class SaveBestWeights(TrainerCallback):
     def save(self, model: nn.Module, best: dict[str, Any]) -> None:
         partial, final = self.run_dir / _PARTIAL, self.run_dir / BEST_DIR
         shutil.rmtree(partial, ignore_errors=True)
-        model.save_pretrained(partial)  # safetensors; a PeftModel writes only its adapter and modules_to_save
-        library = "peft" if isinstance(model, PeftModel) else "transformers"
-        if library == "peft" and self.facts.base_model:  # the hub id, not the local path the backbone loaded from
+        head = None if isinstance(model, PeftModel) else trained_parameters(model)
+        if head is not None:
+            partial.mkdir()
+            save_head(head, partial)
+        else:
+            model.save_pretrained(partial)  # safetensors; a PeftModel writes only its adapter and modules_to_save
+        form = format_of(partial)
+        if form == PEFT_ADAPTER and self.facts.base_model:  # the hub id, not the local path the backbone loaded from
             _set_json_field(partial / "adapter_config.json", "base_model_name_or_path", self.facts.base_model)
-        write_model_card(partial, self.facts, best, self.trainable(model), library)
+        write_model_card(partial, self.facts, best, self.trainable(model), form)
         metric = self.task.selection_key
         selection = {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
         (partial / SELECTION_FILE).write_text(json.dumps(selection) + "\n")

@@ -19,6 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from omegaconf import DictConfig, OmegaConf
 
 from harness.tasks import TaskSpec
+from harness.weights_format import CLASSIFIER_HEAD, HEAD_FILE, PEFT_ADAPTER, WHOLE_MODEL
 
 GLUE_HUB_NAME = "nyu-mll/glue"
 
@@ -78,8 +79,23 @@ def run_facts(cfg: DictConfig, task: TaskSpec, counts: dict[str, int]) -> RunFac
     )
 
 
-def write_model_card(folder: Path, facts: RunFacts, best: dict[str, Any], trainable: int, library: str) -> None:
-    """Write ``folder/README.md`` for the weights of epoch ``best["epoch"]`` (a per-epoch record)."""
+# Per form of the saved weights (harness/weights_format.py): what the folder holds, and how to load it.
+_WHAT = {
+    PEFT_ADAPTER: "The adapter and the classifier (PEFT `save_pretrained`)",
+    CLASSIFIER_HEAD: f"The classifier alone (`{HEAD_FILE}`; the backbone did not train)",
+    WHOLE_MODEL: "The whole model",
+}
+_LOAD = {
+    PEFT_ADAPTER: "PeftModel.from_pretrained(base, this_folder)  # import aflora first for an AFLoRA adapter",
+    CLASSIFIER_HEAD: f'base.load_state_dict(safetensors.torch.load_file(this_folder / "{HEAD_FILE}"), strict=False)',
+    WHOLE_MODEL: "AutoModelForSequenceClassification.from_pretrained(this_folder)",
+}
+
+
+def write_model_card(folder: Path, facts: RunFacts, best: dict[str, Any], trainable: int, form: str) -> None:
+    """Write ``folder/README.md`` for the weights of epoch ``best["epoch"]`` (a per-epoch record),
+    saved in ``form`` (harness/weights_format.py)."""
+    library = "peft" if form == PEFT_ADAPTER else "transformers"
     path = folder / "README.md"
     method_tags = []
     if path.exists():  # PEFT's own card: keep its method tags, drop its local-path base_model tag
@@ -107,18 +123,13 @@ def write_model_card(folder: Path, facts: RunFacts, best: dict[str, Any], traina
             )
         ],
     )
-    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(facts, best, trainable, library)}").save(path)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(facts, best, trainable, form)}").save(path)
 
 
-def _body(facts: RunFacts, best: dict[str, Any], trainable: int, library: str) -> str:
+def _body(facts: RunFacts, best: dict[str, Any], trainable: int, form: str) -> str:
     base = facts.base_model or f"`{facts.model}` (see the harness's conf/model/{facts.model}.yaml)"
-    what = "The adapter and the classifier (PEFT `save_pretrained`)" if library == "peft" else "The whole model"
+    what, load = _WHAT[form], _LOAD[form]
     method_yaml = yaml.safe_dump(facts.method_config, sort_keys=False).strip()
-    load = (
-        "PeftModel.from_pretrained(base, this_folder)  # import aflora first for an AFLoRA adapter"
-        if library == "peft"
-        else "AutoModelForSequenceClassification.from_pretrained(this_folder)"
-    )
     return f"""# {facts.method} on GLUE {facts.task.upper()} ({facts.model}, seed {facts.seed})
 
 {what} of the best epoch of one fine-tuning run: epoch {best["epoch"]} (step {best["step"]}), selected on

@@ -6,9 +6,10 @@
 The model is rebuilt as the run built it (its resolved config is in result.json): the backbone
 from ``model`` (after ``set_seed(seed)``, so a random-weight backbone comes out the same), then the
 adapter from ``<run_dir>/best/``, by the method's ``load_weights`` if it registered one (SoRA: its
-gates; ``harness.methods.method_weights_loader``), else by peft; a fully fine-tuned model loads
-from there on its own. Before predicting, the validation split(s) are evaluated again, with the
-run's batch size and sample limit, and each metric is compared with the best epoch's in result.json.
+gates; ``harness.methods.method_weights_loader``), else by peft, or the probe's classifier; a fully
+fine-tuned model loads from there on its own (harness/weights_format.py). Before predicting, the
+validation split(s) are evaluated again, with the run's batch size and sample limit, and each metric
+is compared with the best epoch's in result.json.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from transformers import (
     set_seed,
 )
 
-from harness.best_weights import BEST_DIR, is_adapter
+from harness.best_weights import BEST_DIR
 from harness.data import load_raw_splits, reported_set, take_examples, tokenize_splits
 from harness.errors import HarnessError, print_user_error
 from harness.methods import WeightsLoader, method_weights_loader
@@ -42,6 +43,7 @@ from harness.results import RESULT_FILE, load_result
 from harness.submission import PREDICTIONS_DIR, TEST_FILES, write_tsv
 from harness.tasks import TaskSpec
 from harness.training import resolve_device
+from harness.weights_format import PEFT_ADAPTER, WHOLE_MODEL, format_of, load_head
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +73,13 @@ def load_adapter(base: torch.nn.Module, folder: Path, load_weights: WeightsLoade
 
 
 def load_saved_model(cfg: DictConfig, task: TaskSpec, folder: Path) -> torch.nn.Module:
-    if is_adapter(folder):
-        load_weights = method_weights_loader(cfg.method)  # imports the method, registering its PEFT type
-        set_seed(cfg.seed)  # as run_experiment does before it builds the backbone
-        model = load_adapter(load_model(cfg.model, task), folder, load_weights)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+    form = format_of(folder)
+    if form == WHOLE_MODEL:
+        return AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
+    load_weights = method_weights_loader(cfg.method) if form == PEFT_ADAPTER else None  # registers its PEFT type
+    set_seed(cfg.seed)  # as run_experiment does before it builds the backbone
+    backbone = load_model(cfg.model, task)
+    model = load_adapter(backbone, folder, load_weights) if form == PEFT_ADAPTER else load_head(backbone, folder)
     return model.eval()
 
 

@@ -115,7 +115,7 @@ class Weights:
 
     path: str  # relative to the run directory
     epoch: int
-    format: str  # "peft-adapter" or "transformers-model"
+    format: str  # "peft-adapter", "classifier-head" or "transformers-model" (harness/weights_format.py)
     bytes: int
 
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from safetensors import safe_open
 
 from harness import lifecycle
 from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
@@ -18,6 +19,7 @@ from harness.predict import evaluate_validation, inference_trainer, load_adapter
 from harness.results import load_result
 from harness.show import summary
 from harness.tasks import TaskSpec
+from harness.weights_format import CLASSIFIER_HEAD, HEAD_FILE, PEFT_ADAPTER, WHOLE_MODEL
 from tests.conftest import compose
 from tests.tiny_models import tiny_bert, wrap_aflora
 
@@ -40,14 +42,18 @@ def test_reloaded_weights_give_the_reported_metric_exactly(tmp_path, glue_dir, m
     folder = tmp_path / BEST_DIR
     assert result["weights"]["epoch"] == best["epoch"]
     assert result["weights"]["bytes"] == sum(f.stat().st_size for f in folder.glob("*.safetensors")) > 0
-    is_peft = method not in ("full", "head")  # those two save the whole model
-    assert result["weights"]["format"] == ("peft-adapter" if is_peft else "transformers-model")
-    assert (folder / ("adapter_model.safetensors" if is_peft else "model.safetensors")).exists()
-    if is_peft:  # the classifier travels with the adapter (modules_to_save)
-        from safetensors import safe_open
-
-        with safe_open(folder / "adapter_model.safetensors", "pt") as f:
-            assert any("classifier" in key for key in f.keys())
+    # Full fine-tuning saves the whole model, the probe its classifier, every other method an adapter.
+    form = {"full": WHOLE_MODEL, "head": CLASSIFIER_HEAD}.get(method, PEFT_ADAPTER)
+    assert result["weights"]["format"] == form
+    (weights,) = folder.glob("*.safetensors")
+    assert weights.name == {WHOLE_MODEL: "model.safetensors", CLASSIFIER_HEAD: HEAD_FILE}.get(
+        form, "adapter_model.safetensors"
+    )
+    with safe_open(weights, "pt") as f:
+        keys = set(f.keys())
+    assert any("classifier" in key for key in keys)  # with an adapter too (modules_to_save)
+    if form == CLASSIFIER_HEAD:  # the classifier's tensors and nothing else: the backbone did not train
+        assert keys == {"classifier.weight", "classifier.bias"}
 
     cfg, _ = load_run(tmp_path)
     task = TaskSpec.from_config(cfg.task)
@@ -83,6 +89,18 @@ def test_a_backbone_on_the_hub_is_named_as_the_adapters_base(tmp_path, glue_dir)
     config = json.loads((tmp_path / BEST_DIR / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "org/tiny-bert"  # not the local folder it loaded from
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / BEST_DIR).iterdir())
+
+
+def test_the_probes_card_says_only_its_classifier_is_kept_and_how_to_load_it(tmp_path, glue_dir):
+    result = debug_run(tmp_path, glue_dir, "rte", "head", "+model.hub_id=org/tiny-bert")
+    card = ModelCard.load(tmp_path / BEST_DIR / "README.md")
+    assert card.data.library_name == "transformers" and card.data.base_model == "org/tiny-bert"
+    assert not any(tag.startswith("base_model:adapter:") for tag in card.data.tags)  # not an adapter
+    assert (
+        f"The classifier alone (`{HEAD_FILE}`" in card.text and f'load_file(this_folder / "{HEAD_FILE}")' in card.text
+    )
+    shown = summary(load_result(tmp_path / "result.json"))
+    assert f"weights in best/ ({CLASSIFIER_HEAD}, {result['weights']['bytes']:,} bytes)" in shown
 
 
 def test_save_best_false_leaves_no_weights(tmp_path, glue_dir):
