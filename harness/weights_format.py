@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from harness.errors import HarnessError
+
 PEFT_ADAPTER, CLASSIFIER_HEAD, WHOLE_MODEL = "peft-adapter", "classifier-head", "transformers-model"
 HEAD_FILE = "head.safetensors"
 
@@ -32,8 +34,11 @@ def format_of(folder: Path) -> str:
 def trained_parameters(model: nn.Module) -> dict[str, torch.Tensor] | None:
     """The tensors that trained, when the backbone did not (a frozen backbone need not be saved
     again); None when every parameter trained."""
-    trained = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    return trained if len(trained) < sum(1 for _ in model.parameters()) else None
+    parameters = dict(model.named_parameters())
+    trained = {name: p for name, p in parameters.items() if p.requires_grad}
+    if len(trained) == len(parameters):
+        return None  # decided before any copy: a fully fine-tuned model is not moved to the CPU for nothing
+    return {name: p.detach().cpu().contiguous() for name, p in trained.items()}
 
 
 def save_head(tensors: dict[str, torch.Tensor], folder: Path) -> None:
@@ -45,6 +50,6 @@ def load_head(model: nn.Module, folder: Path) -> nn.Module:
     tensors = load_file(folder / HEAD_FILE)
     missing = set(tensors) - set(dict(model.named_parameters()))
     if missing:
-        raise ValueError(f"{folder / HEAD_FILE}: tensors {sorted(missing)} are not parameters of the model")
+        raise HarnessError(f"{folder / HEAD_FILE}: tensors {sorted(missing)} are not parameters of the model")
     model.load_state_dict(tensors, strict=False)
     return model

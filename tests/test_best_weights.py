@@ -13,13 +13,14 @@ from safetensors import safe_open
 
 from harness import lifecycle
 from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
+from harness.errors import HarnessError
 from harness.models import load_tokenizer
 from harness.paths import CONF_DIR, REPO
 from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
 from harness.results import load_result
 from harness.show import summary
 from harness.tasks import TaskSpec
-from harness.weights_format import CLASSIFIER_HEAD, HEAD_FILE, PEFT_ADAPTER, WHOLE_MODEL
+from harness.weights_format import CLASSIFIER_HEAD, HEAD_FILE, PEFT_ADAPTER, WHOLE_MODEL, load_head, save_head
 from tests.conftest import compose
 from tests.tiny_models import tiny_bert, wrap_aflora
 
@@ -184,3 +185,9 @@ def test_a_resumed_run_keeps_byte_identical_best_weights(tmp_path, glue_dir, mon
     assert json.loads((resumed / "result.json").read_text())["runtime"]["resumed_from"]
     for name in ("adapter_model.safetensors", SELECTION_FILE, "README.md"):
         assert (resumed / BEST_DIR / name).read_bytes() == (straight / BEST_DIR / name).read_bytes(), name
+
+
+def test_a_probe_head_of_another_model_is_one_harness_error_naming_the_file(tmp_path):
+    save_head({"classifier.weight": torch.zeros(2, 4), "pooler.extra": torch.zeros(1)}, tmp_path)
+    with pytest.raises(HarnessError, match=rf"{HEAD_FILE}: tensors \['pooler.extra'\] are not parameters"):
+        load_head(tiny_bert(), tmp_path)

@@ -220,12 +220,11 @@ def score_panel(ax: Axes, runs: list[Run]) -> None:
     metric = _main_metric(runs[0])
     for m in sorted_methods({r.method for r in runs}):
         rs = [r for r in runs if r.method == m]
+        ys = [100 * r.result.metrics.best.numbers[metric] for r in rs]
         if m == FLOOR:  # no trainable parameters to place on a log axis: the probe is the panel's floor
-            floor = float(np.mean([100 * r.result.metrics.best.numbers[metric] for r in rs]))
-            ax.axhline(floor, color=method_colour(m), ls="--", lw=1.2, label=method_label(m))
+            ax.axhline(float(np.mean(ys)), color=method_colour(m), ls="--", lw=1.2, label=method_label(m))
             continue
         x = float(np.mean([r.result.params.trainable_avg for r in rs]))
-        ys = [100 * r.result.metrics.best.numbers[metric] for r in rs]
         yerr = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
         ax.errorbar(x, np.mean(ys), yerr=yerr, fmt="o", capsize=3, ms=6, color=method_colour(m), label=method_label(m))
     ax.set_xscale("log")
