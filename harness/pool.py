@@ -51,6 +51,17 @@ def _run_one(run: Run, threads: int, logs: Path) -> tuple[Run, int, float]:
     return run, code, time.monotonic() - start
 
 
+def plan_line(total: int, todo: int, jobs: int, threads: int, logs: Path) -> str:
+    """What a (re)started pool is about to do, in one line."""
+    if todo == 0:
+        return f"{total} runs, all finished earlier: nothing to run."
+    thread_s = "thread" if threads == 1 else "threads"
+    return (
+        f"{total} runs, {total - todo} finished earlier; running the other {todo}, {jobs} at a time "
+        f"with {threads} {thread_s} each; logs in {logs}/"
+    )
+
+
 def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) -> list[Run]:
     """Run everything not finished yet, ``jobs`` at a time in list order, each with ``threads`` torch
     threads (default: its share of the cores); list and return the runs that failed. A finished run
@@ -58,11 +69,7 @@ def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) 
     logs.mkdir(parents=True, exist_ok=True)
     threads = threads or threads_per_job(jobs)
     todo = [run for run in runs if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
-    print(
-        f"{len(runs)} runs, {len(runs) - len(todo)} of them finished earlier; the other {len(todo)} "
-        f"{jobs} at a time with {threads} thread(s) each; logs in {logs}/",
-        flush=True,
-    )
+    print(plan_line(len(runs), len(todo), jobs, threads, logs), flush=True)
     failed = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_run_one, run, threads, logs) for run in todo]

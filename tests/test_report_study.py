@@ -72,10 +72,15 @@ def test_paired_interval_is_students_t_over_seed_differences(tables):
     assert elora["low"] > 0  # AFLoRA clearly ahead of this ELoRA
 
 
-def test_the_reference_optimizer_is_compared_with_aflora_seed_by_seed(tables):
+def test_each_variant_is_compared_with_aflora_seed_by_seed(tables):
     paired = tables["paired_comparisons"].csv.set_index(["method", "other", "task"])
-    got = paired.loc[("aflora [train.optimizer=adamw_reference]", "aflora", "rte")]
-    assert got["mean_diff"] == pytest.approx(statistics.mean([76 - 75, 73 - 71, 75 - 74])) and got["n"] == 3
+    optimizer = paired.loc[("aflora [train.optimizer=adamw_reference]", "aflora", "rte")]
+    assert optimizer["mean_diff"] == pytest.approx(statistics.mean([76 - 75, 73 - 71, 75 - 74]))
+    assert optimizer["n"] == 3
+    never_frozen = paired.loc[("aflora-nofreeze", "aflora", "rte")]
+    assert never_frozen["mean_diff"] == pytest.approx(statistics.mean([76 - 75, 72 - 71, 73 - 74]))
+    markdown = tables["paired_comparisons"].markdown()
+    assert "AFLoRA, never frozen − AFLoRA r=4" in markdown and "AFLoRA, reference AdamW − AFLoRA r=4" in markdown
 
 
 def test_ablations_live_in_their_own_table(tables):

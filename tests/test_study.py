@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -12,7 +13,7 @@ from harness import identity, pool
 from harness.finished_runs import is_finished, run_dir_of
 from harness.methods import method_names
 from harness.paths import REPO
-from harness.pool import Run, run_all, threads_per_job
+from harness.pool import Run, plan_line, run_all, threads_per_job
 from harness.result_schema import FAILED
 from harness.results import write_result
 from harness.study import study_runs
@@ -116,7 +117,16 @@ def test_two_runs_at_once_each_on_its_thread_share_and_a_failure_is_reported(glu
     monkeypatch.setattr(pool.subprocess, "call", lambda command, **_: started.append(command) or 0)
     assert run_all(runs, jobs=2, logs=tmp_path / "logs") == []
     assert [c[2:] for c in started] == [[*runs[2].overrides, f"train.threads={threads_per_job(2)}"]]
-    assert "3 runs, 2 of them finished earlier; the other 1 " in capsys.readouterr().out
+    assert "3 runs, 2 finished earlier; running the other 1, 2 at a time" in capsys.readouterr().out
+
+
+def test_the_plan_line_says_what_is_left_and_when_nothing_is():
+    logs = Path("logs/study")
+    assert plan_line(201, 22, 2, 1, logs) == (
+        "201 runs, 179 finished earlier; running the other 22, 2 at a time with 1 thread each; logs in logs/study/"
+    )
+    assert "with 2 threads each" in plan_line(4, 4, 1, 2, logs)
+    assert plan_line(201, 0, 2, 1, logs) == "201 runs, all finished earlier: nothing to run."
 
 
 def test_a_run_is_finished_only_with_a_completed_result_of_its_own_config(tmp_path):

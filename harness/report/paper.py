@@ -73,6 +73,7 @@ METHOD_LABELS: dict[str, str] = {
     "aflora-nofreeze": "AFLoRA, never frozen",
     "aflora-frozen": "AFLoRA, frozen from step 0 (ELoRA r=4)",
     "aflora-all": "AFLoRA, all projections trainable",
+    "aflora [train.optimizer=adamw_reference]": "AFLoRA, reference AdamW",  # study.REFERENCE_OPTIMIZER
 }
 METHOD_ORDER: tuple[str, ...] = tuple(METHOD_LABELS)
 

@@ -105,7 +105,9 @@ def readme(
         _section("GLUE results (the paper's Table 1 layout)", tables["glue_table"]),
         _section("Against the published numbers", tables["paper_comparison"]),
         _section("Does every method beat the linear probe?", tables["floor_check"]),
-        _section("AFLoRA against LoRA and ELoRA, paired by seed", tables["paired_comparisons"]),
+        _section(
+            "Paired by seed: AFLoRA against LoRA and ELoRA, its variants against AFLoRA", tables["paired_comparisons"]
+        ),
         _section("AFLoRA's ablations", tables["ablations"]),
         *_optional_sections(
             tables, {"lr_grid": "Learning-rate grid", "lr_choice": "Learning rates chosen over the grid's tasks"}
