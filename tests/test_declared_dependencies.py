@@ -6,11 +6,12 @@ ImportError far from its cause.
 """
 
 import ast
-import re
 import sys
 from importlib.metadata import packages_distributions
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from harness.paths import REPO
 
@@ -21,17 +22,12 @@ SOURCES = ["run.py", "aflora", "baselines", "harness", "tests"]
 OWN_PACKAGES = {"run", "aflora", "baselines", "harness", "tests"}
 
 
-def _normalised(distribution: str) -> str:
-    """PEP 503: names compare case-insensitively, with runs of -, _ and . as one dash."""
-    return re.sub(r"[-_.]+", "-", distribution).lower()
-
-
 def _declared() -> set[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
         requirements += extra
-    return {_normalised(re.split(r"[\s<>=!~\[;]", requirement, maxsplit=1)[0]) for requirement in requirements}
+    return {canonicalize_name(Requirement(requirement).name) for requirement in requirements}
 
 
 def _imported_modules() -> dict[str, str]:
@@ -63,7 +59,7 @@ def test_every_imported_package_is_declared():
     declared = _declared()
     undeclared = []
     for module, file in sorted(imported.items()):
-        provided_by = {_normalised(name) for name in distributions.get(module, [])}
+        provided_by = {canonicalize_name(name) for name in distributions.get(module, [])}
         if not provided_by & declared:
             undeclared.append(f"{module} (imported in {file}; installed from {sorted(provided_by) or 'nothing'})")
     assert not undeclared, "imported but not declared in pyproject.toml: " + "; ".join(undeclared)

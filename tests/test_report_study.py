@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import load_runs, model_tables
-from harness.report.study import REFERENCE_OPTIMIZER
+from harness.report.paper import REFERENCE_OPTIMIZER
 from tests.test_report import METRICS, MODEL, result, write
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (printed tables)

@@ -61,6 +61,9 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
+# AFLoRA with the reference code's optimizer: a run's method with its variant (report/load.py).
+REFERENCE_OPTIMIZER = "aflora [train.optimizer=adamw_reference]"
+
 METHOD_LABELS: dict[str, str] = {
     "head": "Head only (probe)",
     "full": "FFT",
@@ -73,7 +76,7 @@ METHOD_LABELS: dict[str, str] = {
     "aflora-nofreeze": "AFLoRA, never frozen",
     "aflora-frozen": "AFLoRA, frozen from step 0 (ELoRA r=4)",
     "aflora-all": "AFLoRA, all projections trainable",
-    "aflora [train.optimizer=adamw_reference]": "AFLoRA, reference AdamW",  # study.REFERENCE_OPTIMIZER
+    REFERENCE_OPTIMIZER: "AFLoRA, reference AdamW",
 }
 METHOD_ORDER: tuple[str, ...] = tuple(METHOD_LABELS)
 

@@ -15,12 +15,11 @@ from harness.report import render
 from harness.report.aggregate import completed, paper_task_order, runs_frame, sorted_methods
 from harness.report.efficiency import geomean, ratio_cell, runtime
 from harness.report.load import Run
-from harness.report.paper import method_label, task_title
+from harness.report.paper import REFERENCE_OPTIMIZER, method_label, task_title
 from harness.report.render import MISSING, Table
 
 FLOOR = "head"  # the linear probe: what the frozen features give
 ABLATIONS = ("aflora-nofreeze", "aflora-frozen", "aflora-all")  # AFLoRA's variants (ablation table only)
-REFERENCE_OPTIMIZER = "aflora [train.optimizer=adamw_reference]"  # the optimizer the paper's numbers came from
 # AFLoRA's other configs: rows of the ablation table, beside AFLoRA, and not methods of the method tables.
 AFLORA_VARIANTS = (*ABLATIONS, REFERENCE_OPTIMIZER)
 # The paper's two headline comparisons, then each variant against AFLoRA: the ablations' claims
@@ -165,7 +164,7 @@ def ablation_table(runs: list[Run], model: str) -> Table:
     runs = [r for r in runs if r.method in variants]
     scores = task_scores(runs)
     frame = runs_frame(runs)
-    rt, clock, why = runtime(completed(runs), references=("aflora",))
+    rt, _, why = runtime(completed(runs), references=("aflora",))
     tasks = paper_task_order(scores["task"])
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv = []
