@@ -28,8 +28,14 @@ FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 def run(cfg: DictConfig) -> None:
     setup_process()  # ranks of a multi-task SLURM job; quiet logs on ranks > 0
     from harness import lifecycle
+    from harness.budget import check_budget
+    from harness.errors import ConfigError, print_user_error
 
     hydra_cfg = HydraConfig.get()
+    try:
+        check_budget(hydra_cfg.runtime.choices)
+    except ConfigError as err:  # before Hydra's own report of an exception, which adds a line
+        sys.exit(print_user_error(err))
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
     code = lifecycle.run(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))

@@ -89,7 +89,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path, claim: Callable[[], None] = l
         log.info("Resuming from %s", checkpoint)
         load_callback_states(callbacks, checkpoint)
     optimizer = assembly.build_optimizer()  # after the callbacks' state is back (Assembly.build_optimizer)
-    trainer = build_trainer(model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks)
+    trainer = build_trainer(
+        model, args, train_set, eval_sets, tokenizer, task, optimizer, callbacks, cfg.train.keep_predictions
+    )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     records = per_epoch_records(trainer.state.log_history, task)

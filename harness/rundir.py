@@ -35,6 +35,7 @@ from harness.checkpoints import (
 from harness.errors import ConfigError
 from harness.identity import FINGERPRINT_FILE
 from harness.methods import MethodCallback
+from harness.predictions import PREDICTIONS_DIR
 from harness.results import RESULT_FILE
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,15 @@ def set_aside(run_dir: Path, paths: list[Path], what: str = "previous") -> Path 
 
 
 def set_aside_run(run_dir: Path) -> Path | None:
-    """force=true: the result, its best weights, the fingerprint and every checkpoint, so the run
-    starts from scratch."""
-    earlier = [run_dir / RESULT_FILE, run_dir / BEST_DIR, run_dir / FINGERPRINT_FILE, *checkpoint_dirs(run_dir)]
+    """force=true: the result, its best weights and predictions, the fingerprint and every checkpoint,
+    so the run starts from scratch."""
+    earlier = [
+        run_dir / RESULT_FILE,
+        run_dir / BEST_DIR,
+        run_dir / PREDICTIONS_DIR,
+        run_dir / FINGERPRINT_FILE,
+        *checkpoint_dirs(run_dir),
+    ]
     folder = set_aside(run_dir, earlier, "previous")
     if folder:
         log.info("force=true: set the earlier run aside in %s; training from scratch", folder)

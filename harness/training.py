@@ -20,6 +20,7 @@ from transformers import (
 from harness.errors import ConfigError
 from harness.metrics import compute_metrics_fn
 from harness.optim import OPTIMIZERS
+from harness.predictions import PredictionKeepingTrainer
 from harness.tasks import TaskSpec
 from harness.tracking import ScalarLoggingTrainer, report_targets
 
@@ -75,7 +76,7 @@ def optimizer_steps(n_train: int, train_cfg: Any, processes: int) -> tuple[int, 
 _INTEGERS = ("epochs", "batch_size", "eval_batch_size", "logging_steps", "max_steps")
 _OPTIONAL_INTEGERS = ("per_device_batch_size", "max_train_samples", "max_eval_samples")
 _NUMBERS = ("lr", "head_lr", "weight_decay", "head_weight_decay", "warmup_ratio", "max_grad_norm")
-_BOOLEANS = ("group_by_length", "keep_checkpoints")
+_BOOLEANS = ("group_by_length", "keep_checkpoints", "keep_predictions")
 
 
 def _is_int(value: Any) -> bool:
@@ -160,8 +161,11 @@ def build_trainer(
     task: TaskSpec,
     optimizer: torch.optim.Optimizer,
     callbacks: list[TrainerCallback],
+    keep_predictions: bool = False,
 ) -> Trainer:
-    trainer = ScalarLoggingTrainer(
+    # keep_predictions: each epoch's predictions go to <run_dir>/predictions/ (harness/predictions.py)
+    keeping = {"task": task} if keep_predictions else {}
+    trainer = (PredictionKeepingTrainer if keep_predictions else ScalarLoggingTrainer)(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -171,6 +175,7 @@ def build_trainer(
         compute_metrics=compute_metrics_fn(task),
         optimizers=(optimizer, None),  # the Trainer builds the linear warm-up schedule
         callbacks=callbacks,
+        **keeping,
     )
     # The classifiers' forward takes **kwargs, so the Trainer assumes their loss is normalised by
     # num_items_in_batch; it is a per-batch mean. Left True, the gradient comes out multiplied by

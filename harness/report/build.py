@@ -11,6 +11,7 @@ from harness.report.efficiency import params_table, runtime_summary_table, runti
 from harness.report.figures import all_figures
 from harness.report.grid import evidence_frame, grid_choice_table, grid_frame, grid_table
 from harness.report.load import ReportError, Run, load_runs
+from harness.report.precision import is_bf16_variant, precision_parity_table
 from harness.report.readme import readme
 from harness.report.readme_block import markers, replace_block, table_block
 from harness.report.render import Table
@@ -21,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def method_runs(runs: list[Run]) -> list[Run]:
-    """The runs of the methods compared, without AFLoRA's variants."""
-    return [r for r in runs if r.method not in AFLORA_VARIANTS]
+    """The runs of the methods compared, without AFLoRA's variants and without the bf16 repeats of
+    the precision check (a precision is a protocol's choice, not another method)."""
+    return [r for r in runs if r.method not in AFLORA_VARIANTS and not is_bf16_variant(r)]
 
 
 def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
@@ -41,6 +43,8 @@ def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
         ablation_table(runs, model),
         runs_table(runs, model),
     ]
+    if any(is_bf16_variant(r) for r in runs):
+        tables.append(precision_parity_table(runs, model))
     return {t.name: t for t in tables}
 
 

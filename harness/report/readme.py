@@ -110,7 +110,12 @@ def readme(
         ),
         _section("AFLoRA's ablations", tables["ablations"]),
         *_optional_sections(
-            tables, {"lr_grid": "Learning-rate grid", "lr_choice": "Learning rates chosen over the grid's tasks"}
+            tables,
+            {
+                "precision_parity": "Precision parity: bf16 against fp32",
+                "lr_grid": "Learning-rate grid",
+                "lr_choice": "Learning rates chosen over the grid's tasks",
+            },
         ),
         _section("Trainable parameters", tables["params_table"]),
         _section("Runtime relative to ELoRA and LoRA", tables["runtime_summary"]),

@@ -1,0 +1,216 @@
+"""The paper-budget protocol's machinery (conf/protocol/minilm-paper/README.md): budget=paper, the
+rate rule with its collapse clause and edge extension, and a run's kept predictions read back into
+the held-out and paper protocols."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from sklearn.metrics import accuracy_score, f1_score
+
+from harness import lifecycle
+from harness.budget import check_budget
+from harness.data import heldout_indices
+from harness.errors import ConfigError
+from harness.finished_runs import run_dir_of
+from harness.predictions import read_predictions
+from harness.rate_choice import choose_rate, rate_beyond
+from harness.report.protocols import HELDOUT, PAPER, protocol_score
+from harness.study import run_study
+from harness.tasks import TaskSpec
+from harness.token_lengths import share_over
+from tests.conftest import compose
+from tests.glue_fixture import write_glue
+
+# --- budget=paper ------------------------------------------------------------------------------
+
+
+def test_budget_paper_gives_the_reference_schedule_to_every_method():
+    for method, lr in (("aflora", 1e-2), ("lora", 2e-3), ("elora", 3e-2), ("head", 1e-1)):
+        cfg = compose(["task=rte", "model=minilm", f"method={method}", "budget=paper"])
+        assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.warmup_ratio) == (20, 64, 0.06)
+        assert cfg.train.max_train_samples is None and cfg.train.keep_predictions is True
+        assert (cfg.data.protocol, cfg.data.max_seq_length) == ("heldout", 256)
+        assert cfg.train.lr == lr  # the grid's centre until the grid chooses
+    aflora = compose(["task=mrpc", "model=minilm", "method=aflora-frozen", "budget=paper"])
+    assert (aflora.method.t_i_epochs, aflora.method.t_f_epochs, aflora.data.max_seq_length) == (1, 14, 128)
+    assert aflora.method.trainable_projections == "none"
+
+
+def test_the_short_budget_is_the_default_and_unchanged():
+    assert compose(["task=rte", "model=minilm", "method=aflora"]) == compose(
+        ["task=rte", "model=minilm", "method=aflora", "budget=short"]
+    )
+    assert compose(["task=rte", "model=minilm", "method=aflora"]).train.epochs == 2
+
+
+def test_a_budget_without_its_files_is_refused_naming_the_file():
+    choices = {"budget": "paper", "model": "tiny-bert", "task": "rte", "method": "lora"}
+    with pytest.raises(ConfigError, match="conf/protocol/tiny-bert-paper/rte.yaml"):
+        check_budget({**choices, "protocol": "tiny-bert-paper/rte", "tuning": "tiny-bert-paper/lora"})
+    with pytest.raises(ConfigError, match="conf/tuning/minilm-paper/vera.yaml"):
+        check_budget({**choices, "model": "minilm", "protocol": "minilm-paper/rte", "tuning": "minilm-paper/vera"})
+    check_budget({**choices, "budget": "short", "protocol": "tiny-bert/rte", "tuning": "tiny-bert/lora"})
+
+
+def test_share_over_a_length_by_hand():
+    assert share_over([10, 128, 129, 300], 128) == 0.5  # 128 itself fits
+    assert share_over([10, 128, 129, 300], 256) == 0.25
+
+
+# --- the rate rule -----------------------------------------------------------------------------
+
+
+def test_rate_beyond_keeps_the_grids_ratio_to_one_significant_figure():
+    assert rate_beyond(3e-2, 1e-2) == pytest.approx(9e-2)
+    assert rate_beyond(5e-3, 2e-3) == pytest.approx(1e-2)  # 1.25e-2
+    assert rate_beyond(1e-3, 2e-3) == pytest.approx(5e-4)
+    assert rate_beyond(1e-1, 9e-2) == pytest.approx(0.11)  # one figure would round back onto the edge
+
+
+TASKS = ["mrpc", "stsb"]
+
+
+def test_the_best_mean_wins_and_an_interior_choice_asks_for_nothing():
+    scores = {1e-3: {"mrpc": 80, "stsb": 70}, 2e-3: {"mrpc": 82, "stsb": 71}, 5e-3: {"mrpc": 85, "stsb": 60}}
+    choice = choose_rate(scores, TASKS)
+    assert choice.mean_scores == {1e-3: 75, 2e-3: 76.5, 5e-3: 72.5}
+    assert (choice.chosen, choice.extend_to) == (2e-3, None)
+
+
+def test_a_choice_at_either_edge_extends_that_way():
+    top = choose_rate({1e-2: {"mrpc": 70, "stsb": 70}, 3e-2: {"mrpc": 80, "stsb": 80}}, TASKS)
+    assert (top.chosen, top.extend_to) == (3e-2, pytest.approx(9e-2))
+    low = choose_rate({1e-2: {"mrpc": 80, "stsb": 80}, 3e-2: {"mrpc": 70, "stsb": 70}}, TASKS)
+    assert (low.chosen, low.extend_to) == (1e-2, pytest.approx(3e-3))  # 1e-2 * (1e-2 / 3e-2), one figure
+
+
+def test_a_tie_goes_to_the_lower_rate():
+    scores = {1e-3: {"mrpc": 70, "stsb": 70}, 2e-3: {"mrpc": 80, "stsb": 80}, 5e-3: {"mrpc": 80, "stsb": 80}}
+    assert choose_rate(scores, TASKS).chosen == 2e-3
+
+
+def test_a_rate_at_or_below_the_probe_on_any_task_is_not_eligible():
+    scores = {1e-3: {"mrpc": 75, "stsb": 70}, 2e-3: {"mrpc": 81, "stsb": 70}, 5e-3: {"mrpc": 95, "stsb": 60}}
+    probe = {"mrpc": 75.0, "stsb": 60.0}
+    choice = choose_rate(scores, TASKS, probe)
+    assert choice.collapsed == {1e-3: ["mrpc"], 5e-3: ["stsb"]}  # "at or below": equal to the probe collapses
+    assert choice.mean_scores[5e-3] > choice.mean_scores[2e-3]  # the best mean, but not eligible
+    assert choice.chosen == 2e-3
+    assert choice.extend_to is None  # 2e-3 has a rate run on each side
+
+
+def test_every_rate_collapsed_extends_downwards_and_an_unfinished_grid_decides_nothing():
+    scores = {1e-2: {"mrpc": 50, "stsb": 10}, 3e-2: {"mrpc": 50, "stsb": 10}}
+    choice = choose_rate(scores, TASKS, {"mrpc": 60, "stsb": 20})
+    assert (choice.chosen, choice.extend_to) == (None, pytest.approx(3e-3))
+    unfinished = choose_rate({1e-2: {"mrpc": 50}, 3e-2: {"mrpc": 50, "stsb": 10}}, TASKS)
+    assert (unfinished.chosen, unfinished.extend_to) == (None, None)
+
+
+# --- the study tool extends a grid by itself ------------------------------------------------------
+
+
+def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
+    """A fake pool writes each run's result: AFLoRA's score rises up to 9e-2 and falls after, so the
+    grid [1e-2, 3e-2] must run 9e-2, then 0.3 (0.27 to one figure), and choose 9e-2; the probe is interior at once."""
+    peak = {"aflora": 9e-2, "head": 1e-1}
+    calls: list[list[str]] = []
+
+    def fake_pool(runs):
+        calls.append([f"{r.value('method')}@{r.value('train.lr')}/{r.value('task')}" for r in runs])
+        for run in runs:
+            run_dir, _ = run_dir_of(run.overrides)
+            lr, method = float(run.value("train.lr")), run.value("method")
+            score = (0.6 if method == "aflora" else 0.3) - 0.1 * abs(np.log10(lr / peak[method]))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "result.json").write_text(
+                json.dumps(
+                    {
+                        "status": "completed",
+                        "metrics": {
+                            "selection_metric": "f1" if run.value("task") == "mrpc" else "pearson",
+                            "best": {"f1_select": score, "pearson_select": score},
+                        },
+                    }
+                )
+            )
+        return []
+
+    study = OmegaConf.create(
+        {
+            "model": "minilm",
+            "seeds": [1],
+            "overrides": ["budget=paper"],
+            "stages": {
+                "grid": {
+                    "tasks": ["mrpc"],
+                    "runs_dir": str(tmp_path),
+                    "extend": True,
+                    "probe": "head",
+                    "lr": {"head": [3e-2, 1e-1, 3e-1], "aflora": [1e-2, 3e-2]},
+                }
+            },
+        }
+    )
+    assert run_study(study, None, lambda run: True, fake_pool) == []
+    assert len(calls) == 3  # the first round, then 9e-2, then 0.3
+    # Each round hands the pool the whole grid (it steps over finished runs): the new runs are the extension.
+    assert set(calls[1]) - set(calls[0]) == {"aflora@0.09/mrpc"}
+    assert set(calls[2]) - set(calls[1]) == {"aflora@0.3/mrpc"}
+
+
+# --- kept predictions, read back into both protocols ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glue16(tmp_path_factory) -> Path:
+    return write_glue(tmp_path_factory.mktemp("glue-budget"), tasks=["mrpc"], n_eval=24)
+
+
+def test_kept_predictions_give_the_runs_own_heldout_numbers_and_the_paper_protocol(tmp_path, glue16):
+    cfg = compose(
+        [
+            "task=mrpc",
+            "method=lora",
+            "model=tiny-bert",
+            "debug=default",
+            f"data.dir={glue16}",
+            "data.protocol=heldout",
+            "train.keep_predictions=true",
+            "train.max_eval_samples=null",
+            "train.epochs=3",
+        ]
+    )
+    assert lifecycle.run(cfg, tmp_path) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    kept = read_predictions(tmp_path)
+    assert sorted(kept) == ["selection", "validation"]
+    assert all(sorted(split.by_epoch) == [1, 2, 3] and len(split.labels) == 12 for split in kept.values())
+
+    task = TaskSpec.from_config(cfg.task, "heldout")
+    heldout = protocol_score(tmp_path, task, HELDOUT)
+    best = result["metrics"]["best"]  # the harness's own choice, made during training
+    assert heldout.epoch == best["epoch"]
+    assert heldout.selection_score == pytest.approx(100 * best["f1_select"])
+    assert heldout.reported == pytest.approx({"accuracy": 100 * best["accuracy"], "f1": 100 * best["f1"]})
+
+    # The paper protocol by hand: both halves back in the split's order, scored with scikit-learn.
+    chosen, rest = heldout_indices(24, 12)
+    labels = np.empty(24, dtype=int)
+    labels[chosen], labels[rest] = kept["selection"].labels, kept["validation"].labels
+    by_epoch = {}
+    for epoch in (1, 2, 3):
+        whole = np.empty(24, dtype=int)
+        whole[chosen], whole[rest] = kept["selection"].by_epoch[epoch], kept["validation"].by_epoch[epoch]
+        by_epoch[epoch] = whole
+    f1 = {e: 100 * f1_score(labels, p) for e, p in by_epoch.items()}
+    epoch = max(f1, key=lambda e: (f1[e], -e))
+    paper = protocol_score(tmp_path, task, PAPER)
+    assert paper.epoch == epoch
+    assert paper.reported["f1"] == pytest.approx(f1[epoch])
+    assert paper.reported["accuracy"] == pytest.approx(100 * accuracy_score(labels, by_epoch[epoch]))
