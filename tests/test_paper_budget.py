@@ -19,6 +19,7 @@ from harness.errors import ConfigError
 from harness.finished_runs import run_dir_of
 from harness.predictions import read_predictions
 from harness.rate_choice import choose_rate, rate_beyond
+from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score
 from harness.study import run_study
 from harness.tasks import TaskSpec
@@ -214,3 +215,31 @@ def test_kept_predictions_give_the_runs_own_heldout_numbers_and_the_paper_protoc
     assert paper.epoch == epoch
     assert paper.reported["f1"] == pytest.approx(f1[epoch])
     assert paper.reported["accuracy"] == pytest.approx(100 * accuracy_score(labels, by_epoch[epoch]))
+
+
+# --- the example-level paired bootstrap ------------------------------------------------------------
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return 100 * float(np.mean(predictions == labels))
+
+
+def test_bootstrap_of_identical_and_opposite_methods_by_hand():
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    same = paired_bootstrap([labels.copy()], [labels.copy()], labels, accuracy, resamples=200)
+    assert (same.difference, same.low, same.high, same.share_at_or_below_zero) == (0, 0, 0, 1)
+    right_wrong = paired_bootstrap([labels], [1 - labels], labels, accuracy, resamples=200)
+    assert (right_wrong.difference, right_wrong.low, right_wrong.high) == (100, 100, 100)
+    assert right_wrong.share_at_or_below_zero == 0
+
+
+def test_bootstrap_averages_over_seeds_and_its_interval_holds_the_difference():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    noisy = [np.where(rng.random(300) < p, labels, 1 - labels) for p in (0.8, 0.7)]  # ~80 % and ~70 % right
+    weaker = [np.where(rng.random(300) < 0.6, labels, 1 - labels)]
+    result = paired_bootstrap(noisy, weaker, labels, accuracy, resamples=500)
+    by_hand = (accuracy(noisy[0], labels) + accuracy(noisy[1], labels)) / 2 - accuracy(weaker[0], labels)
+    assert result.difference == pytest.approx(by_hand)
+    assert result.low < result.difference < result.high and result.low > 0  # clearly ahead on 300 examples
+    assert result.resamples == 500

@@ -10,7 +10,7 @@ import evaluate
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-_METRICS = {
+METRICS = {  # also the report's, for scores of resampled examples (harness/report/protocols.py)
     "accuracy": lambda p, r: accuracy_score(r, p),
     "f1": lambda p, r: f1_score(r, p),
     "matthews_correlation": lambda p, r: matthews_corrcoef(r, p),
@@ -35,7 +35,7 @@ class GlueMetric(evaluate.Metric):
 
     def _compute(self, predictions, references):
         names = self.config_name.split(",")
-        unknown = [n for n in names if n not in _METRICS]
+        unknown = [n for n in names if n not in METRICS]
         if unknown:
-            raise ValueError(f"unknown GLUE metric(s) {unknown}; known: {sorted(_METRICS)}")
-        return {name: float(_METRICS[name](predictions, references)) for name in names}
+            raise ValueError(f"unknown GLUE metric(s) {unknown}; known: {sorted(METRICS)}")
+        return {name: float(METRICS[name](predictions, references)) for name in names}
