@@ -5,11 +5,16 @@ looks like a checkpoint but is not one. The marker below is written after the Tr
 method callback have saved their state (it must be the last callback), and only marked
 checkpoints are resumed from. Older checkpoints are removed only once a newer one is marked,
 so a crash at any moment leaves at least one good checkpoint.
+
+The marker is a manifest of the checkpoint's files (harness/checkpoint_manifest.py), checked
+before a resume: a file lost or changed after the mark makes the checkpoint damaged, never a
+resume that quietly starts a fresh optimizer or other random draws.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -17,14 +22,42 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import safe_globals
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import (
+    ADAPTER_SAFE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
 
+from harness.checkpoint_manifest import (
+    MARKER,
+    UnreadableManifest,
+    manifest_problems,
+    missing,
+    read_manifest,
+    write_manifest,
+)
 from harness.distributed import barrier
 from harness.errors import HarnessError
 from harness.methods import MethodCallback
 
-MARKER = "checkpoint-complete"
+log = logging.getLogger(__name__)
+
+# The files a resume cannot do without: the Trainer's state and, under one of the names the
+# Trainer looks for (Trainer._load_from_checkpoint), the weights. Checked on markers without a manifest.
+_WEIGHTS = (
+    ADAPTER_SAFE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    WEIGHTS_INDEX_NAME,
+)
 _VERIFIED = (".json", ".safetensors", ".pt", ".pth", ".bin")  # what the Trainer and callbacks load on resume
 _STEP = re.compile(r"^checkpoint-(\d+)$")
 
@@ -62,11 +95,35 @@ def _load(path: Path) -> None:
 
 
 def verify_checkpoint(checkpoint: Path) -> None:
-    """Load every file the resume reads; raise DamagedCheckpoint naming the first that fails.
+    """Check ``checkpoint`` against its manifest; raise DamagedCheckpoint naming what is missing or
+    changed. A checkpoint marked before manifests gets the older checks, and a warning saying so."""
+    try:
+        files = read_manifest(checkpoint)
+    except UnreadableManifest as err:
+        raise DamagedCheckpoint(f"checkpoint {checkpoint}: {err}") from None
+    if files is None:
+        log.warning(
+            "checkpoint %s has no manifest (marked by an older harness): only the files it holds are checked",
+            checkpoint,
+        )
+        _verify_without_manifest(checkpoint)
+        return
+    problem = manifest_problems(checkpoint, files)
+    if problem:
+        raise DamagedCheckpoint(f"checkpoint {checkpoint}: {problem}")
+
+
+def _verify_without_manifest(checkpoint: Path) -> None:
+    """The files the resume cannot do without are there, and every file the resume reads loads.
 
     The message keeps only the error's first line (``error_line``): torch's own suggests
     ``weights_only=False``, which would execute whatever a damaged or planted file contains.
     """
+    absent = [name for name in (TRAINER_STATE_NAME,) if not (checkpoint / name).is_file()]
+    if not any((checkpoint / name).is_file() for name in _WEIGHTS):
+        absent.append(f"its weights ({ADAPTER_SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_NAME})")
+    if absent:
+        raise DamagedCheckpoint(f"checkpoint {checkpoint}: {missing(absent)}")
     files = [p for p in sorted(checkpoint.iterdir()) if p.suffix in _VERIFIED and p.name != "training_args.bin"]
     for path in files:
         try:
@@ -135,5 +192,5 @@ class MarkCompleteCheckpoints(TrainerCallback):
         current = saved_checkpoint(args, state)
         if not state.is_world_process_zero or current is None:
             return
-        (current / MARKER).write_text(f"{state.global_step}\n")
+        write_manifest(current, state.global_step)
         remove_checkpoints(Path(args.output_dir), keep=current)
