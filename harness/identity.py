@@ -2,7 +2,10 @@
 
 A run directory is ``<runs_dir>/<model>/<task>/<method>/seed<seed>[/<variant>]``. The variant
 lists the command line's overrides of every other key that changes what is trained, e.g.
-``seed1/train.lr=0.01``, so a sweep over any key gives one directory per value.
+``seed1/train.lr=0.01``, so a sweep over any key gives one directory per value. Each value is
+written as Hydra's sweeper writes it (``canonical_value``): ``train.lr=1e-2``, ``0.01`` and
+``1.0e-2``, under ``-m`` or not, all train in ``train.lr=0.01/``, and the report reads the folders
+with the same function.
 
 Every run directory also records the fingerprint of its config (``fingerprint.json``): the
 resolved config minus the keys of ``NOT_IDENTITY``, which say where, how fast or how verbosely a
@@ -13,6 +16,7 @@ removed from the defaults in between) is not a difference: it cannot have been s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
@@ -58,17 +64,45 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+@functools.cache
+def _override_parser() -> OverridesParser:
+    return OverridesParser.create()
+
+
+def canonical_value(override: str) -> str:
+    """The value of ``key=value`` as Hydra's sweeper writes it into a ``-m`` job's overrides:
+    ``1e-2``, ``1.0e-2`` and ``0.01`` are all ``0.01``, ``2e-5`` is ``2e-05``. The one spelling of a
+    value in a folder name, whether the command line ran with ``-m`` or not; a text that is not an
+    override (a hash, ``config-<hash>``) is kept as it is."""
+    if "=" not in override:
+        return ""
+    raw = override.split("=", 1)[1]
+    try:
+        parsed = _override_parser().parse_override(override)
+    except OverrideParseException:
+        return raw
+    return raw if parsed.is_sweep_override() else parsed.get_value_element_as_str()
+
+
+def canonical_variant(text: str) -> str:
+    """A variant folder's name (or a result's recorded variant) with every value canonical: a folder
+    named before values were (``train.lr=1e-3``) reads as the config it trained (``train.lr=0.001``)."""
+    items = [f"{_override_key(item)}={canonical_value(item)}" if "=" in item else item for item in text.split(",")]
+    return ",".join(items) if text else ""
+
+
 def variant(overrides: Iterable[str]) -> str:
     """``key=value,...`` of the overrides outside the standard axes and NOT_IDENTITY ('' if none).
 
-    A value that is not a short plain word (a path, a list) is written as a hash of itself.
+    Every value is canonical (``canonical_value``); one that is not a short plain word (a path, a
+    list) is written as a hash of itself.
     """
     items = []
     for override in overrides:
         key = _override_key(override)
         if key in STANDARD_AXES or _excluded(key, NOT_IDENTITY):  # but model.path is not an axis
             continue
-        value = override.split("=", 1)[1] if "=" in override else ""
+        value = canonical_value(override)
         if not _PLAIN_VALUE.match(value):
             value = "h" + hashlib.sha256(value.encode()).hexdigest()[:8]
         items.append(f"{key}={value}")
@@ -78,10 +112,12 @@ def variant(overrides: Iterable[str]) -> str:
     return text
 
 
-def _path_name(key: str, value: Any) -> str:
+def folder_name(key: str, value: Any, inside: str = "runs_dir") -> str:
+    """``value`` as the name of a folder or file inside ``inside`` (runs_dir, a report's output),
+    refused in one line naming ``key`` when it could leave that folder."""
     name = str(value)
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
-        raise ConfigError(f"{key} = {name!r} cannot name a folder inside runs_dir (no '/', '..' or empty names)")
+        raise ConfigError(f"{key} = {name!r} cannot name a folder inside {inside} (no '/', '..' or empty names)")
     return name
 
 
@@ -95,7 +131,7 @@ def run_subdir(model: Any, task: Any, method: Any, seed: Any, overrides: Iterabl
                 f"{override!r}: the harness adds and deletes no keys ('+', '~'); "
                 "override an existing key without them (python run.py --help lists every key)"
             )
-    parts = [_path_name(f"{k}.name", v) for k, v in (("model", model), ("task", task), ("method", method))]
+    parts = [folder_name(f"{k}.name", v) for k, v in (("model", model), ("task", task), ("method", method))]
     parts.append(f"seed{seed}")
     suffix = variant(overrides)
     return "/".join([*parts, suffix] if suffix else parts)

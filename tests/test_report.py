@@ -390,8 +390,49 @@ def test_duplicate_runs_are_refused(tmp_path: Path) -> None:
     copy = tmp_path / "elsewhere" / "result.json"
     copy.parent.mkdir()
     copy.write_text(json.dumps(data))
-    with pytest.raises(ReportError, match="duplicate"):
+    with pytest.raises(ReportError, match="hold the same config and seed"):
         load_runs(tmp_path)
+
+
+def _moved(path: Path, folder: str) -> Path:
+    """``path`` (a result.json) moved into ``folder`` beside it, as a variant's run directory."""
+    (path.parent / folder).mkdir()
+    return path.rename(path.parent / folder / "result.json")
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [
+        ("train.lr=1e-3", "train.lr=0.001"),  # python run.py train.lr=1e-3, then the same with -m
+        ("", "train.lr=0.0005"),  # the default rate, then the same rate as an override
+    ],
+)
+def test_one_config_and_seed_in_two_folders_is_refused_naming_both(tmp_path: Path, first: str, second: str) -> None:
+    """Whatever the folders' names, one (config, seed) counts once in the GLUE table and the paired
+    comparisons: the report refuses to run, naming both folders."""
+    config = {"seed": 1, "train": {"lr": 0.0005 if first == "" else 0.001}}
+    paths = []
+    for folder in sorted((first, second), key=lambda f: f == ""):  # seed1/ itself last: write() fills it
+        path = write(tmp_path / "runs", result("rte", "lora", 1, {"accuracy": 0.7}, config=config))
+        paths.append(_moved(path, folder) if folder else path)
+    write(tmp_path / "runs", result("rte", "aflora", 1, {"accuracy": 0.7}))
+    with pytest.raises(ReportError) as refused:
+        build_reports(tmp_path / "runs", tmp_path / "reports", None, "cmd")
+    message = str(refused.value)
+    assert "\n" not in message and "the same config and seed" in message
+    assert str(paths[0].parent) in message and str(paths[1].parent) in message
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_model_field_that_would_leave_out_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "runs", result("rte", "lora", 1, {"accuracy": 0.7}))
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "model": "../../escaped"}))  # a crafted (or damaged) file
+    out = tmp_path / "deep" / "reports"
+    assert main(["--runs", str(tmp_path / "runs"), "--out", str(out)]) == USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: model = '../../escaped' cannot name a folder") and "\n" not in err
+    assert not (tmp_path / "escaped").exists() and not out.exists()
 
 
 # ---------------------------------------------------------------- CLI and build

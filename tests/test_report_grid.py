@@ -42,6 +42,27 @@ def test_a_grid_point_trained_at_another_rate_is_refused(tmp_path):
         grid_frame(tmp_path)
 
 
+def test_a_grid_point_in_two_spellings_of_its_folder_is_refused_naming_both(tmp_path):
+    """``train.lr=1e-3`` (python run.py) and ``train.lr=0.001`` (python run.py -m) of one seed: one
+    run counted twice would move the point's mean over seeds."""
+    write_point(tmp_path, "train.lr=1e-3", 1e-3, "lora", 0.10, seed=1)
+    write_point(tmp_path, "train.lr=0.001", 1e-3, "lora", 0.30, seed=1)
+    write_point(tmp_path, "train.lr=0.001", 1e-3, "lora", 0.20, seed=2)
+    with pytest.raises(ReportError, match="hold the same config and seed") as refused:
+        grid_frame(tmp_path)
+    seed_dir = tmp_path / MODEL / "rte" / "lora" / "seed1"
+    assert str(seed_dir / "train.lr=1e-3") in str(refused.value) and str(seed_dir / "train.lr=0.001") in str(
+        refused.value
+    )
+
+
+def test_a_grid_folder_in_another_spelling_of_its_rate_is_read(tmp_path):
+    write_point(tmp_path, "train.lr=1e-3", 1e-3, "lora", 0.10, seed=1)
+    write_point(tmp_path, "train.lr=0.001", 1e-3, "lora", 0.20, seed=2)
+    points = grid_frame(tmp_path).groupby("lr")["score"].agg(["mean", "count"])
+    assert points.to_dict("index") == {1e-3: {"mean": pytest.approx(15.0), "count": 2}}
+
+
 def test_the_two_task_rule_takes_the_best_mean_among_rates_that_beat_the_probe_everywhere(tmp_path):
     points = {  # (method, task): {lr: score}
         ("head", "rte"): {1e-2: 0.55, 3e-2: 0.60},  # the probe's best: 60 on RTE, 20 on STS-B

@@ -53,7 +53,7 @@ def test_variant_names_only_the_overrides_that_change_what_is_trained():
     study = ["task=rte", "model=minilm", "method=head", "seed=3", "train.threads=1", "train.device=cpu"]
     quiet = ["runs_dir=x", "force=true", "data.dir=/g", "train.logging_steps=5", "train.keep_checkpoints=true"]
     assert identity.variant([*study, *quiet, "train.report_to=none"]) == ""
-    assert identity.variant(["train.lr=1e-2", "seed=2", "debug=default"]) == "debug=default,train.lr=1e-2"
+    assert identity.variant(["train.lr=1e-2", "seed=2", "debug=default"]) == "debug=default,train.lr=0.01"
     assert identity.variant(["model.path=/a/b"]) != identity.variant(["model.path=/a/c"])
     assert "/" not in identity.variant(["model.path=/a/b"])
     assert len(identity.variant([f"method.k{i}=value{i}" for i in range(40)])) < 130
@@ -72,6 +72,34 @@ def test_the_study_command_keeps_its_directory():
         cfg = hydra_compose(config_name="config", overrides=[*study, *extra], return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         assert cfg.hydra.run.dir == expected
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "-m"])
+@pytest.mark.parametrize("spelling", ["1e-2", "0.01", "1.0e-2"])
+def test_one_config_trains_in_one_folder_however_its_values_are_spelled(spelling, multirun):
+    from hydra import compose as hydra_compose
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    compose([])  # initialises Hydra once for the session
+    overrides = ["task=rte", "model=minilm", "method=lora", "seed=3", "runs_dir=runs", f"train.lr={spelling}"]
+    if multirun:  # what Hydra's sweeper hands the one job of `python run.py -m <overrides>`
+        ((overrides,),) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+    cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    folder = f"{cfg.hydra.sweep.dir}/{cfg.hydra.sweep.subdir}" if multirun else cfg.hydra.run.dir
+    assert folder == "runs/minilm/rte/lora/seed3/train.lr=0.01"
+
+
+def test_the_report_reads_a_folder_in_another_spelling_as_the_same_config(tmp_path):
+    for seed, folder in ((1, "train.lr=1e-3"), (2, "train.lr=0.001")):  # as run.py and run.py -m named them
+        data = fake_result("rte", "lora", seed, {"accuracy": 0.6 + seed / 10}, config={"train": {"lr": 0.001}})
+        path = write_fake(tmp_path, data)
+        (path.parent / folder).mkdir()
+        path.rename(path.parent / folder / "result.json")
+    stats = score_stats(scores_frame(load_runs(tmp_path)))
+    assert stats.loc[("lora [train.lr=0.001]", "rte", "accuracy"), "n"] == 2
 
 
 @pytest.mark.parametrize(
@@ -115,7 +143,8 @@ def test_the_report_groups_seeds_of_one_config_and_keeps_configs_apart(tmp_path)
     write_fake(tmp_path, fake_result("rte", "lora", 2, scores))
     for seed in (1, 2):  # one recorded variant, one known only from its folder (no 'variant' field)
         extra = {"variant": "train.lr=0.01"} if seed == 1 else {}
-        path = write_fake(tmp_path, fake_result("rte", "lora", seed, {"accuracy": 0.7}, **extra))
+        config = {"train": {"lr": 0.01}}  # another config than the default's: another fingerprint
+        path = write_fake(tmp_path, fake_result("rte", "lora", seed, {"accuracy": 0.7}, config=config, **extra))
         moved = path.parent / "train.lr=0.01" / "result.json"
         moved.parent.mkdir()
         path.rename(moved)

@@ -13,14 +13,13 @@ collapse"). "Exact config" is the run-identity content (harness/identity.py) wit
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from harness import identity
 from harness.report import render
-from harness.report.load import ReportError, Run, parse_result
+from harness.report.load import ReportError, Run, parse_result, refuse_doubles
 from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.render import MISSING, Table
 from harness.result_schema import COMPLETED
@@ -61,16 +60,19 @@ def _completed(path: Path):
 
 
 def grid_frame(grid_dir: Path) -> pd.DataFrame:
-    """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %), content."""
+    """One row per completed grid run: model, task, method, seed, lr, score (selection metric, %), content.
+    Folders are read in run.py's one spelling of a value (``train.lr=1e-3`` is ``train.lr=0.001``), and
+    two runs of one (config, seed) are refused, as for the table's runs."""
+    runs = [parse_result(path) for path in sorted(grid_dir.glob(f"**/{LR_FOLDER}*/{RESULT_FILE}"))]
+    refuse_doubles(runs)
     rows = []
-    for path in sorted(grid_dir.glob(f"**/{LR_FOLDER}*/{RESULT_FILE}")):
-        result = _completed(path)
-        if result is None:
+    for run in runs:
+        if run.status != COMPLETED:
             continue
-        row = _row(result)
-        folder = path.parent.name
-        if not math.isclose(row["lr"], float(folder.removeprefix(LR_FOLDER)), rel_tol=1e-9):
-            raise ReportError(f"{path}: trained with train.lr={row['lr']}, but its grid folder is {folder}")
+        row, folder = _row(run.result), run.path.parent.name
+        trained = f"{LR_FOLDER}{run.result.config['train']['lr']}"
+        if identity.canonical_variant(folder) != identity.canonical_variant(trained):
+            raise ReportError(f"{run.path}: trained with train.lr={row['lr']}, but its grid folder is {folder}")
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import identity
 from harness.errors import HarnessError
 from harness.report.paper import Column, column_for
 from harness.result_schema import COMPLETED, FAILED, RunResult
@@ -45,16 +46,23 @@ class Run:
 
 
 def _variant(path: Path, recorded: str | None) -> str:
-    """The run's variant: as recorded, else the folders below ``seed<n>/`` (harness/identity.py)."""
+    """The run's variant: as recorded, else the folders below ``seed<n>/`` (harness/identity.py),
+    with its values in their one spelling (``train.lr=1e-3`` is ``train.lr=0.001``)."""
     if recorded is not None:
-        return recorded
+        return identity.canonical_variant(recorded)
     parts = path.parent.parts
     seeds = [i for i, part in enumerate(parts) if part.startswith("seed") and part[4:].isdigit()]
-    return "/".join(parts[seeds[-1] + 1 :]) if seeds else ""
+    return "/".join(identity.canonical_variant(part) for part in parts[seeds[-1] + 1 :]) if seeds else ""
 
 
 def _with_variant(run: Run, recorded: str | None) -> Run:
-    """Runs of another config are another row: the method is labelled with the variant."""
+    """Runs of another config are another row: the method is labelled with the variant. The names
+    pass run.py's own check first: the report names its folders and files after them."""
+    for key in ("model", "task", "method"):
+        try:
+            identity.folder_name(key, getattr(run, key), inside="the report's --out")
+        except HarnessError as err:
+            raise ReportError(f"{run.path}: {err}") from None
     run.variant = _variant(run.path, recorded)
     if run.variant:
         run.method = f"{run.method} [{run.variant}]"
@@ -100,22 +108,35 @@ def find_results(runs_dir: Path) -> list[Path]:
     return sorted(runs_dir.rglob(RESULT_FILE))
 
 
+def refuse_doubles(runs: list[Run]) -> None:
+    """Refuse two result files of one (config, seed), naming both folders: two of one (model, task,
+    method and variant, seed), or two whose configs have one fingerprint (harness/identity.py),
+    however their folders are spelled. Counting a seed twice would silently move a mean and shrink
+    a std; the user must pick one."""
+    seen: dict[str, Path] = {}
+    for run in runs:
+        if run.status not in (COMPLETED, FAILED) or run.seed is None:
+            continue
+        keys = {f"model={run.model} task={run.task} method={run.method} seed={run.seed}"}
+        if run.result is not None and isinstance(run.result.config, dict):  # the axes too: a config names them
+            r = run.result
+            fingerprint = identity.digest(identity.content(r.config))
+            keys.add(f"model={r.model} task={r.task} method={r.method} seed={r.seed} fingerprint {fingerprint}")
+        for key in sorted(keys):
+            if key in seen:
+                raise ReportError(
+                    f"{run.path.parent} and {seen[key].parent} hold the same config and seed ({key}): "
+                    "keep one, or the report counts it twice"
+                )
+            seen[key] = run.path
+
+
 def load_runs(runs_dir: Path) -> list[Run]:
-    """Parse every result.json; refuse two files claiming the same (model, task, method, seed)."""
+    """Parse every result.json; refuse two files of one (config, seed) (``refuse_doubles``)."""
     paths = find_results(runs_dir)
     if not paths:
         raise ReportError(f"{runs_dir}: no {RESULT_FILE} found")
     runs = [parse_result(p) for p in paths]
-    seen: dict[tuple[str, str, str, int], Path] = {}
-    for run in runs:
-        if run.status not in ("completed", "failed") or run.seed is None:
-            continue
-        key = (run.model, run.task, run.method, run.seed)
-        if key in seen:
-            # Counting a seed twice would silently shrink the std; make the user pick one.
-            raise ReportError(
-                f"{run.path}: duplicate of {seen[key]} (model={key[0]} task={key[1]} method={key[2]} seed={key[3]})"
-            )
-        seen[key] = run.path
+    refuse_doubles(runs)
     log.info("loaded %d result files from %s", len(runs), runs_dir)
     return runs
