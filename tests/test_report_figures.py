@@ -18,6 +18,7 @@ from harness.report.paper import method_label
 from tests.test_report import MODEL, freezing_dict, result, write, write_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REFERENCE = {"train": {"optimizer": "adamw_reference"}}  # a variant's config: another fingerprint than the default's
 
 
 def test_freeze_matrix_equals_given_steps() -> None:
@@ -57,7 +58,9 @@ def test_the_heatmaps_average_aflora_alone_not_its_variants(tmp_path) -> None:
         write(tmp_path, result("rte", "aflora", seed, {"accuracy": 0.7}, freezing=freezing_dict(2, offset)))
     all_projections = result("rte", "aflora", 1, {"accuracy": 0.7}, freezing=freezing_dict(2, 99))
     write(tmp_path, {**all_projections, "method": "aflora-all"})
-    optimizer = result("rte", "aflora", 1, {"accuracy": 0.7}, variant="train.optimizer=adamw_reference")
+    optimizer = result(
+        "rte", "aflora", 1, {"accuracy": 0.7}, variant="train.optimizer=adamw_reference", config=REFERENCE
+    )
     path = tmp_path / MODEL / "rte" / "aflora" / "seed1" / optimizer["variant"] / "result.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**optimizer, "freezing": freezing_dict(2, 50)}))

@@ -36,6 +36,7 @@ def tables(tmp_path_factory):
     for seed, accuracy in enumerate([0.76, 0.73, 0.75], 1):  # AFLoRA with the reference optimizer: a variant
         data = result("rte", "lora", seed, {"accuracy": accuracy})
         data.update(method="aflora", variant="train.optimizer=adamw_reference")
+        data["config"] = {"train": {"optimizer": "adamw_reference"}}  # another config: another fingerprint
         path = root / MODEL / "rte" / "aflora" / f"seed{seed}" / data["variant"] / "result.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(data))
