@@ -20,7 +20,7 @@ FREEZE_BF16 = [{"a.A": 0, "b.A": 20, "c.A": 40}, {"a.A": 0, "b.A": 20, "c.A": 50
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
     root: Path = tmp_path_factory.mktemp("parity") / "runs"
-    for seed, (a32, a16) in enumerate(zip(FP32, BF16), 1):
+    for seed, (a32, a16) in enumerate(zip(FP32, BF16, strict=True), 1):
         data = result("rte", "lora", seed, {"accuracy": a32})
         data.update(method="aflora", freezing=FREEZE_FP32)
         write(root, data)
