@@ -26,6 +26,7 @@ def parity(tmp_path_factory):
         write(root, data)
         data = result("rte", "lora", seed, {"accuracy": a16})
         data.update(method="aflora", variant="train.precision=bf16", freezing=FREEZE_BF16[seed - 1])
+        data["config"] = {"train": {"precision": "bf16"}}  # another config: another fingerprint
         path = root / MODEL / "rte" / "aflora" / f"seed{seed}" / data["variant"] / "result.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(data))
