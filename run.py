@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from harness.cli_errors import SweepRunFailed, exit_code_and_line
 from harness.distributed import replica_overrides, setup_process
+from harness.errors import INTERRUPTED
 from harness.identity import variant  # also registers ${run_subdir:...} for the run directory
 
 FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
@@ -39,7 +40,7 @@ def run(cfg: DictConfig) -> None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
     code = lifecycle.run(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
-    if code and (not in_sweep or code == lifecycle.INTERRUPTED):
+    if code and (not in_sweep or code == INTERRUPTED):
         sys.exit(code)
     if code:  # the sweep goes on; Hydra re-raises the first failure once every run has finished
         FAILED_IN_SWEEP.append(str(run_dir))
@@ -55,7 +56,7 @@ if __name__ == "__main__":
         run()
     except KeyboardInterrupt:  # before or after a run (a run itself says what it kept)
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except Exception as err:
         code, line = exit_code_and_line(err, FAILED_IN_SWEEP)
         if code is None:
