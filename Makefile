@@ -66,8 +66,8 @@ glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. S
 report: setup ## tables and figures for every model under runs/ into reports/, and the GLUE table into README.md
 	$(PY) -m harness.report --runs runs --out reports --readme README.md $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
-paper-tables: setup ## the paper's Table 1 layout with the published numbers beside ours
-	$(PY) -m harness.report --runs runs --out reports --paper
+paper-tables: setup ## print the paper's Table 1 layout with the published numbers beside ours (writes nothing)
+	$(PY) -m harness.report --runs runs --paper $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
 RUN ?=
 SEED ?= 1

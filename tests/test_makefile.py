@@ -51,3 +51,8 @@ def test_gpu_check_dry_run_takes_glue_dir_from_the_environment_alone():
 def test_a_local_glue_copy_keeps_every_run_off_the_hub(target, program):
     assert "HF_HUB_OFFLINE=1" in command_of(target, program, "GLUE_DIR=../shared/glue")
     assert "HF_HUB_OFFLINE=1" not in command_of(target, program)  # without a local copy the data come from the hub
+
+
+def test_paper_tables_only_print():
+    words = command_of("paper-tables", "harness.report")
+    assert "--paper" in words and not {"--out", "--readme", "--grid"} & set(words)
