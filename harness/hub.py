@@ -36,10 +36,16 @@ def cache_only(location: str) -> bool:
     return not Path(location).is_dir() and not constants.is_offline_mode() and not hub_reachable()
 
 
-def unavailable(location: str, reason: str) -> str:
-    """The one line for a hub model that is neither in the cache nor reachable."""
+def unavailable(location: str, library_says: str) -> str:
+    """The one line for a hub model ``from_pretrained`` could not load (``library_says``: its first line)."""
+    if constants.is_offline_mode():
+        why = "HF_HUB_OFFLINE is set"
+    elif not hub_reachable():
+        why = f"{constants.ENDPOINT} cannot be reached"
+    else:  # online: a wrong id, a gated or private model
+        return f"model {location!r} cannot be loaded from the hub ({library_says}); check the id or set model.path"
     return (
-        f"model {location!r} cannot be loaded ({reason}): it is not in the hub cache and the hub cannot be reached. "
-        f"Fetch it once online (hf download {location}) and run with HF_HUB_OFFLINE=1, or set model.path to a "
-        "local copy, or use model=deberta-v3-base-random for DeBERTaV3-base's shapes with random weights"
+        f"model {location!r} is not in the hub cache and {why}: fetch it once online (hf download {location}), "
+        "then HF_HUB_OFFLINE=1 finds it; or set model.path to a local copy; or use model=deberta-v3-base-random "
+        "for DeBERTaV3-base's shapes with random weights"
     )

@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from omegaconf import OmegaConf
 
 from harness import identity, lifecycle, predict, submission
+from harness.paths import conf_file
 from harness.result_schema import FAILED
 from harness.results import load_result, write_result
 from harness.submission import ALL_FILES, HEADER, LABEL_NAMES, TEST_FILES, prediction_strings
+from harness.tasks import TaskSpec
 from tests.conftest import compose
 from tests.glue_fixture import split_table, write_glue
 from tests.result_fixtures import completed
@@ -42,6 +45,10 @@ def trained_run(run_dir: Path, glue: Path, task: str, method: str = "lora") -> P
     return run_dir
 
 
+def conf_task(task: str) -> TaskSpec:
+    return TaskSpec.from_config(OmegaConf.load(conf_file("task", task)))
+
+
 def rows(path: Path) -> tuple[str, list[list[str]]]:
     header, *lines = path.read_text().splitlines()
     return header, [line.split("\t") for line in lines]
@@ -52,9 +59,14 @@ def test_predict_writes_the_server_files(tmp_path, task, caplog):
     glue = glue_with_test_splits(tmp_path / "glue", [task])
     run_dir = trained_run(tmp_path / "run", glue, task)
     with caplog.at_level("INFO"):
-        assert predict.main([str(run_dir)]) == 0
+        assert predict.main([str(run_dir), "--threads", "1"]) == 0
     checks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ")]
     assert checks and not any("DIFFERS" in line for line in checks)  # the reload gave result.json's metrics
+    # In a log (no terminal, no progress bar) a line says what each long step is about to do.
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("evaluating ", "predicting "))]
+    assert [s.split(":")[0] for s in steps] == [
+        f"evaluating {task}'s {split}" for split in conf_task(task).eval_splits
+    ] + [f"predicting {test.file}" for test in TEST_FILES[task]]
 
     written = sorted(p.name for p in (run_dir / "predictions").iterdir())
     assert written == sorted(t.file for t in TEST_FILES[task])
