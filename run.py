@@ -21,6 +21,7 @@ from harness.cli_errors import SweepRunFailed, exit_code_and_line
 from harness.distributed import replica_overrides, setup_process
 from harness.errors import INTERRUPTED
 from harness.identity import variant  # also registers ${run_subdir:...} for the run directory
+from harness.quiet import quiet_libraries
 
 FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 
@@ -28,6 +29,7 @@ FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def run(cfg: DictConfig) -> None:
     setup_process()  # ranks of a multi-task SLURM job; quiet logs on ranks > 0
+    quiet_libraries()  # progress bars on a terminal only; no library warnings about their internals
     from harness import lifecycle
     from harness.budget import check_budget
     from harness.errors import ConfigError, print_user_error
