@@ -3,6 +3,7 @@ targets start, with the variables a user sets."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -18,10 +19,12 @@ pytestmark = [
 
 
 def recipe(target: str, *variables: str) -> list[list[str]]:
-    """The commands ``make <target>`` would run (``setup``'s too, when .venv is older), as words."""
+    """The commands ``make <target>`` would run (``setup``'s too, when .venv is older), as words, with
+    only ``variables`` set (not the GLUE_DIR of the shell running the tests)."""
     done = subprocess.run(
         ["make", "--no-print-directory", "-n", target, *variables],
         cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "GLUE_DIR"},
         capture_output=True,
         text=True,
         check=True,
