@@ -12,10 +12,7 @@ import pytest
 
 from harness.paths import REPO
 
-pytestmark = [
-    pytest.mark.integration,  # starts make
-    pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine"),
-]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
 
 
 def recipe(target: str, *variables: str) -> list[list[str]]:
@@ -39,6 +36,7 @@ def command_of(target: str, program: str, *variables: str) -> list[str]:
     return words
 
 
+@pytest.mark.integration  # each test starts make
 def test_gpu_check_dry_run_takes_glue_dir_from_the_environment_alone():
     # No --glue: the check must find GLUE_DIR itself (tests/test_gpu_check.py's dry run starts it so).
     words = command_of("gpu-check", "harness.gpu_check", "DRY_RUN=1", "GLUE_DIR=../shared/glue")
@@ -48,6 +46,7 @@ def test_gpu_check_dry_run_takes_glue_dir_from_the_environment_alone():
     ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("target", "program"), [("glue", "harness.sweep"), ("demo", "run.py"), ("study", "harness.study")]
 )
@@ -56,6 +55,7 @@ def test_a_local_glue_copy_keeps_every_run_off_the_hub(target, program):
     assert "HF_HUB_OFFLINE=1" not in command_of(target, program)  # without a local copy the data come from the hub
 
 
+@pytest.mark.integration
 def test_paper_tables_only_print():
     words = command_of("paper-tables", "harness.report")
     assert "--paper" in words and not {"--out", "--readme", "--grid"} & set(words)
