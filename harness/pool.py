@@ -7,8 +7,8 @@ in list order and are reported as they end; each one's output goes to ``<logs>/<
 
 Ctrl-C (or SIGTERM, SIGHUP) stops the pool: no queued run starts, each running one gets one SIGINT
 and stops as ``run.py`` does on its own (its log says what it kept), and the pool exits 130 with one
-line. Each run has its own process group, so a terminal's Ctrl-C reaches the runs only through the
-pool, exactly once.
+line; a second Ctrl-C kills the runs that have not stopped yet. Each run has its own process group,
+so a terminal's Ctrl-C reaches the runs only through the pool, exactly once.
 """
 
 from __future__ import annotations
@@ -79,30 +79,51 @@ def plan_line(total: int, todo: int, jobs: int, threads: int, logs: Path) -> str
     )
 
 
+class _StopRequests:
+    """Ctrl-C, SIGTERM and SIGHUP while the pool runs, counted. The handler only counts, so no signal
+    can fall between starting a run and keeping its process."""
+
+    def __init__(self) -> None:
+        self.count, self.event = 0, threading.Event()
+
+    def __call__(self, *_: object) -> None:
+        self.count += 1
+        self.event.set()
+
+
 @contextmanager
-def _stop_requests() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C, SIGTERM or SIGHUP while the pool runs (the handlers only set it, so
-    no signal can fall between starting a run and keeping its process)."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+def _stop_requests() -> Iterator[_StopRequests]:
+    requests = _StopRequests()
+    previous = {sig: signal.signal(sig, requests) for sig in STOP_SIGNALS}
     try:
-        yield stop
+        yield requests
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _interrupt(running: dict[Run, _Started], not_started: int) -> None:
-    """Ctrl-C's way out: one SIGINT to each running run, wait for them, one line, exit 130."""
-    for started in running.values():
+def _signal_each(running: list[_Started], sig: signal.Signals) -> None:
+    for started in running:
         try:
-            os.killpg(started.process.pid, signal.SIGINT)
+            os.killpg(started.process.pid, sig)
         except ProcessLookupError:  # it ended in between
             pass
-    for started in running.values():
-        started.process.wait()
+
+
+def _interrupt(running: dict[Run, _Started], not_started: int, requests: _StopRequests) -> None:
+    """Ctrl-C's way out: one SIGINT to each running run, wait for them, one line, exit 130. A second
+    Ctrl-C while they stop kills those still running (SIGKILL; their last checkpoint is kept)."""
+    _signal_each(list(running.values()), signal.SIGINT)
+    presses, killed = requests.count, []
+    while alive := [s for s in running.values() if s.process.poll() is None]:
+        if requests.count > presses and not killed:
+            killed = alive
+            _signal_each(killed, signal.SIGKILL)
+        requests.event.clear()
+        requests.event.wait(POLL_SECONDS)
+    how = f", {len(killed)} killed by a second Ctrl-C" if killed else ""
     print(
-        f"interrupted: stopped {len(running)} running run(s) (each log says what it kept), {not_started} not "
+        f"interrupted: stopped {len(running)} running run(s){how} (each log says what it kept), {not_started} not "
         "started; rerun the same command to resume",
         file=sys.stderr,
         flush=True,
@@ -120,11 +141,11 @@ def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) 
     todo = [run for run in runs if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
     print(plan_line(len(runs), len(todo), jobs, threads, logs), flush=True)
     failed, queue, running, done = [], list(todo), {}, 0
-    with _stop_requests() as stop:
+    with _stop_requests() as requests:
         while queue or running:
-            if stop.is_set():
-                _interrupt(running, len(queue))
-            while queue and len(running) < jobs and not stop.is_set():
+            if requests.count:
+                _interrupt(running, len(queue), requests)
+            while queue and len(running) < jobs and not requests.count:
                 run = queue.pop(0)
                 running[run] = _start(run, threads, logs)
             # Reported as each one ends: a short run's line should not wait behind a long one's.
@@ -138,7 +159,7 @@ def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) 
                 if code:
                     failed.append(run)
             if running:
-                stop.wait(POLL_SECONDS)
+                requests.event.wait(POLL_SECONDS)
     failed.sort(key=todo.index)
     if failed:
         print(f"{len(failed)} run(s) failed (see their logs):", *(f"  {r.label}" for r in failed), sep="\n")

@@ -108,53 +108,91 @@ def test_each_run_is_reported_when_it_ends_and_the_failures_are_listed_in_run_or
     ]
 
 
-@pytest.mark.integration
-def test_one_ctrl_c_stops_a_study_starts_no_queued_run_and_exits_130(tmp_path):
+def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen, Path, Path]:
+    """``harness.study`` (its own command line) on 4 runs, 2 at a time, with run.py replaced by a
+    stand-in: ``body``, which touches MARK (``<tmp>/started/<its first argument>``) once it is ready
+    for a SIGINT. Returns once two have: (the study's process, started/, the logs folder)."""
     started = tmp_path / "started"
     started.mkdir()
-    stand_in = stand_in_run_py(
-        tmp_path,
-        f"""
-        (Path({str(started)!r}) / args[0]).touch()
-        try:
-            time.sleep(120)
-        except KeyboardInterrupt:
-            print("interrupted; the checkpoint is kept")
-            sys.exit(130)
-        """,
-    )
-    study = tmp_path / "four.yaml"  # 2 runs at once, 2 queued
+    body = f"MARK = Path({str(started)!r}) / args[0]\n" + textwrap.dedent(body)
+    stand_in = stand_in_run_py(tmp_path, body)
+    study = tmp_path / "four.yaml"
     stage = {"tasks": ["rte", "mrpc", "stsb", "cola"], "methods": ["lora"], "overrides": [f"runs_dir={tmp_path}"]}
     OmegaConf.save(OmegaConf.create({"model": "tiny-bert", "seeds": [1], "stages": {"table": stage}}), study)
-    # The study's own command line, with run.py replaced by the stand-in.
     driver = (
         "import sys; from harness import pool, study; pool.RUN_PY = sys.argv[1]; sys.exit(study.main(sys.argv[2:]))"
     )
     logs = tmp_path / "logs"
     command = [sys.executable, "-c", driver, str(stand_in), str(study), "--jobs", "2", "--logs", str(logs)]
-    pool_process = subprocess.Popen(
+    study_process = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    deadline = time.monotonic() + 120  # a guard against a hang, not a measurement
-    while len(list(started.iterdir())) < 2 and pool_process.poll() is None and time.monotonic() < deadline:
+    wait_for(lambda: len(list(started.iterdir())) >= 2 or study_process.poll() is not None)
+    assert sorted(p.name for p in started.iterdir()) == ["task=mrpc", "task=rte"], study_process.communicate()
+    return study_process, started, logs
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds  # a guard against a hang, not a measurement
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.2)
-    first_two = ["task=mrpc", "task=rte"]
-    assert sorted(p.name for p in started.iterdir()) == first_two, pool_process.communicate()
-    os.killpg(pool_process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the foreground process group
+
+
+def ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends: the foreground process group
+
+
+def finish(process: subprocess.Popen) -> tuple[str, str]:
     try:
-        out, err = pool_process.communicate(timeout=60)
+        return process.communicate(timeout=60)
     finally:  # a pool that went on (it started the queued runs) must not outlive the test
-        if pool_process.poll() is None:
-            os.killpg(pool_process.pid, signal.SIGKILL)
-    assert pool_process.returncode == 130, out + err
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_one_ctrl_c_stops_a_study_starts_no_queued_run_and_exits_130(tmp_path):
+    on_sigint = """
+        try:
+            MARK.touch()
+            time.sleep(120)
+        except KeyboardInterrupt:
+            print("interrupted; the checkpoint is kept")
+            sys.exit(130)
+        """
+    study, started, logs = study_of_four_stand_ins(tmp_path, on_sigint)
+    ctrl_c(study)
+    out, err = finish(study)
+    assert study.returncode == 130, out + err
     assert "Traceback" not in out + err
     assert err.splitlines() == [
         "interrupted: stopped 2 running run(s) (each log says what it kept), 2 not started; rerun the same "
         "command to resume"
     ]
-    assert sorted(p.name for p in started.iterdir()) == first_two  # the queued two never started
+    assert sorted(p.name for p in started.iterdir()) == ["task=mrpc", "task=rte"]  # the queued two never started
     for log in (logs / "four").iterdir():  # each running one got the SIGINT and said so in its log
         assert log.read_text().endswith("interrupted; the checkpoint is kept\n"), log
+
+
+@pytest.mark.integration
+def test_a_second_ctrl_c_kills_runs_that_do_not_stop(tmp_path):
+    on_sigint = """
+        import signal
+        signal.signal(signal.SIGINT, lambda *_: Path(str(MARK) + ".sigint").touch())  # noted, and ignored
+        MARK.touch()
+        time.sleep(120)
+        """
+    study, started, _ = study_of_four_stand_ins(tmp_path, on_sigint)
+    ctrl_c(study)
+    wait_for(lambda: len(list(started.glob("*.sigint"))) == 2)  # both got the first one and go on
+    assert study.poll() is None  # the pool waits for them
+    ctrl_c(study)
+    out, err = finish(study)
+    assert study.returncode == 130 and "Traceback" not in out + err
+    assert err.splitlines() == [
+        "interrupted: stopped 2 running run(s), 2 killed by a second Ctrl-C (each log says what it kept), 2 not "
+        "started; rerun the same command to resume"
+    ]
 
 
 @pytest.mark.integration
