@@ -60,14 +60,14 @@ demo: setup ## fine-tune MiniLM with AFLoRA on DEMO_TASK (sst2; rte works too) i
 study: setup ## the MiniLM study (conf/study/STUDY.yaml), JOBS runs at once; STAGE=grid runs one stage; rerun to resume
 	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1) $(PY) -m harness.study conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(STAGE),--stage $(STAGE))
 
-glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3), JOBS runs at once
-	$(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
+glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3), JOBS runs at once (offline with GLUE_DIR)
+	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1) $(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 report: setup ## tables and figures for every model under runs/ into reports/, and the GLUE table into README.md
 	$(PY) -m harness.report --runs runs --out reports --readme README.md $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
-paper-tables: setup ## the paper's Table 1 layout with the published numbers beside ours
-	$(PY) -m harness.report --runs runs --out reports --paper
+paper-tables: setup ## print the paper's Table 1 layout with the published numbers beside ours (writes nothing)
+	$(PY) -m harness.report --runs runs --paper $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
 
 RUN ?=
 SEED ?= 1

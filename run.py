@@ -19,7 +19,9 @@ from omegaconf import DictConfig
 
 from harness.cli_errors import SweepRunFailed, exit_code_and_line
 from harness.distributed import replica_overrides, setup_process
+from harness.errors import INTERRUPTED
 from harness.identity import variant  # also registers ${run_subdir:...} for the run directory
+from harness.quiet import quiet_libraries
 
 FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 
@@ -27,6 +29,7 @@ FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def run(cfg: DictConfig) -> None:
     setup_process()  # ranks of a multi-task SLURM job; quiet logs on ranks > 0
+    quiet_libraries()  # progress bars on a terminal only; no library warnings about their internals
     from harness import lifecycle
     from harness.budget import check_budget
     from harness.errors import ConfigError, print_user_error
@@ -39,7 +42,7 @@ def run(cfg: DictConfig) -> None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
     code = lifecycle.run(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
-    if code and (not in_sweep or code == lifecycle.INTERRUPTED):
+    if code and (not in_sweep or code == INTERRUPTED):
         sys.exit(code)
     if code:  # the sweep goes on; Hydra re-raises the first failure once every run has finished
         FAILED_IN_SWEEP.append(str(run_dir))
@@ -55,7 +58,7 @@ if __name__ == "__main__":
         run()
     except KeyboardInterrupt:  # before or after a run (a run itself says what it kept)
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except Exception as err:
         code, line = exit_code_and_line(err, FAILED_IN_SWEEP)
         if code is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 USER_ERROR = 2  # every entry point's exit code for a mistake in its input, as argparse's for a bad command line
+INTERRUPTED = 130  # the shell's code for SIGINT: a run or a pool of runs stopped by Ctrl-C
 
 
 class HarnessError(Exception):

@@ -14,7 +14,7 @@ from harness.checkpoints import last_complete_checkpoint, remove_checkpoints
 from harness.cli_errors import write_error
 from harness.distributed import barrier, is_main_process
 from harness.env import environment
-from harness.errors import HarnessError
+from harness.errors import INTERRUPTED, HarnessError
 from harness.gradients import NonFiniteGradientError
 from harness.result_schema import FAILED, Env, RunResult
 from harness.results import RESULT_FILE, is_completed, write_result
@@ -23,8 +23,6 @@ from harness.training import resolve_device
 from harness.validation import validate_config
 
 log = logging.getLogger(__name__)
-
-INTERRUPTED = 130  # the shell's code for SIGINT
 
 
 def _identity(cfg: DictConfig) -> dict:

@@ -28,6 +28,8 @@ from transformers import (
 )
 
 from harness.errors import ConfigError
+from harness.hub import cache_only, unavailable
+from harness.load_report import library_load_report_silenced, say_what_was_new
 from harness.tasks import TaskSpec
 
 SOURCES = ("hub", "path", "package", "config")
@@ -54,7 +56,9 @@ def load_tokenizer(model_cfg: Any) -> PreTrainedTokenizerBase:
         raise ConfigError(f"model {model_cfg.name!r}: source 'config' needs model.tokenizer set")
     location = resolve_location(spec["source"], spec["path"])
     try:
-        return AutoTokenizer.from_pretrained(location, trust_remote_code=model_cfg.trust_remote_code)
+        return AutoTokenizer.from_pretrained(
+            location, trust_remote_code=model_cfg.trust_remote_code, local_files_only=cache_only(location)
+        )
     except OSError as err:
         raise _not_available(location, err) from None
 
@@ -64,7 +68,7 @@ def _not_available(location: str, err: OSError) -> Exception:
     if err.errno is not None:  # a real file-system error (disk full, permissions): not the model's
         return err
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ConfigError(f"model {location!r} cannot be loaded ({first}); offline, it must be in the hub cache")
+    return ConfigError(unavailable(location, first))
 
 
 def _label_kwargs(task: TaskSpec) -> dict:
@@ -87,16 +91,21 @@ def load_model(model_cfg: Any, task: TaskSpec) -> PreTrainedModel:
         return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
     location = resolve_location(model_cfg.source, model_cfg.path)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            location,
-            dtype=torch.float32,
-            trust_remote_code=model_cfg.trust_remote_code,
-            **_label_kwargs(task),
-        )
+        with library_load_report_silenced():
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                location,
+                dtype=torch.float32,
+                trust_remote_code=model_cfg.trust_remote_code,
+                local_files_only=cache_only(location),
+                output_loading_info=True,
+                **_label_kwargs(task),
+            )
     except ValueError as err:  # e.g. an architecture without a sequence-classification head
         raise ConfigError(f"model.path {model_cfg.path!r}: cannot load a sequence classifier ({err})") from err
     except OSError as err:
         raise _not_available(location, err) from None
+    say_what_was_new(location, task, loading)
+    return model
 
 
 def check_sequence_length(model: PreTrainedModel, max_length: int) -> None:

@@ -2,6 +2,7 @@
 
     python -m harness.predict runs/minilm/rte/aflora/seed1            # -> <run_dir>/predictions/RTE.tsv
     python -m harness.predict runs/minilm/mnli/lora/seed1 --out sub/  # MNLI-m.tsv, MNLI-mm.tsv, AX.tsv
+    python -m harness.predict runs/minilm/rte/aflora/seed1 --threads 2   # torch threads (default: one per core)
 
 The model is rebuilt as the run built it (its resolved config is in result.json): the backbone
 from ``model`` (after ``set_seed(seed)``, so a random-weight backbone comes out the same), then the
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -38,11 +41,12 @@ from harness.errors import HarnessError, print_user_error
 from harness.methods import WeightsLoader, method_weights_loader
 from harness.metrics import compute_metrics_fn, to_predictions
 from harness.models import load_model, load_tokenizer
+from harness.quiet import progress_bars, quiet_libraries
 from harness.result_schema import COMPLETED, RunResult
 from harness.results import RESULT_FILE, load_result
 from harness.submission import PREDICTIONS_DIR, TEST_FILES, write_tsv
 from harness.tasks import TaskSpec
-from harness.training import resolve_device
+from harness.training import resolve_device, set_threads
 from harness.weights_format import PEFT_ADAPTER, WHOLE_MODEL, format_of, load_head
 
 log = logging.getLogger(__name__)
@@ -57,8 +61,31 @@ def load_run(run_dir: Path) -> tuple[DictConfig, RunResult]:
     if result.status != COMPLETED:
         raise HarnessError(f"{run_dir}: the run has not completed (status {result.status!r}: {result.error})")
     if not (run_dir / BEST_DIR).is_dir():
-        raise HarnessError(f"{run_dir / BEST_DIR}: no saved weights (the run had train.save_best=false or predates it)")
+        raise HarnessError(missing_weights(run_dir, result))
     return OmegaConf.create(result.config), result
+
+
+RETRAINED = Path("outputs/retrained")  # where a run whose weights are missing is trained again
+
+
+def missing_weights(run_dir: Path, result: RunResult) -> str:
+    """Why ``<run_dir>/best/`` is absent, and how to get weights: a run whose result.json records
+    them lost them (git keeps only result.json); training its command again into RETRAINED
+    recreates them without touching the run directory."""
+    best = run_dir / BEST_DIR
+    if result.weights is None:
+        return f"{best}: no saved weights (result.json records none: the run had train.save_best=false or predates it)"
+    overrides = [f"task={result.task}", f"model={result.model}", f"method={result.method}", f"seed={result.seed}"]
+    overrides += result.variant.split(",") if result.variant else []
+    hashed = [o for o in overrides if re.fullmatch(r"(config-[0-9a-f]{12}|.*=h[0-9a-f]{8})", o)]
+    retrained = RETRAINED / result.model / result.task / result.method / f"seed{result.seed}" / (result.variant or "")
+    command = shlex.join(["python", "run.py", *overrides, f"runs_dir={RETRAINED}"])
+    where = f" (with the overrides behind {', '.join(hashed)})" if hashed else ""
+    return (
+        f"{best}: the weights result.json records ({result.weights.format}, epoch {result.weights.epoch}) are not "
+        f"here: git keeps only result.json. Train the run again to recreate them: {command}{where} with the same "
+        f"GLUE_DIR, then: make predict RUN={retrained}"
+    )
 
 
 def load_adapter(base: torch.nn.Module, folder: Path, load_weights: WeightsLoader | None = None) -> torch.nn.Module:
@@ -95,7 +122,7 @@ def inference_trainer(
         use_cpu=device.type == "cpu",
         report_to="none",
         dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=not progress_bars(),  # a bar on a terminal; in a log, the lines predict_test writes
     )
     return Trainer(
         model=model,
@@ -117,6 +144,7 @@ def evaluate_validation(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_
     metrics = {}
     for split, suffix in task.eval_splits.items():
         dataset = take_examples(reported_set(tokenized[split], task), cfg.train.max_eval_samples)
+        log.info("evaluating %s's %s: %d examples", task.name, split, len(dataset))
         out = trainer.evaluate(dataset, metric_key_prefix=f"eval_{split}")
         metrics.update({m + suffix: out[f"eval_{split}_{m}"] for m in task.metrics})
     return metrics
@@ -132,6 +160,7 @@ def predict_test(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_dir: st
         tokenized = tokenize_splits(
             {test.split: raw}, trainer.processing_class, task, cfg.data.max_seq_length, cfg.data.pad_to_max_length
         )[test.split].remove_columns("labels")  # GLUE's test labels are -1 placeholders
+        log.info("predicting %s: %d examples", test.file, len(tokenized))
         predictions = to_predictions(task, trainer.predict(tokenized).predictions)
         path = out_dir / test.file
         write_tsv(path, task.name, indices, predictions)
@@ -160,10 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="a local GLUE copy (default: the run's data.dir)")
     parser.add_argument("--no-check", action="store_true", help="skip re-evaluating the validation split(s)")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's train.device)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's, one per core)"
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_libraries()
 
     try:
+        set_threads(args.threads)
         cfg, result = load_run(args.run_dir)
         task = TaskSpec.from_config(cfg.task, cfg.data.get("protocol", "paper"))
         if task.name not in TEST_FILES:

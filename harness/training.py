@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.metrics import compute_metrics_fn
 from harness.optim import OPTIMIZERS
 from harness.predictions import PredictionKeepingTrainer
+from harness.quiet import progress_bars
 from harness.tasks import TaskSpec
 from harness.tracking import ScalarLoggingTrainer, report_targets
 
@@ -148,7 +149,7 @@ def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.de
         report_to=report_targets(train_cfg.report_to, run_dir),  # harness/tracking.py
         dataloader_num_workers=0,
         save_only_model=False,
-        disable_tqdm=False,
+        disable_tqdm=not progress_bars(),  # in a log file: the logged numbers as plain lines
     )
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from harness import lifecycle
 from harness.cli_errors import one_line
 from harness.errors import USER_ERROR, ConfigError, DataError
+from harness.paths import REPO
 from tests.conftest import compose, run_cli
 
 BASE = ["task=rte", "model=tiny-bert", "debug=default"]
@@ -85,8 +90,34 @@ def test_offline_without_data_or_model_names_what_to_set():
     cfg = compose(["model=deberta-v3-base"])
     with pytest.raises(DataError, match="set GLUE_DIR"):
         load_raw_splits(TaskSpec.from_config(cfg.task), None, "nyu-mll/no-such-glue")
-    with pytest.raises(ConfigError, match="cannot be loaded .* hub cache"):
+    with pytest.raises(ConfigError, match=r"not in the hub cache and HF_HUB_OFFLINE is set: .*hf download nobody/no"):
         load_tokenizer(compose(["model=deberta-v3-base", "model.path=nobody/no-such-model"]).model)
+
+
+@pytest.mark.integration
+def test_a_hub_model_without_the_hub_fails_at_once_in_one_line_saying_what_to_do(tmp_path, glue_dir):
+    with socket.socket() as closed:  # a port nothing listens on once the block ends: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf"), "GLUE_DIR": str(glue_dir)}
+    done = subprocess.run(
+        [sys.executable, "run.py", "task=rte", "model=deberta-v3-base", "method=lora", f"runs_dir={tmp_path}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == USER_ERROR, output[-3000:]
+    assert "Retrying" not in output and "thrown while requesting" not in output  # no minute of retries
+    (line,) = output.strip().splitlines()
+    assert line.endswith(
+        f"model 'microsoft/deberta-v3-base' is not in the hub cache and {endpoint} cannot be reached: fetch it once "
+        "online (hf download microsoft/deberta-v3-base), then HF_HUB_OFFLINE=1 finds it; or set model.path to a "
+        "local copy; or use model=deberta-v3-base-random for DeBERTaV3-base's shapes with random weights"
+    )
 
 
 def _fail_with(monkeypatch, error: BaseException) -> None:

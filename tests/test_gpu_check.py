@@ -23,8 +23,8 @@ import torch
 from safetensors.numpy import load
 
 from harness.gpu_check import plan, summary
+from harness.gpu_check.__main__ import Check, parse_args, set_aside
 from harness.gpu_check.__main__ import main as gpu_check_main
-from harness.gpu_check.__main__ import set_aside
 from harness.gpu_check.carry import MINILM, build_half_minilm
 from harness.gpu_check.pool import NOT_STARTED, STOPPED, Job, run_pool
 from harness.paths import REPO
@@ -35,10 +35,12 @@ from tests.conftest import compose
 def dry_run(tmp_path_factory, glue_dir) -> tuple[Path, subprocess.CompletedProcess]:
     """One dry run for the module: ``python -m harness.gpu_check --dry-run`` on the GLUE fixture."""
     work = tmp_path_factory.mktemp("gpu-check")
-    env = {k: v for k, v in os.environ.items() if k != "GLUE_DIR"}
+    # As `make gpu-check DRY_RUN=1 GLUE_DIR=...` starts it on a fresh clone: GLUE_DIR alone, no --glue,
+    # nothing carried (tests/test_makefile.py checks the recipe).
+    env = {**os.environ, "GLUE_DIR": str(glue_dir)}
     done = subprocess.run(
-        [sys.executable, "-m", "harness.gpu_check", "--dry-run", "--work", str(work), "--glue", str(glue_dir)]
-        + ["--carry", str(work / "no-carry"), "--bundle", str(work / "bundle.tgz")],
+        [sys.executable, "-m", "harness.gpu_check", "--dry-run", "--carry", str(work / "no-carry")]
+        + ["--work", str(work), "--bundle", str(work / "bundle.tgz")],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -211,6 +213,12 @@ def test_a_missing_glue_copy_is_one_line_and_exit_2(tmp_path, capsys, monkeypatc
     assert gpu_check_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no GLUE copy") and "\n" not in err
+
+
+def test_glue_dir_alone_is_found_when_nothing_was_carried(tmp_path, monkeypatch, glue_dir):
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+    check = Check(parse_args(["--dry-run", "--work", str(tmp_path), "--carry", str(tmp_path / ".gpu-carry")]))
+    assert check.glue == glue_dir.resolve()
 
 
 def test_an_earlier_report_is_set_aside_not_mixed_in(tmp_path):

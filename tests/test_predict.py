@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from omegaconf import OmegaConf
 
-from harness import lifecycle, predict, submission
+from harness import identity, lifecycle, predict, submission
+from harness.paths import conf_file
 from harness.result_schema import FAILED
-from harness.results import write_result
+from harness.results import load_result, write_result
 from harness.submission import ALL_FILES, HEADER, LABEL_NAMES, TEST_FILES, prediction_strings
+from harness.tasks import TaskSpec
 from tests.conftest import compose
 from tests.glue_fixture import split_table, write_glue
 from tests.result_fixtures import completed
@@ -39,6 +45,10 @@ def trained_run(run_dir: Path, glue: Path, task: str, method: str = "lora") -> P
     return run_dir
 
 
+def conf_task(task: str) -> TaskSpec:
+    return TaskSpec.from_config(OmegaConf.load(conf_file("task", task)))
+
+
 def rows(path: Path) -> tuple[str, list[list[str]]]:
     header, *lines = path.read_text().splitlines()
     return header, [line.split("\t") for line in lines]
@@ -49,9 +59,14 @@ def test_predict_writes_the_server_files(tmp_path, task, caplog):
     glue = glue_with_test_splits(tmp_path / "glue", [task])
     run_dir = trained_run(tmp_path / "run", glue, task)
     with caplog.at_level("INFO"):
-        assert predict.main([str(run_dir)]) == 0
+        assert predict.main([str(run_dir), "--threads", "1"]) == 0
     checks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ")]
     assert checks and not any("DIFFERS" in line for line in checks)  # the reload gave result.json's metrics
+    # In a log (no terminal, no progress bar) a line says what each long step is about to do.
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("evaluating ", "predicting "))]
+    assert [s.split(":")[0] for s in steps] == [
+        f"evaluating {task}'s {split}" for split in conf_task(task).eval_splits
+    ] + [f"predicting {test.file}" for test in TEST_FILES[task]]
 
     written = sorted(p.name for p in (run_dir / "predictions").iterdir())
     assert written == sorted(t.file for t in TEST_FILES[task])
@@ -74,14 +89,42 @@ def test_labels_and_scores_as_the_server_wants_them():
 
 
 def test_predict_refuses_a_run_without_weights_or_not_completed(tmp_path, capsys):
-    write_result(tmp_path, completed())
+    write_result(tmp_path, completed(weights=None))
     assert predict.main([str(tmp_path)]) == 2
-    assert "no saved weights" in capsys.readouterr().err
+    assert "no saved weights (result.json records none" in capsys.readouterr().err
     write_result(tmp_path, completed(status=FAILED, error="ValueError: boom"))
     assert predict.main([str(tmp_path)]) == 2
     assert "has not completed (status 'failed': ValueError: boom)" in capsys.readouterr().err
     assert predict.main([str(tmp_path / "nowhere")]) == 2
     assert "no result.json" in capsys.readouterr().err
+
+
+def test_weights_git_does_not_keep_are_recreated_by_the_command_the_error_names(tmp_path, capsys):
+    glue = glue_with_test_splits(tmp_path / "glue", ["rte"])
+    overrides = ["task=rte", "method=lora", "model=tiny-bert", "seed=1", "debug=default"]
+    run_dir = tmp_path / "runs" / "tiny-bert" / "rte" / "lora" / "seed1" / "debug=default"
+    assert lifecycle.run(compose([*overrides, f"data.dir={glue}"]), run_dir, variant="debug=default") == 0
+    shutil.rmtree(run_dir / "best")  # as a fresh clone has it: git keeps result.json alone
+
+    capsys.readouterr()
+    assert predict.main([str(run_dir)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    command = re.search(r"Train the run again to recreate them: (python run\.py [^\n]*?) with the same GLUE_DIR", line)
+    assert "save_best=false" not in line and command, line
+    words = shlex.split(command.group(1))
+    assert sorted(words[2:]) == sorted([*overrides, f"runs_dir={predict.RETRAINED}"])
+    retrained = tmp_path / line.rsplit("make predict RUN=", 1)[1]
+    assert retrained.relative_to(tmp_path / predict.RETRAINED) == run_dir.relative_to(tmp_path / "runs")
+
+    # That command (with the data) trains the same config again, and its weights reproduce the run.
+    cfg = compose([*words[2:-1], f"data.dir={glue}"])
+    assert identity.content(cfg) == identity.recorded_content(run_dir)
+    assert lifecycle.run(cfg, retrained, variant="debug=default") == 0
+    original, again = (load_result(d / "result.json").metrics.best.numbers for d in (run_dir, retrained))
+    assert "accuracy" in again and {k: v for k, v in again.items() if not k.endswith("seconds")} == {
+        k: v for k, v in original.items() if not k.endswith("seconds")
+    }
+    assert predict.main([str(retrained), "--no-check"]) == 0
 
 
 def fake_predictions(model_dir: Path, tasks: list[str]) -> list[Path]:

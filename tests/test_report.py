@@ -455,6 +455,16 @@ def test_cli_unknown_model_and_empty_dir(tmp_path: Path, capsys) -> None:
     assert "no result.json" in capsys.readouterr().err
 
 
+def test_paper_tables_print_the_written_comparison_and_leave_the_report_as_it_was(runs_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "reports"
+    assert main(["--runs", str(runs_dir), "--out", str(out)]) == 0  # make report
+    written = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["--runs", str(runs_dir), "--out", str(out), "--paper"]) == 0  # make paper-tables
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
+    assert capsys.readouterr().out == (out / MODEL / "paper_comparison.md").read_text(encoding="utf-8")
+
+
 def test_cli_help_mentions_every_option(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -80,21 +85,113 @@ def test_the_repository_study_lists_every_method_and_task():
     assert methods == set(method_names(variants=False)) and len(runs) == 5 * len(methods) * 3
 
 
+def stand_in_run_py(folder: Path, body: str) -> Path:
+    """A script the pool starts in place of run.py: ``body`` runs with ``args`` = its command line."""
+    script = folder / "stand_in_run.py"
+    script.write_text("import sys, time\nfrom pathlib import Path\nargs = sys.argv[1:]\n" + textwrap.dedent(body))
+    return script
+
+
 @pytest.mark.integration  # by the marker check's rule: it calls run_all (here run.py is replaced)
 def test_each_run_is_reported_when_it_ends_and_the_failures_are_listed_in_run_order(tmp_path, monkeypatch, capsys):
     slow, quick = Run(("task=rte", "seed=1")), Run(("task=rte", "seed=2"))
-
-    def run_py(command, **_):  # both fail; the first listed takes a second longer
-        time.sleep(1.0 if "seed=1" in command else 0.0)
-        return 3
-
+    # both fail; the first listed takes a second longer
+    monkeypatch.setattr(
+        pool, "RUN_PY", stand_in_run_py(tmp_path, "time.sleep(1 if 'seed=1' in args else 0)\nsys.exit(3)")
+    )
     monkeypatch.setattr(pool, "is_finished", lambda overrides: False)
-    monkeypatch.setattr(pool.subprocess, "call", run_py)
     assert run_all([slow, quick], jobs=2, logs=tmp_path) == [slow, quick]
     progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert [line.rsplit(",", 1)[0] for line in progress] == [
         f"[1/2] {quick.label}: FAILED (exit 3)",
         f"[2/2] {slow.label}: FAILED (exit 3)",
+    ]
+
+
+def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen, Path, Path]:
+    """``harness.study`` (its own command line) on 4 runs, 2 at a time, with run.py replaced by a
+    stand-in: ``body``, which touches MARK (``<tmp>/started/<its first argument>``) once it is ready
+    for a SIGINT. Returns once two have: (the study's process, started/, the logs folder)."""
+    started = tmp_path / "started"
+    started.mkdir()
+    body = f"MARK = Path({str(started)!r}) / args[0]\n" + textwrap.dedent(body)
+    stand_in = stand_in_run_py(tmp_path, body)
+    study = tmp_path / "four.yaml"
+    stage = {"tasks": ["rte", "mrpc", "stsb", "cola"], "methods": ["lora"], "overrides": [f"runs_dir={tmp_path}"]}
+    OmegaConf.save(OmegaConf.create({"model": "tiny-bert", "seeds": [1], "stages": {"table": stage}}), study)
+    driver = (
+        "import sys; from harness import pool, study; pool.RUN_PY = sys.argv[1]; sys.exit(study.main(sys.argv[2:]))"
+    )
+    logs = tmp_path / "logs"
+    command = [sys.executable, "-c", driver, str(stand_in), str(study), "--jobs", "2", "--logs", str(logs)]
+    study_process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    wait_for(lambda: len(list(started.iterdir())) >= 2 or study_process.poll() is not None)
+    assert sorted(p.name for p in started.iterdir()) == ["task=mrpc", "task=rte"], study_process.communicate()
+    return study_process, started, logs
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds  # a guard against a hang, not a measurement
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends: the foreground process group
+
+
+def finish(process: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=60)
+    finally:  # a pool that went on (it started the queued runs) must not outlive the test
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_one_ctrl_c_stops_a_study_starts_no_queued_run_and_exits_130(tmp_path):
+    on_sigint = """
+        try:
+            MARK.touch()
+            time.sleep(120)
+        except KeyboardInterrupt:
+            print("interrupted; the checkpoint is kept")
+            sys.exit(130)
+        """
+    study, started, logs = study_of_four_stand_ins(tmp_path, on_sigint)
+    ctrl_c(study)
+    out, err = finish(study)
+    assert study.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert err.splitlines() == [
+        "interrupted: stopped 2 running run(s) (each log says what it kept), 2 not started; rerun the same "
+        "command to resume"
+    ]
+    assert sorted(p.name for p in started.iterdir()) == ["task=mrpc", "task=rte"]  # the queued two never started
+    for log in (logs / "four").iterdir():  # each running one got the SIGINT and said so in its log
+        assert log.read_text().endswith("interrupted; the checkpoint is kept\n"), log
+
+
+@pytest.mark.integration
+def test_a_second_ctrl_c_kills_runs_that_do_not_stop(tmp_path):
+    on_sigint = """
+        import signal
+        signal.signal(signal.SIGINT, lambda *_: Path(str(MARK) + ".sigint").touch())  # noted, and ignored
+        MARK.touch()
+        time.sleep(120)
+        """
+    study, started, _ = study_of_four_stand_ins(tmp_path, on_sigint)
+    ctrl_c(study)
+    wait_for(lambda: len(list(started.glob("*.sigint"))) == 2)  # both got the first one and go on
+    assert study.poll() is None  # the pool waits for them
+    ctrl_c(study)
+    out, err = finish(study)
+    assert study.returncode == 130 and "Traceback" not in out + err
+    assert err.splitlines() == [
+        "interrupted: stopped 2 running run(s), 2 killed by a second Ctrl-C (each log says what it kept), 2 not "
+        "started; rerun the same command to resume"
     ]
 
 
@@ -113,10 +210,13 @@ def test_two_runs_at_once_each_on_its_thread_share_and_a_failure_is_reported(glu
         assert result["status"] == "completed" and result["runtime"]["threads"] == threads_per_job(2)
     assert "train.threads=" in (tmp_path / "logs" / f"{runs[0].label}.log").read_text()
 
-    started = []  # run again: only the failed run starts run.py; the finished ones are stepped over
-    monkeypatch.setattr(pool.subprocess, "call", lambda command, **_: started.append(command) or 0)
+    # Run again: only the failed run starts run.py; the finished ones are stepped over.
+    started = tmp_path / "started.txt"
+    monkeypatch.setattr(
+        pool, "RUN_PY", stand_in_run_py(tmp_path, f"Path({str(started)!r}).open('a').write(' '.join(args) + '\\n')")
+    )
     assert run_all(runs, jobs=2, logs=tmp_path / "logs") == []
-    assert [c[2:] for c in started] == [[*runs[2].overrides, f"train.threads={threads_per_job(2)}"]]
+    assert started.read_text().splitlines() == [" ".join([*runs[2].overrides, f"train.threads={threads_per_job(2)}"])]
     assert "3 runs, 2 finished earlier; running the other 1, 2 at a time" in capsys.readouterr().out
 
 

@@ -3,7 +3,7 @@
     python -m harness.bench                                       # MiniLM, CPU, a few minutes
     python -m harness.bench model=deberta-v3-base-random device=cuda
     python -m harness.bench model=deberta-v3-base-random device=cuda precision=bf16   # bf16 autocast
-    python -m harness.bench model=tiny-bert quick=true out=/tmp/bench   # seconds (tests)
+    python -m harness.bench quick=true                            # a smoke test in seconds, into a temporary folder
     python -m harness.bench rows=elora,aflora-frozen,floor reps=9       # some rows only
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch          # RTE epoch: padded vs dynamic
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch train_samples=640   # a shorter epoch
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.paths import REPO
+from harness.quiet import quiet_libraries
 
 # Per-device defaults. CPU: a few minutes on 2 shared cores (ELoRA and VeRA at r = 1024 cost ~5x
 # the backbone there), timed in CPU time on one thread (timing.py: wall time on a shared machine
@@ -64,7 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, help="torch intra-op threads, epoch mode's runs too (default: 1 on CPU, torch's on CUDA)"
     )
-    p.add_argument("--out", default=str(REPO / "reports" / "bench"), help="report folder")
+    p.add_argument(
+        "--out", help="report folder (default: reports/bench; quick=true: a new temporary folder, a smoke test)"
+    )
     # epoch mode
     p.add_argument("--task", default="rte")
     p.add_argument("--method", default="lora", help="epoch mode: the method both runs train")
@@ -79,6 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for key, value in {**DEFAULTS[opts.device], **(QUICK if opts.quick else {})}.items():
         if getattr(opts, key) is None:
             setattr(opts, key, value)
+    if opts.out is None:
+        opts.out = tempfile.mkdtemp(prefix="bench-quick-") if opts.quick else str(REPO / "reports" / "bench")
     return opts
 
 
@@ -129,7 +134,7 @@ def run_speed(opts: argparse.Namespace, command: str) -> dict[str, Any]:
     for row in built:
         rows.check_unchanged(row)
     macs = {row.name: flops.linear_macs_per_token(row.model) for row in built}
-    records, freezer, targets = report.summarise(built, timings, macs, per_step, opts.batch)
+    records, freezer, targets = report.summarise(built, timings, macs, per_step, opts.batch, judged=not opts.quick)
     settings = {k: getattr(opts, k) for k in ("batch", "seq", "warmup", "reps", "quick", "clock", "precision")}
     return {
         "model": opts.model,
@@ -179,6 +184,7 @@ def run_flops(opts: argparse.Namespace, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    quiet_libraries()
     opts = parse_args(argv)
     command = " ".join(["python -m harness.bench", *argv])
     out = Path(opts.out)
@@ -213,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write(result, out, stem)
         text = report.markdown(result)
     print(text)
+    log.info("wrote %s", out)
     return 0
 
 

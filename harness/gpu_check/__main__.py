@@ -67,7 +67,7 @@ class Check:
         self.workers = args.workers or self.plan.workers
         self.dry_run = args.dry_run
         self.carry = args.carry
-        glue = args.glue or next((g for g in (args.carry / "glue", os.environ.get("GLUE_DIR")) if g), None)
+        glue = args.glue or glue_copy(args.carry)
         if glue is None or not Path(glue).is_dir():
             raise HarnessError(f"no GLUE copy: {args.carry}/glue (make gpu-wheels fills it), $GLUE_DIR or --glue")
         self.glue = Path(glue).resolve()
@@ -107,6 +107,12 @@ class Check:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+
+def glue_copy(carry: Path) -> Path | None:
+    """The carried GLUE copy if ``make gpu-wheels`` filled one, else $GLUE_DIR (a fresh clone's dry run)."""
+    found = [Path(g) for g in (carry / "glue", os.environ.get("GLUE_DIR")) if g and Path(g).is_dir()]
+    return found[0] if found else None
 
 
 def set_aside(out: Path) -> None:

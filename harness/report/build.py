@@ -96,16 +96,31 @@ def build_reports(
     runs = load_runs(runs_dir)
     grid = grid_frame(grid_dir) if grid_dir is not None else None
     evidence = evidence_frame(list(evidence_dirs), {runs_dir: runs}) if grid is not None and evidence_dirs else None
+    wanted = _wanted_models(runs_dir, runs, models)
+    if project_readme is not None:
+        _check_has_a_block(project_readme, wanted)
+    return {m: build_model_report(runs, m, out_root / m, command, grid, evidence, project_readme) for m in wanted}
+
+
+def paper_comparisons(runs_dir: Path, models: list[str] | None) -> dict[str, str]:
+    """Each model's comparison with the paper's published numbers, as ``<model>/paper_comparison.md``
+    holds it, from the runs alone: ``make paper-tables`` prints it and writes nothing."""
+    runs = load_runs(runs_dir)
+    texts = {}
+    for model in _wanted_models(runs_dir, runs, models):
+        table = comparison_table(method_runs([r for r in runs if r.model == model]), model)
+        texts[model] = table.document()
+    return texts
+
+
+def _wanted_models(runs_dir: Path, runs: list[Run], models: list[str] | None) -> list[str]:
     found = sorted({r.model for r in runs})
-    wanted = models or found
-    unknown = [m for m in wanted if m not in found]
+    unknown = [m for m in models or [] if m not in found]
     if unknown:
         raise ReportError(
             f"{runs_dir}: no result.json for model(s) {', '.join(unknown)} (found: {', '.join(found) or 'none'})"
         )
-    if project_readme is not None:
-        _check_has_a_block(project_readme, wanted)
-    return {m: build_model_report(runs, m, out_root / m, command, grid, evidence, project_readme) for m in wanted}
+    return models or found
 
 
 def _check_has_a_block(path: Path, models: list[str]) -> None:

@@ -136,12 +136,16 @@ class Table:
         notes = "\n".join(f"- {n}" for n in self.notes)
         return body + ("\n\n" + notes if notes else "") + "\n"
 
+    def document(self) -> str:
+        """The Markdown file: the title as its heading, then the table."""
+        return f"# {self.title}\n\n{self.markdown()}"
+
     def latex(self) -> str:
         return to_booktabs(self.tex, self.notes)
 
     def write(self, out_dir: Path) -> list[Path]:
         paths = [out_dir / f"{self.name}.{ext}" for ext in ("md", "csv", "tex")]
-        paths[0].write_text(f"# {self.title}\n\n{self.markdown()}", encoding="utf-8")
+        paths[0].write_text(self.document(), encoding="utf-8")
         self.csv.to_csv(paths[1], index=False)
         paths[2].write_text(self.latex(), encoding="utf-8")
         return paths
