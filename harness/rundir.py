@@ -32,10 +32,10 @@ from harness.checkpoints import (
     remove_checkpoints,
     verify_checkpoint,
 )
+from harness.epoch_predictions import PREDICTIONS_DIR
 from harness.errors import ConfigError
 from harness.identity import FINGERPRINT_FILE
 from harness.methods import MethodCallback
-from harness.predictions import PREDICTIONS_DIR
 from harness.results import RESULT_FILE
 
 log = logging.getLogger(__name__)

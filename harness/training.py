@@ -17,10 +17,10 @@ from transformers import (
     TrainingArguments,
 )
 
+from harness.epoch_predictions import PredictionKeepingTrainer
 from harness.errors import ConfigError
 from harness.metrics import compute_metrics_fn
 from harness.optim import OPTIMIZERS
-from harness.predictions import PredictionKeepingTrainer
 from harness.quiet import progress_bars
 from harness.tasks import TaskSpec
 from harness.tracking import ScalarLoggingTrainer, report_targets
@@ -164,7 +164,7 @@ def build_trainer(
     callbacks: list[TrainerCallback],
     keep_predictions: bool = False,
 ) -> Trainer:
-    # keep_predictions: each epoch's predictions go to <run_dir>/predictions/ (harness/predictions.py)
+    # keep_predictions: each epoch's predictions go to <run_dir>/epoch_predictions/ (harness/epoch_predictions.py)
     keeping = {"task": task} if keep_predictions else {}
     trainer = (PredictionKeepingTrainer if keep_predictions else ScalarLoggingTrainer)(
         model=model,

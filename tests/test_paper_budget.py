@@ -15,9 +15,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from harness import lifecycle
 from harness.budget import check_budget
 from harness.data import heldout_indices
+from harness.epoch_predictions import read_predictions
 from harness.errors import ConfigError
 from harness.finished_runs import run_dir_of
-from harness.predictions import read_predictions
 from harness.rate_choice import choose_rate, rate_beyond
 from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score

@@ -1,4 +1,4 @@
-"""A run's score under either protocol, read back from its kept predictions (harness/predictions.py).
+"""A run's score under either protocol, read back from its kept predictions (harness/epoch_predictions.py).
 
 A run trained with ``data.protocol=heldout`` and ``train.keep_predictions=true`` holds, for every
 epoch, its predictions of both halves of the validation split: ``selection`` (the half the epoch is
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.data import heldout_indices
+from harness.epoch_predictions import SplitPredictions, read_predictions
 from harness.glue_metric.glue_metric import METRICS
-from harness.predictions import SplitPredictions, read_predictions
 from harness.tasks import SELECTION_SPLIT, TaskSpec
 
 HELDOUT, PAPER = "heldout", "paper"

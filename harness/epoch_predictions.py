@@ -1,7 +1,7 @@
 """Each epoch's validation predictions, kept in the run directory (``train.keep_predictions``).
 
-    <run_dir>/predictions/<split>/labels.npy       the split's references, once
-    <run_dir>/predictions/<split>/epoch<NN>.npy    class ids (classification) or scores (regression)
+    <run_dir>/epoch_predictions/<split>/labels.npy       the split's references, once
+    <run_dir>/epoch_predictions/<split>/epoch<NN>.npy    class ids (classification) or scores (regression)
 
 ``<split>`` is every evaluated set (``validation``; under ``data.protocol=heldout`` also
 ``selection``, the half the epoch is chosen on). A report can then score any choice of epoch on any
@@ -23,7 +23,7 @@ from harness.metrics import to_predictions
 from harness.tasks import TaskSpec
 from harness.tracking import ScalarLoggingTrainer
 
-PREDICTIONS_DIR = "predictions"
+PREDICTIONS_DIR = "epoch_predictions"  # apart from predict's GLUE server files (predictions/)
 LABELS_FILE = "labels.npy"
 
 
@@ -45,7 +45,7 @@ def save_array_atomic(path: Path, array: np.ndarray) -> None:
 
 
 class PredictionKeepingTrainer(ScalarLoggingTrainer):
-    """The harness's Trainer, writing every evaluation's predictions under ``<run_dir>/predictions/``."""
+    """The harness's Trainer, writing every evaluation's predictions under ``<run_dir>/epoch_predictions/``."""
 
     def __init__(self, *args, task: TaskSpec, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -74,7 +74,7 @@ class SplitPredictions:
 
 
 def read_predictions(run_dir: Path) -> dict[str, SplitPredictions]:
-    """Every split a run kept predictions of; {} for a run without ``predictions/``."""
+    """Every split a run kept predictions of; {} for a run without ``epoch_predictions/``."""
     out = {}
     root = Path(run_dir) / PREDICTIONS_DIR
     for split_dir in sorted(p for p in root.glob("*") if p.is_dir()):
