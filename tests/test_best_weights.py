@@ -126,7 +126,7 @@ def test_a_saved_adapter_loads_offline_with_peft_alone_and_its_tokenizer(tmp_pat
 def test_the_card_has_a_license_and_commands_for_this_run(tmp_path, glue_dir):
     run = tmp_path / "runs" / "rte"
     run.mkdir(parents=True)
-    debug_run(run, glue_dir, "rte", "aflora", "+model.license=apache-2.0")
+    debug_run(run, glue_dir, "rte", "aflora", "model.license=apache-2.0")
     card = ModelCard.load(run / BEST_DIR / "README.md")
     assert card.data.license == "apache-2.0" and "- License: apache-2.0" in card.text
     assert "<run_dir>" not in card.text
