@@ -36,6 +36,9 @@ What the official code does (TsinghuaC3I/SoRA, commit 7ca93d5; docs/method.md, "
   *after* the shift, so a gate that lands in (xi, 2 xi) goes to zero instead of to g - xi.
   ``method.threshold: reference`` does exactly that (the default: what the official code runs);
   ``soft`` is the paper's proximal operator, sign(g) * max(|g| - xi, 0).
+- OpenDelta freezes everything but the delta modules (and the names ``layer_norm`` maps to), the
+  classifier included: ``method.train_head: false`` (``freeze_head``), which the DeBERTaV3 recipes
+  set; the MiniLM study trains the head, as it does for every method.
 - The sparsifying scheduler (``lambda_schedule``: further 15-epoch rounds after training with xi
   raised step by step, at the exhausted, zero learning rate) serves the paper's
   memorisation/generalisation analysis, not its GLUE table; it is not implemented.
@@ -318,6 +321,19 @@ def _validate(cfg: Any) -> None:
         raise ConfigError(f"sora: method.gate_lr = {cfg.gate_lr} must be positive (or null: train.lr)")
     if cfg.threshold not in THRESHOLDS:
         raise ConfigError(f"sora: method.threshold {cfg.threshold!r} is not one of {list(THRESHOLDS)}")
+    if not isinstance(cfg.train_head, bool):
+        raise ConfigError(f"sora: method.train_head {cfg.train_head!r} must be true or false")
+
+
+def freeze_head(peft_model: nn.Module) -> None:
+    """Leave the classifier at its initial weights, as the official code does: OpenDelta's
+    ``freeze_module`` freezes everything outside its ``unfrozen_modules`` ("deltas", "layer_norm",
+    "final_layer_norm" in config/lora_config.json), and the classifier is none of them
+    (docs/method.md, "SoRA"). It stays in ``modules_to_save``, so the saved adapter still holds
+    the random classifier it predicts with."""
+    for name, param in peft_model.named_parameters():
+        if ".modules_to_save." in name:
+            param.requires_grad_(False)
 
 
 @register_method("sora", load_weights=load_sora)
@@ -333,6 +349,8 @@ def build_sora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
         cfg.sparse_lambda_2,
         cfg.threshold,
     )
+    if not cfg.train_head:
+        freeze_head(peft_model)
     gates = SoraGates(peft_model, cfg.sparse_lambda)
     return MethodBuild(
         model=peft_model,

@@ -106,7 +106,7 @@ def assemble(
     if run_dir is not None:
         harness_callbacks += [timer, LogAtEpochEnd()]
         if cfg.train.save_best:  # the best epoch's weights, saved as it is evaluated (harness/best_weights.py)
-            harness_callbacks.append(SaveBestWeights(run_dir, task, run_facts(cfg, task, counts), counter))
+            harness_callbacks.append(SaveBestWeights(run_dir, task, run_facts(cfg, task, counts, run_dir), counter))
         # Last: a checkpoint counts as complete only once everything before it has saved.
         harness_callbacks.append(MarkCompleteCheckpoints())
     return Assembly(

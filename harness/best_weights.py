@@ -1,7 +1,7 @@
 """The best epoch's weights, kept in ``<run_dir>/best/`` with a model card.
 
-Saved when the epoch is evaluated, if it is the best so far by the same rule as result.json's
-``metrics.best`` (the task's selection metric, earliest epoch on ties), so no checkpoint has to be
+Saved, with the run's tokenizer, when the epoch is evaluated, if it is the best so far by the same
+rule as result.json's ``metrics.best`` (the task's selection metric, earliest epoch on ties), so no checkpoint has to be
 kept for it. A PEFT model saves its adapter with the classifier (``modules_to_save``), the probe its
 classifier alone, and a fully fine-tuned model itself (harness/weights_format.py). Each save goes to
 ``best.partial/`` and then replaces ``best/`` by two renames; a crash between them leaves the old
@@ -69,7 +69,7 @@ class SaveBestWeights(TrainerCallback):
         if state.is_world_process_zero:
             _finish_interrupted_save(self.run_dir)
 
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, model=None, processing_class=None, **kwargs):
         # The Trainer evaluates each split in turn; the selection metric comes with the first
         # (data.protocol=heldout: with the selection split, evaluated last).
         if not state.is_world_process_zero or self.selection_key not in (metrics or {}):
@@ -77,9 +77,11 @@ class SaveBestWeights(TrainerCallback):
         records = per_epoch_records(state.log_history, self.task)
         best, latest = best_and_final(records, self.task)
         if best["epoch"] == latest["epoch"]:
-            self.save(model, best)
+            self.save(model, best, processing_class)
 
-    def save(self, model: nn.Module, best: dict[str, Any]) -> None:
+    def save(self, model: nn.Module, best: dict[str, Any], tokenizer: Any = None) -> None:
+        """``tokenizer`` (the Trainer's processing class) is saved beside the weights, so the folder
+        loads with the tokenizer the run used (AutoTokenizer.from_pretrained(best/))."""
         partial, final = self.run_dir / _PARTIAL, self.run_dir / BEST_DIR
         shutil.rmtree(partial, ignore_errors=True)
         head = None if isinstance(model, PeftModel) else trained_parameters(model)
@@ -89,8 +91,10 @@ class SaveBestWeights(TrainerCallback):
         else:
             model.save_pretrained(partial)  # safetensors; a PeftModel writes only its adapter and modules_to_save
         form = format_of(partial)
-        if form == PEFT_ADAPTER and self.facts.base_model:  # the hub id, not the local path the backbone loaded from
-            _set_json_field(partial / "adapter_config.json", "base_model_name_or_path", self.facts.base_model)
+        if form == PEFT_ADAPTER:  # where the backbone loaded from (offline too); the card names the hub id
+            _set_json_field(partial / "adapter_config.json", "base_model_name_or_path", self.facts.base_location)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(partial)
         write_model_card(partial, self.facts, best, self.trainable(model), form)
         metric = self.task.selection_key
         selection = {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}

@@ -265,7 +265,8 @@ def protocol_splits(splits: DatasetDict | dict[str, Dataset], task: TaskSpec) ->
 
     paper: the training split and the validation split(s) as they are. heldout: the selection
     split last, taken from the training split (which loses those examples) or from the first
-    validation split (which keeps the other half, as every other validation split does).
+    validation split, or the one ``task.select_on`` names (which keeps the other half, as every
+    other validation split does).
     """
     train = splits["train"]
     out = {"train": train, **{s: reported_set(splits[s], task) for s in task.eval_splits}}
@@ -275,6 +276,6 @@ def protocol_splits(splits: DatasetDict | dict[str, Dataset], task: TaskSpec) ->
         selection, rest = heldout_indices(len(train), HELDOUT_TRAIN_EXAMPLES)
         out["train"], out[SELECTION_SPLIT] = train.select(rest), train.select(selection)
     else:
-        first = splits[next(iter(task.eval_splits))]
-        out[SELECTION_SPLIT] = first.select(heldout_indices(len(first), len(first) // 2)[0])
+        source = splits[task.selection_source]
+        out[SELECTION_SPLIT] = source.select(heldout_indices(len(source), len(source) // 2)[0])
     return {"train": out.pop("train"), **{s: out[s] for s in task.evaluated_splits}}

@@ -62,7 +62,8 @@ class UndefinedMetric(HarnessError):
 
 def best_and_final(records: list[dict[str, Any]], task: TaskSpec) -> tuple[dict, dict]:
     """The best epoch on the task's selection metric: of the first validation split as the paper
-    reports it, or of the selection split under data.protocol=heldout (``task.selection_key``)."""
+    reports it (or the one ``task.select_on`` names), or of the selection split under
+    data.protocol=heldout (``task.selection_key``)."""
     if not records:
         raise RuntimeError("training finished without a single evaluation")
     key = task.selection_key

@@ -26,10 +26,11 @@ class TaskSpec:
     text_fields: tuple[str, ...]  # one (single sentence) or two (pair) input columns
     num_labels: int  # 1 means regression (STS-B)
     metrics: tuple[str, ...]
-    selection_metric: str  # the best epoch is chosen on this key of the first eval split
+    selection_metric: str  # the best epoch is chosen on this key of the selection split (selection_split)
     eval_splits: dict[str, str]  # split name -> suffix of its metric keys ("" for the first)
     label_range: tuple[float, float] | None = None  # regression: the scores the data may hold
     protocol: str = "paper"  # data.protocol (PROTOCOLS)
+    select_on: str | None = None  # task.select_on: the validation split the best epoch is chosen on (None: the first)
 
     @property
     def is_regression(self) -> bool:
@@ -45,9 +46,16 @@ class TaskSpec:
         return dict(self.eval_splits)
 
     @property
+    def selection_source(self) -> str:
+        """The validation split selection draws on: ``select_on``, else the first. SoRA's official
+        code trains MNLI twice and chooses the MNLI-mm run on the mismatched split
+        (``task.select_on=validation_mismatched``; docs/method.md, "SoRA")."""
+        return self.select_on or next(iter(self.eval_splits))
+
+    @property
     def selection_split(self) -> str:
-        """The set the best epoch is chosen on: the first validation split, or the selection split."""
-        return SELECTION_SPLIT if self.protocol == "heldout" else next(iter(self.eval_splits))
+        """The set the best epoch is chosen on: the selection source, or under heldout the selection split."""
+        return SELECTION_SPLIT if self.protocol == "heldout" else self.selection_source
 
     @property
     def selection_key(self) -> str:
@@ -69,6 +77,7 @@ class TaskSpec:
             eval_splits=dict(cfg["eval_splits"]),
             label_range=(float(label_range[0]), float(label_range[1])) if label_range else None,
             protocol=protocol,
+            select_on=cfg.get("select_on"),
         )
         spec.validate()
         return spec
@@ -94,6 +103,10 @@ class TaskSpec:
             )
         if not self.eval_splits:
             raise ConfigError("task.eval_splits is empty")
+        if self.select_on is not None and self.select_on not in self.eval_splits:
+            raise ConfigError(
+                f"task.select_on {self.select_on!r} is not one of task.eval_splits {list(self.eval_splits)}"
+            )
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"data.protocol {self.protocol!r} is not one of {list(PROTOCOLS)}")
         if SELECTION_SPLIT in self.eval_splits or SELECTION_SUFFIX in self.eval_splits.values():

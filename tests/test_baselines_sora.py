@@ -13,6 +13,8 @@ from transformers import Trainer, set_seed
 
 from baselines.sora import GATE, GATE_GROUP, gate_of, lora_layers, prune, threshold_
 from harness.errors import ConfigError
+from harness.paths import CONF_DIR
+from tests.conftest import compose
 from tests.test_baselines import DEBERTA_CTX, batch, build, per_model
 from tests.tiny_models import cpu_training_args, deberta_v3_base_on_meta, tiny_bert, tiny_ctx
 
@@ -221,10 +223,10 @@ def _dataset(n: int = 32) -> Dataset:
     return Dataset.from_dict({k: v.tolist() for k, v in data.items()})
 
 
-def _train(out_dir, resume=None):
+def _train(out_dir, resume=None, **knobs):
     set_seed(0)
     # xi large enough to zero gates within a few steps of lr 1e-2
-    built = tiny_sora(0, sparse_lambda=10.0, sparse_lambda_2=0.02)
+    built = tiny_sora(0, sparse_lambda=10.0, sparse_lambda_2=0.02, **knobs)
     args = cpu_training_args(
         out_dir, num_train_epochs=3, per_device_train_batch_size=8, lr_scheduler_type="constant", eval_strategy="no"
     )
@@ -252,3 +254,28 @@ def test_trainer_resume_is_exact(tmp_path):
     for name, p in resumed.model.named_parameters():
         if p.requires_grad:
             assert torch.equal(p, a[name]), name
+
+
+# --- the official code's protocol on DeBERTaV3 (docs/method.md, "SoRA") --------------------------
+
+
+def test_the_deberta_recipes_leave_the_classifier_as_the_official_code_does_and_minilm_trains_it():
+    tasks = sorted(p.stem for p in (CONF_DIR / "recipe" / "deberta-v3-base" / "sora").glob("*.yaml"))
+    assert len(tasks) == 8
+    for task in tasks:
+        assert compose(["model=deberta-v3-base", "method=sora", f"task={task}"]).method.train_head is False, task
+    assert compose(["model=minilm", "method=sora", "task=rte"]).method.train_head is True  # the study's protocol
+
+
+def test_a_frozen_head_is_kept_saved_and_unchanged_by_training(tmp_path):
+    frozen = _train(tmp_path / "frozen", train_head=False)
+    classifier = {n: p for n, p in frozen.model.named_parameters() if ".modules_to_save." in n}
+    assert classifier and not any(p.requires_grad for p in classifier.values())
+    set_seed(0)
+    untrained = tiny_sora(0, train_head=False)
+    before = dict(untrained.model.named_parameters())
+    for name, p in classifier.items():
+        assert torch.equal(p, before[name]), name  # three epochs left the classifier as it was built
+    assert any(not torch.equal(p, before[n]) for n, p in frozen.model.named_parameters() if GATE in n)  # they trained
+    frozen.model.save_pretrained(tmp_path / "saved")  # the random classifier the adapter predicts with
+    assert any("classifier" in k for k in get_peft_model_state_dict(frozen.model))

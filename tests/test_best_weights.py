@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from peft import AutoPeftModelForSequenceClassification
 from safetensors import safe_open
+from transformers import AutoTokenizer
 
 from harness import lifecycle
 from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
 from harness.errors import HarnessError
-from harness.models import load_tokenizer
+from harness.models import load_model, load_tokenizer
 from harness.paths import CONF_DIR, REPO
 from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
 from harness.results import load_result
@@ -83,13 +86,64 @@ def test_model_card_says_what_the_hub_and_a_reader_need(tmp_path, glue_dir):
     assert selection == {"epoch": best["epoch"], "step": best["step"], "metric": metric, "value": best[metric]}
 
 
-def test_a_backbone_on_the_hub_is_named_as_the_adapters_base(tmp_path, glue_dir):
-    debug_run(tmp_path, glue_dir, "rte", "lora", "+model.hub_id=org/tiny-bert")
-    card = ModelCard.load(tmp_path / BEST_DIR / "README.md")
+def local_backbone(folder: Path) -> Path:
+    """tiny-bert's random backbone saved as a local checkpoint (model.source=path)."""
+    cfg = compose(["model=tiny-bert", "task=rte"])
+    load_model(cfg.model, TaskSpec.from_config(cfg.task)).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_backbone_with_a_hub_twin_is_named_both_ways(tmp_path, glue_dir):
+    base = local_backbone(tmp_path / "base")
+    run = tmp_path / "run"
+    debug_run(run, glue_dir, "rte", "lora", "model.source=path", f"model.path={base}", "+model.hub_id=org/tiny-bert")
+    card = ModelCard.load(run / BEST_DIR / "README.md")
     assert card.data.base_model == "org/tiny-bert" and "base_model:adapter:org/tiny-bert" in card.data.tags
-    config = json.loads((tmp_path / BEST_DIR / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "org/tiny-bert"  # not the local folder it loaded from
-    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / BEST_DIR).iterdir())
+    config = json.loads((run / BEST_DIR / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(base.resolve())  # what loads offline, from any directory
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (run / BEST_DIR).iterdir())
+
+
+def test_a_saved_adapter_loads_offline_with_peft_alone_and_its_tokenizer(tmp_path, glue_dir, monkeypatch):
+    """AutoPeftModelForSequenceClassification finds the base model from adapter_config.json and the
+    tokenizer beside the adapter: the same logits as the harness's own reload, from another directory."""
+    base = local_backbone(tmp_path / "base")
+    run = tmp_path / "run"
+    debug_run(run, glue_dir, "rte", "lora", "model.source=path", f"model.path={base}", "+model.hub_id=org/tiny-bert")
+    cfg, _ = load_run(run)
+    task = TaskSpec.from_config(cfg.task)
+    expected = load_saved_model(cfg, task, run / BEST_DIR)
+    monkeypatch.chdir(tmp_path / "base")
+    model = AutoPeftModelForSequenceClassification.from_pretrained(run / BEST_DIR, num_labels=2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(run / BEST_DIR)
+    pairs = (["a short premise", "another one"], ["a hypothesis", "and its pair"])
+    batch = tokenizer(*pairs, return_tensors="pt", padding=True)
+    assert batch["input_ids"].tolist() == load_tokenizer(cfg.model)(*pairs, padding=True)["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, expected(**batch).logits)
+
+
+def test_the_card_has_a_license_and_commands_for_this_run(tmp_path, glue_dir):
+    run = tmp_path / "runs" / "rte"
+    run.mkdir(parents=True)
+    debug_run(run, glue_dir, "rte", "aflora", "model.license=apache-2.0")
+    card = ModelCard.load(run / BEST_DIR / "README.md")
+    assert card.data.license == "apache-2.0" and "- License: apache-2.0" in card.text
+    assert "<run_dir>" not in card.text
+    assert f"python -m harness.predict {run}" in card.text  # outside the working directory: as given
+    assert f'folder = "{run}/best"' in card.text and "num_labels=2" in card.text
+    assert "KeyError: 'AFLORA'" in card.text  # what forgetting `import aflora` looks like
+
+
+def test_without_import_aflora_peft_stops_with_the_keyerror_the_card_names(tmp_path, glue_dir, monkeypatch):
+    """peft has no hook for an unknown PEFT type, so the card and the README say what the error means."""
+    from peft import PeftConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    debug_run(tmp_path, glue_dir, "rte", "aflora")
+    monkeypatch.delitem(PEFT_TYPE_TO_CONFIG_MAPPING, "AFLORA")  # as in a process that never imported aflora
+    with pytest.raises(KeyError, match="AFLORA"):
+        PeftConfig.from_pretrained(tmp_path / BEST_DIR)
 
 
 def test_the_probes_card_says_only_its_classifier_is_kept_and_how_to_load_it(tmp_path, glue_dir):
@@ -97,9 +151,7 @@ def test_the_probes_card_says_only_its_classifier_is_kept_and_how_to_load_it(tmp
     card = ModelCard.load(tmp_path / BEST_DIR / "README.md")
     assert card.data.library_name == "transformers" and card.data.base_model == "org/tiny-bert"
     assert not any(tag.startswith("base_model:adapter:") for tag in card.data.tags)  # not an adapter
-    assert (
-        f"The classifier alone (`{HEAD_FILE}`" in card.text and f'load_file(this_folder / "{HEAD_FILE}")' in card.text
-    )
+    assert f"The classifier alone (`{HEAD_FILE}`" in card.text and f'load_file(f"{{folder}}/{HEAD_FILE}")' in card.text
     shown = summary(load_result(tmp_path / "result.json"))
     assert f"weights in best/ ({CLASSIFIER_HEAD}, {result['weights']['bytes']:,} bytes)" in shown
 
@@ -183,8 +235,10 @@ def test_a_resumed_run_keeps_byte_identical_best_weights(tmp_path, glue_dir, mon
     monkeypatch.setattr(MarkCompleteCheckpoints, "on_save", mark)
     assert lifecycle.run(compose(overrides), resumed) == 0
     assert json.loads((resumed / "result.json").read_text())["runtime"]["resumed_from"]
-    for name in ("adapter_model.safetensors", SELECTION_FILE, "README.md"):
+    for name in ("adapter_model.safetensors", SELECTION_FILE, "tokenizer.json"):
         assert (resumed / BEST_DIR / name).read_bytes() == (straight / BEST_DIR / name).read_bytes(), name
+    card = (straight / BEST_DIR / "README.md").read_text().replace(str(straight), str(resumed))
+    assert (resumed / BEST_DIR / "README.md").read_text() == card  # the same but for the run's own folder
 
 
 def test_a_probe_head_of_another_model_is_one_harness_error_naming_the_file(tmp_path):

@@ -103,6 +103,38 @@ def test_mnli_chooses_on_half_of_matched_and_reports_the_other_halves():
     assert task.evaluated_splits == {"validation_matched": "", "validation_mismatched": "_mm", "selection": "_select"}
 
 
+def mnli_on_mismatched(protocol: str) -> TaskSpec:
+    overrides = ["task=mnli", "task.select_on=validation_mismatched", f"data.protocol={protocol}"]
+    return TaskSpec.from_config(compose(overrides).task, protocol)
+
+
+def test_mnli_mm_as_sora_chooses_it_on_half_of_mismatched():
+    """SoRA's official MNLI-mm run selects on the mismatched split (its src/glue_tasks.py MNLI_MM)."""
+    task = mnli_on_mismatched("heldout")
+    matched, mismatched = numbered(9815), numbered(9832, 20000)
+    out = protocol_splits(
+        {"train": numbered(10), "validation_matched": matched, "validation_mismatched": mismatched}, task
+    )
+    assert len(out["selection"]) == 9832 // 2 and set(rows(out["selection"])) <= set(rows(mismatched))
+    assert not set(rows(out["selection"])) & set(rows(out["validation_mismatched"]))
+    assert len(out["validation_matched"]) == 9815 - 9815 // 2  # still reported, on its own half
+    assert task.selection_key == "accuracy_select"
+
+
+def test_mnli_mm_under_paper_chooses_the_epoch_best_on_mismatched():
+    task = mnli_on_mismatched("paper")
+    assert (task.selection_split, task.selection_key) == ("validation_mismatched", "accuracy_mm")
+    history = []
+    for epoch, (m, mm) in enumerate([(0.70, 0.60), (0.90, 0.65), (0.80, 0.75)], start=1):  # the splits disagree
+        for split, value in (("matched", m), ("mismatched", mm)):
+            logged = {f"eval_validation_{split}_accuracy": value, f"eval_validation_{split}_loss": 0.5}
+            history.append({**logged, "epoch": float(epoch), "step": 10 * epoch})
+    best, _ = best_and_final(per_epoch_records(history, task), task)
+    assert (best["epoch"], best["accuracy"], best["accuracy_mm"]) == (3, 0.80, 0.75)  # not epoch 2, best on matched
+    with pytest.raises(ConfigError, match="task.select_on 'validation' is not one of task.eval_splits"):
+        TaskSpec.from_config({**compose(["task=mnli"]).task, "select_on": "validation"})
+
+
 def _history(epochs: list[tuple[float, float]]) -> list[dict]:
     """Per epoch (reported f1, selection f1), logged as the Trainer logs a dict of eval sets."""
     history = []

@@ -7,17 +7,29 @@ import io
 import json
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
 from harness.report import freeze_matrix, load_runs, mean_freeze_matrix
 from harness.report.__main__ import main
-from harness.report.figures import FREEZE_ROWS, freezing_by_task, score_panel
-from harness.report.paper import method_label
-from tests.test_report import MODEL, freezing_dict, result, write, write_runs
+from harness.report.aggregate import completed
+from harness.report.figures import (
+    FREEZE_ROWS,
+    freezing_by_task,
+    metric_per_epoch,
+    metric_vs_params,
+    score_panel,
+    trainable_figure,
+)
+from harness.report.paper import method_label, task_title
+from tests.test_report import MODEL, SCORES, freezing_dict, result, write, write_runs
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REFERENCE = {"train": {"optimizer": "adamw_reference"}}  # a variant's config: another fingerprint than the default's
 
 
@@ -86,11 +98,12 @@ def report(tmp_path_factory) -> tuple[Path, int, str]:
     runs, out = write_runs(root / "runs"), root / "reports"
     buf = io.StringIO()  # module-scoped fixture: capsys is per test, so capture stdout here
     with contextlib.redirect_stdout(buf):
-        code = main(["--runs", str(runs), "--out", str(out), "--paper"])
+        code = main(["--runs", str(runs), "--out", str(out)])  # writes the report
+        code = code or main(["--runs", str(runs), "--out", str(out), "--paper"])  # only prints the comparison
     return out / MODEL, code, buf.getvalue()
 
 
-def test_figures_written_and_non_empty(report) -> None:
+def test_figures_written_as_images_of_their_figure_size(report) -> None:
     out, code, _ = report
     assert code == 0
     names = {
@@ -102,18 +115,91 @@ def test_figures_written_and_non_empty(report) -> None:
         "metric_per_epoch.png",
     }
     assert {p.name for p in (out / "figures").glob("*.png")} == names
-    for name in names:
-        data = (out / "figures" / name).read_bytes()
-        assert data.startswith(PNG_MAGIC) and len(data) > 5_000, name
+    # Three tasks: three panels and the legend's cell in a row of four, 4.3 x 3.3 in at 120 dpi.
+    height, width, _ = mpimg.imread(out / "figures" / "trainable_params.png").shape
+    assert (width, height) == (4 * 516, 396)
+
+
+def figure_runs(root: Path) -> list:
+    """The report's runs plus a probe (no trainable parameter but the head) and a VeRA that trains
+    exactly as many parameters as ELoRA, on RTE: the lines a log axis or an overdrawn line hid."""
+    write_runs(root)
+    for seed, accuracy in ((1, 0.55), (2, 0.57)):
+        probe = result("rte", "lora", seed, {"accuracy": accuracy})
+        probe["params"] = {**probe["params"], "trainable_start": 0, "trainable_end": 0, "trainable_avg": 0.0}
+        write(root, {**probe, "method": "head", "params": {**probe["params"], "trainable_history": [[0, 0]]}})
+        write(root, {**result("rte", "elora", seed, {"accuracy": accuracy + 0.1}), "method": "vera"})
+    return load_runs(root)
+
+
+def panels(fig: Figure) -> dict[str, Axes]:
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
+def methods_in(runs: list, task: str) -> set[str]:
+    return {r.method for r in completed(runs) if r.task == task}
+
+
+def test_every_method_shows_in_the_trainable_parameters_figure(tmp_path) -> None:
+    runs = figure_runs(tmp_path)
+    fig = trainable_figure(runs, MODEL)
+    ax = panels(fig)[task_title("rte")]
+    lines = {line.get_gid(): line for line in ax.get_lines()}
+    assert set(lines) == methods_in(runs, "rte")
+    bottom, top = ax.get_ylim()
+    for method, line in lines.items():
+        assert bottom < min(line.get_ydata()) and max(line.get_ydata()) < top, method  # inside the axes
+    assert list(lines["head"].get_ydata()) == [0] * len(lines["head"].get_ydata())  # the probe, at 0
+    assert len({line.get_marker() for line in lines.values()}) == len(lines)  # one marker per method
+
+    def marks(method: str) -> set[float]:
+        line = lines[method]
+        return {float(line.get_xdata()[i]) for i in line.get_markevery()}
+
+    # ELoRA and VeRA draw the same line; their markers sit at different steps, so both show.
+    assert list(lines["elora"].get_ydata()) == list(lines["vera"].get_ydata())
+    assert marks("elora") and marks("vera") and not marks("elora") & marks("vera")
+
+
+def test_the_epoch_figure_gives_each_method_its_own_bar_from_min_to_max(tmp_path) -> None:
+    runs = figure_runs(tmp_path)
+    ax = panels(metric_per_epoch(runs, MODEL))[task_title("rte")]
+    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]  # no shaded band over another
+    bars = {c.lines[0].get_gid(): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert set(bars) == methods_in(runs, "rte")
+    xs = [round(float(x), 6) for c in bars.values() for x in c.lines[0].get_xdata()]
+    assert len(xs) == len(set(xs))  # no two methods' bars at the same place
+    for method, seeds in (("lora", SCORES[("rte", "lora")]), ("elora", SCORES[("rte", "elora")])):
+        final = [100 * s["accuracy"] for s in seeds.values()]  # epoch 2: the best-epoch scores
+        (segments,) = [c.get_segments() for c in bars[method].lines[2]]
+        (low, high) = segments[1][:, 1]  # epoch 2's bar
+        assert (low, high) == (pytest.approx(min(final)), pytest.approx(max(final)))
+        assert bars[method].lines[0].get_ydata()[1] == pytest.approx(np.mean(final))
+
+
+@pytest.mark.parametrize("build", [trainable_figure, metric_vs_params, metric_per_epoch])
+def test_no_figure_has_an_empty_panel(tmp_path, build) -> None:
+    runs = figure_runs(tmp_path)
+    fig = build(runs, MODEL)
+    done = completed(runs)
+    assert len(panels(fig)) == len({r.task for r in done})
+    for ax in fig.axes:
+        assert ax.get_visible() and (ax.lines or ax.collections or ax.get_legend()), ax.get_title()
+    (legend_cell,) = [ax for ax in fig.axes if ax.get_legend()]  # the spare cell holds the legend
+    labels = [t.get_text() for t in legend_cell.get_legend().get_texts()]
+    assert set(labels) == {method_label(r.method) for r in done}
 
 
 def test_tables_and_readme_written(report) -> None:
     out, _, stdout = report
     for stem in ("glue_table", "paper_comparison", "params_table", "runtime_table", "runtime_summary", "failed_runs"):
-        for ext in ("md", "csv", "tex"):
-            assert (out / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext}"
+        rows = len(pd.read_csv(out / f"{stem}.csv"))
+        assert rows > 0, stem
+        assert "|:--" in (out / f"{stem}.md").read_text() or "|---" in (out / f"{stem}.md").read_text(), stem
+        tex = (out / f"{stem}.tex").read_text()
+        assert "\\begin{tabular}" in tex and tex.count("\\\\") >= 2, stem  # a header and a row at least
     readme = (out / "README.md").read_text()
-    assert "python -m harness.report --runs" in readme and "--paper" in readme
+    assert "python -m harness.report --runs" in readme
     assert "![freezing_rte](figures/freezing_rte.png)" in readme
     assert "![metric_per_epoch](figures/metric_per_epoch.png)" in readme
     assert "not DeBERTaV3-base" in readme
