@@ -15,7 +15,7 @@ SEEDS ?= 1
 LAUNCHER ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# The GPU check (issue 15): GPU_CARRY is what `gpu-wheels` fills and a device call carries (git-ignored);
+# The GPU check (harness/gpu_check/): GPU_CARRY is what `gpu-wheels` fills and a device call carries (git-ignored);
 # DRY_RUN=1 runs `gpu-check` on the CPU at tiny sizes; GPU_CHECK_ARGS passes options (--limit, --bundle).
 GPU_CARRY ?= .gpu-carry
 DRY_RUN ?=

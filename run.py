@@ -21,8 +21,14 @@ from harness import cli_help  # noqa: F401  registers ${conf_options:...} for --
 from harness.cli_errors import SweepRunFailed, exit_code_and_line
 from harness.distributed import replica_overrides, setup_process
 from harness.errors import INTERRUPTED
-from harness.identity import variant  # also registers ${run_subdir:...} for the run directory
+from harness.identity import variant
 from harness.quiet import quiet_libraries
+from harness.schedule import command_line_wins
+from harness.schema import register_schema
+from harness.validation import register_resolver
+
+register_schema()  # the typed schema conf/config.yaml's defaults start from
+register_resolver()  # ${run_subdir:...}: the run directory of a config that passed validation
 
 FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 
@@ -42,6 +48,7 @@ def run(cfg: DictConfig) -> None:
         sys.exit(print_user_error(err))
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    cfg = command_line_wins(cfg, hydra_cfg.overrides.task)
     code = lifecycle.run(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
     if code and (not in_sweep or code == INTERRUPTED):
         sys.exit(code)

@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 FREEZER_STATE_FILE = "aflora_freezer.pt"
 RULES = ("quantile", "fraction")
-# 2: the checkpoint's optimizer state no longer holds frozen projections. A version-1 state
-# (written before they left the optimizer) still loads: see ``load_state_dict``.
+# 2: the checkpoint's optimizer state no longer holds frozen projections (version 1, from before
+# they left the optimizer, is refused: no kept checkpoint has it).
 _STATE_VERSION = 2
 
 
@@ -70,9 +70,11 @@ class AFLoraFreezer(TrainerCallback):
     bookkeeping on a pool that never shrinks; the decisions show what a real run would freeze first.
 
     Steps are ``state.global_step`` at decision time, i.e. optimizer steps already completed.
-    ``result_fields()["freezing"][name]`` is therefore the number of optimizer updates the matrix
-    received: 0 for matrices frozen from the start (``trainable_projections``), ``None`` for one
-    still trainable when training stopped.
+    ``result_fields()["freezing"][name]`` is therefore the number of optimizer steps completed
+    before the step at which the matrix froze: 0 for matrices frozen from the start
+    (``trainable_projections``), ``None`` for one still trainable when training stopped. The
+    matrix was updated that many times with ``last_update=False``, and once more with the default
+    ``last_update=True``, which applies the gradient of the step it froze at.
 
     Resuming. ``on_save`` writes this callback's state (scores, windows, freeze steps, parameter
     history) to ``<checkpoint>/aflora_freezer.pt``. Call ``load_state(checkpoint_dir)`` before
@@ -80,10 +82,7 @@ class AFLoraFreezer(TrainerCallback):
     ``output_dir/checkpoint-<step>``). ``load_state`` freezes the recorded projections in the model
     at once, and loading the checkpoint's adapter does the same (``aflora/layer.py``), so an
     optimizer built afterwards from the ``requires_grad`` parameters (the Trainer's own, or one
-    built after ``load_state``) has the parameter groups of the checkpoint's optimizer state. A
-    checkpoint written before frozen projections left the optimizer (freezer state version 1)
-    resumes the old way: ``load_state`` freezes nothing, the optimizer built next holds the frozen
-    projections as the saved state does, and ``on_train_begin`` takes them out.
+    built after ``load_state``) has the parameter groups of the checkpoint's optimizer state.
     """
 
     def __init__(
@@ -120,7 +119,6 @@ class AFLoraFreezer(TrainerCallback):
         self.trainable_history: list[tuple[int, int]] = []  # (from step, trainable params, head excluded)
         self._end_step: int | None = None
         self._state_loaded = False
-        self._frozen_in_saved_optimizer = False  # a version-1 checkpoint's optimizer state holds them
         self._leaving_optimizer: list[nn.Parameter] = []  # frozen, still in the optimizer's groups
         self.dry_run = dry_run
         self.last_update = last_update
@@ -147,14 +145,6 @@ class AFLoraFreezer(TrainerCallback):
                 )
         self._adopt_frozen_in_model(state.global_step)
         self.apply_frozen()
-        if self._frozen_in_saved_optimizer and kwargs.get("optimizer") is not None:
-            frozen = [
-                p.layer.projection(self.adapter_name, p.which)
-                for p in self._projections
-                if self.freeze_steps[p.name] is not None
-            ]
-            _remove_from_optimizer(kwargs["optimizer"], frozen)
-            self._frozen_in_saved_optimizer = False
         if not self.trainable_history:
             self.trainable_history.append((state.global_step, self._count_trainable()))
 
@@ -310,7 +300,7 @@ class AFLoraFreezer(TrainerCallback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         names = [p.name for p in self._projections]
-        if state.get("version") not in (1, _STATE_VERSION) or state["names"] != names:
+        if state.get("version") != _STATE_VERSION or state["names"] != names:
             raise ValueError("AFLoRA freezer state does not match this model's projections (or version)")
         self.freeze_steps = {n: None if s < 0 else int(s) for n, s in zip(names, state["freeze_steps"], strict=True)}
         self._active = [i for i, n in enumerate(names) if self.freeze_steps[n] is None]
@@ -319,11 +309,7 @@ class AFLoraFreezer(TrainerCallback):
         devices = {p.name: p.layer.projection(self.adapter_name, p.which).device for p in self._projections}
         self.scorer.load_state_dict(state["scorer"], devices)
         self._state_loaded = True
-        # Version 1 came with an optimizer state that still holds the frozen projections: an
-        # optimizer built now must hold them too so that state loads; they leave it at train begin.
-        self._frozen_in_saved_optimizer = state["version"] == 1
-        if not self._frozen_in_saved_optimizer:
-            self.apply_frozen()
+        self.apply_frozen()
 
     def load_state(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         """Load ``aflora_freezer.pt`` from a Trainer checkpoint folder and freeze what it records."""

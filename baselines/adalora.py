@@ -20,52 +20,69 @@ that recomputes the loss from the logits (label smoothing, ``compute_loss_func``
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
 import torch
+from omegaconf import MISSING
 from peft import AdaLoraConfig, get_peft_model
 from peft.tuners.adalora import AdaLoraLayer
 
 from harness.checkpoints import saved_checkpoint
 from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodCallback, register_method
+from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
+from harness.schedule import one_length
+from harness.schema import check_count
 
 logger = logging.getLogger(__name__)
 
 ALLOCATOR_FILE = "adalora_allocator.pt"
 
 
-def resolve_schedule(cfg: Any, ctx: BuildContext) -> tuple[int, int]:
-    """(tinit, tfinal) in optimizer steps.
+@dataclass
+class AdaLoraSettings(MethodSettings):
+    """``conf/method/adalora.yaml``. ``tinit`` / ``tfinal`` are lengths (harness/schedule.py): steps
+    (the AdaLoRA paper's Table 8, used by the DeBERTaV3 recipes) or ``*_frac``, a fraction of the
+    run's steps, so short runs (MiniLM on CPU, debug) keep the same shape of schedule."""
 
-    ``method.tinit`` / ``method.tfinal`` are steps (the AdaLoRA paper's Table 8, used by the
-    DeBERTaV3 recipes); when one is null its ``*_frac`` (a fraction of the run's total steps)
-    is used instead, so short runs (MiniLM on CPU, debug) keep the same shape of schedule
-    (``harness/schedule.py``, which would also take a ``*_epochs``; the yaml sets none).
-    """
+    init_r: int = MISSING
+    target_r: int = MISSING
+    lora_alpha: int = MISSING
+    lora_dropout: float = MISSING
+    beta1: float = MISSING
+    beta2: float = MISSING
+    orth_reg_weight: float = MISSING
+    deltaT: int = MISSING  # noqa: N815 (peft's name)
+    tinit: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
+    tfinal: Optional[int] = MISSING  # noqa: UP045
+    tinit_frac: Optional[float] = MISSING  # noqa: UP045
+    tfinal_frac: Optional[float] = MISSING  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        check_count("method.init_r", self.init_r, 1, 65_536)
+        check_count("method.target_r", self.target_r, 1, self.init_r)
+        check_count("method.lora_alpha", self.lora_alpha, 1, 65_536)
+        for key in ("beta1", "beta2"):
+            if not 0 < getattr(self, key) < 1:
+                raise ConfigError(f"method.{key} = {getattr(self, key)} must lie in (0, 1)")
+        check_count("method.deltaT", self.deltaT, 1, 1_000_000)
+        if self.orth_reg_weight < 0:
+            raise ConfigError(f"method.orth_reg_weight = {self.orth_reg_weight} must be >= 0")
+        one_length(self, "tinit"), one_length(self, "tfinal")
+
+
+def resolve_schedule(cfg: AdaLoraSettings, ctx: BuildContext) -> tuple[int, int]:
+    """(tinit, tfinal) in optimizer steps."""
     # Rounded to the nearest step: kept as every existing AdaLoRA run computed it.
-    tinit, tfinal = (ctx.steps(cfg, key, rounding="nearest", steps_key=key) for key in ("tinit", "tfinal"))
-    if tinit < 0 or tfinal < 0 or tinit >= ctx.total_steps - tfinal:
+    tinit, tfinal = (ctx.steps(one_length(cfg, key), rounding="nearest") for key in ("tinit", "tfinal"))
+    if tinit >= ctx.total_steps - tfinal:
         raise ConfigError(
-            f"adalora: method.tinit = {tinit} and method.tfinal = {tfinal} leave no rank-budgeting phase "
-            f"in a run of total_steps = {ctx.total_steps} (need 0 <= tinit < total_steps - tfinal). For a "
-            "shorter run than the recipe's, set method.tinit=null method.tfinal=null to use "
-            "method.tinit_frac / method.tfinal_frac."
+            f"adalora: method.tinit = {tinit} and method.tfinal = {tfinal} steps leave no rank-budgeting phase "
+            f"in a run of total_steps = {ctx.total_steps} (need tinit < total_steps - tfinal). For a "
+            "shorter run than the recipe's, set method.tinit_frac and method.tfinal_frac."
         )
     return tinit, tfinal
-
-
-def _validate(cfg: Any) -> None:
-    if not 0 < cfg.target_r <= cfg.init_r:
-        raise ConfigError(f"adalora: need 0 < method.target_r ({cfg.target_r}) <= method.init_r ({cfg.init_r})")
-    for key in ("beta1", "beta2"):
-        if not 0 < cfg[key] < 1:
-            raise ConfigError(f"adalora: method.{key} = {cfg[key]} must lie in (0, 1)")
-    if cfg.deltaT < 1:
-        raise ConfigError(f"adalora: method.deltaT = {cfg.deltaT} must be >= 1 step")
-    if cfg.orth_reg_weight < 0:
-        raise ConfigError(f"adalora: method.orth_reg_weight = {cfg.orth_reg_weight} must be >= 0")
 
 
 class AdaLoraAllocator(MethodCallback):
@@ -180,9 +197,8 @@ class AdaLoraAllocator(MethodCallback):
         self.rank_pattern = state["rank_pattern"]
 
 
-@register_method("adalora")
-def build_adalora(model: torch.nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
-    _validate(cfg)
+@register_method("adalora", settings=AdaLoraSettings)
+def build_adalora(model: torch.nn.Module, cfg: AdaLoraSettings, ctx: BuildContext) -> MethodBuild:
     tinit, tfinal = resolve_schedule(cfg, ctx)
     config = AdaLoraConfig(
         task_type="SEQ_CLS",

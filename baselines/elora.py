@@ -10,23 +10,34 @@ is the variant with one pair shared across layers.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
 from peft import get_peft_model
 
 from aflora import AFLoraConfig, AFLoraLayer
 from baselines.vera import check_wrapped_modules
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, register_method
+from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.schema import check_count
 
 logger = logging.getLogger(__name__)
 
 
-@register_method("elora")
-def build_elora(model: torch.nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
-    if cfg.r <= 0:
-        raise ConfigError(f"elora: method.r = {cfg.r} must be positive")
+@dataclass
+class EloraSettings(MethodSettings):
+    """``conf/method/elora.yaml``."""
+
+    r: int = MISSING
+    d_init: float = MISSING
+    b_init: float = MISSING
+
+    def __post_init__(self) -> None:
+        check_count("method.r", self.r, 1, 65_536)
+
+
+@register_method("elora", settings=EloraSettings)
+def build_elora(model: torch.nn.Module, cfg: EloraSettings, ctx: BuildContext) -> MethodBuild:
     config = AFLoraConfig(
         task_type="SEQ_CLS",
         r=cfg.r,

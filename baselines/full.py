@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
-from harness.methods import BuildContext, MethodBuild, register_method
+from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
 
 
 @register_method("full")
-def build_full(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
+def build_full(model: nn.Module, cfg: MethodSettings, ctx: BuildContext) -> MethodBuild:
     for param in model.parameters():
         param.requires_grad_(True)
     return MethodBuild(model=model)

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
+from omegaconf import MISSING
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, register_method
+from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.schema import check_count, check_range
 
 
-def lora_config(cfg: Any, ctx: BuildContext) -> LoraConfig:
-    if cfg.r <= 0:
-        raise ConfigError(f"method.r must be positive, got {cfg.r}")
-    if cfg.alpha <= 0:
-        raise ConfigError(f"method.alpha must be positive, got {cfg.alpha}")
+@dataclass
+class LoraSettings(MethodSettings):
+    """``conf/method/lora.yaml``; SoRA's settings extend it."""
+
+    r: int = MISSING
+    alpha: int = MISSING  # peft's lora_alpha: the update is scaled by alpha / r
+    dropout: float = MISSING
+
+    def __post_init__(self) -> None:
+        check_count("method.r", self.r, 1, 65_536)
+        check_count("method.alpha", self.alpha, 1, 65_536)
+        check_range("method.dropout", self.dropout, 0, 1, high_open=True)
+
+
+def lora_config(cfg: LoraSettings, ctx: BuildContext) -> LoraConfig:
     return LoraConfig(
         task_type="SEQ_CLS",
         r=cfg.r,
@@ -26,6 +37,6 @@ def lora_config(cfg: Any, ctx: BuildContext) -> LoraConfig:
     )
 
 
-@register_method("lora")
-def build_lora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
+@register_method("lora", settings=LoraSettings)
+def build_lora(model: nn.Module, cfg: LoraSettings, ctx: BuildContext) -> MethodBuild:
     return MethodBuild(model=get_peft_model(model, lora_config(cfg, ctx)))

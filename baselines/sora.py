@@ -53,10 +53,12 @@ per zero gate, even in the FFN modules, whose ranks hold hidden + 4 x hidden.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
+from omegaconf import MISSING
 from peft import PeftModel, get_peft_model
 from peft.tuners.lora.layer import LoraLayer, LoraVariant
 from peft.utils import SAFETENSORS_WEIGHTS_NAME
@@ -64,10 +66,11 @@ from peft.utils.other import transpose
 from safetensors import safe_open
 from torch import nn
 
-from baselines.lora import lora_config
+from baselines.lora import LoraSettings, lora_config
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodCallback, OptimizerFactory, register_method
 from harness.optim import OPTIMIZERS, parameter_groups
+from harness.schema import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +139,6 @@ def add_gates(peft_model: nn.Module, init: str = "randn") -> list[tuple[str, Lor
     ``init``: ``randn`` draws the gates from N(0, 1) with torch's global generator (the official
     init; seeded by the run like the rest of the adapter), ``ones`` starts them at 1.
     """
-    if init not in GATE_INITS:
-        raise ConfigError(f"sora: method.gate_init {init!r} is not one of {list(GATE_INITS)}")
     adapter = peft_model.active_adapter
     layers = lora_layers(peft_model)
     for _, layer in layers:
@@ -250,28 +251,6 @@ def retained_parameters(layers: list[tuple[str, LoraLayer]], adapter: str) -> in
     )
 
 
-@torch.no_grad()
-def prune(peft_model: nn.Module) -> dict[str, int]:
-    """Cut every layer down to the ranks whose gate is not zero (after training: the optimizer and
-    checkpoints hold the full-size tensors). The function is unchanged: the scaling stays
-    alpha / r_max. Returns the retained ranks."""
-    adapter = peft_model.active_adapter
-    for _, layer in lora_layers(peft_model):
-        gate = gate_of(layer, adapter)
-        kept = torch.nonzero(gate).view(-1)
-        old_a, old_b = layer.lora_A[adapter], layer.lora_B[adapter]
-        new_a = nn.Linear(layer.in_features, len(kept), bias=False).to(old_a.weight)
-        new_b = nn.Linear(len(kept), layer.out_features, bias=old_b.bias is not None).to(old_b.weight)
-        new_a.weight.copy_(old_a.weight[kept])
-        new_b.weight.copy_(old_b.weight[:, kept])
-        if old_b.bias is not None:
-            new_b.bias.copy_(old_b.bias)
-        layer.lora_A[adapter], layer.lora_B[adapter] = new_a, new_b
-        getattr(layer, GATE)[adapter] = nn.Parameter(gate[kept].clone(), requires_grad=gate.requires_grad)
-        layer.r[adapter] = len(kept)
-    return retained_ranks(lora_layers(peft_model), adapter)
-
-
 class SoraGates(MethodCallback):
     """Adds the L1 penalty's gradient to the gates before clipping; counts and reports the retained ranks.
 
@@ -312,19 +291,6 @@ class SoraGates(MethodCallback):
         return {"ranks": self.ranks()}
 
 
-def _validate(cfg: Any) -> None:
-    if cfg.sparse_lambda < 0:
-        raise ConfigError(f"sora: method.sparse_lambda = {cfg.sparse_lambda} must be >= 0")
-    if cfg.sparse_lambda_2 < 0:
-        raise ConfigError(f"sora: method.sparse_lambda_2 = {cfg.sparse_lambda_2} must be >= 0")
-    if cfg.gate_lr is not None and cfg.gate_lr <= 0:
-        raise ConfigError(f"sora: method.gate_lr = {cfg.gate_lr} must be positive (or null: train.lr)")
-    if cfg.threshold not in THRESHOLDS:
-        raise ConfigError(f"sora: method.threshold {cfg.threshold!r} is not one of {list(THRESHOLDS)}")
-    if not isinstance(cfg.train_head, bool):
-        raise ConfigError(f"sora: method.train_head {cfg.train_head!r} must be true or false")
-
-
 def freeze_head(peft_model: nn.Module) -> None:
     """Leave the classifier at its initial weights, as the official code does: OpenDelta's
     ``freeze_module`` freezes everything outside its ``unfrozen_modules`` ("deltas", "layer_norm",
@@ -336,9 +302,30 @@ def freeze_head(peft_model: nn.Module) -> None:
             param.requires_grad_(False)
 
 
-@register_method("sora", load_weights=load_sora)
-def build_sora(model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
-    _validate(cfg)
+@dataclass
+class SoraSettings(LoraSettings):
+    """``conf/method/sora.yaml``: LoRA's keys (r is r_max) plus the gates'."""
+
+    sparse_lambda: float = MISSING
+    sparse_lambda_2: float = MISSING
+    gate_lr: Optional[float] = MISSING  # noqa: UP045 (omegaconf reads Optional)
+    gate_init: str = MISSING
+    threshold: str = MISSING
+    train_head: bool = MISSING  # false: the classifier keeps its initial weights (freeze_head)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("sparse_lambda", "sparse_lambda_2"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"method.{key} = {getattr(self, key)} must be >= 0")
+        if self.gate_lr is not None and self.gate_lr <= 0:
+            raise ConfigError(f"method.gate_lr = {self.gate_lr} must be positive (or null: train.lr)")
+        check_choice("method.threshold", self.threshold, THRESHOLDS)
+        check_choice("method.gate_init", self.gate_init, GATE_INITS)
+
+
+@register_method("sora", settings=SoraSettings, load_weights=load_sora)
+def build_sora(model: nn.Module, cfg: SoraSettings, ctx: BuildContext) -> MethodBuild:
     peft_model = get_peft_model(model, lora_config(cfg, ctx))  # r = r_max, alpha, dropout, the head trained
     layers = add_gates(peft_model, cfg.gate_init)
     logger.info(

@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
+from omegaconf import MISSING
 from peft import VeraConfig, get_peft_model
 from peft.tuners.vera import VeraLayer
 
 from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, register_method
+from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.schema import MAX_SEED, check_count, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +56,28 @@ def check_wrapped_modules(model: torch.nn.Module, layer_cls: type, target_module
     return wrapped
 
 
-@register_method("vera")
-def build_vera(model: torch.nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild:
-    if cfg.r <= 0:
-        raise ConfigError(f"vera: method.r = {cfg.r} must be positive")
+@dataclass
+class VeraSettings(MethodSettings):
+    """``conf/method/vera.yaml``."""
+
+    r: int = MISSING
+    d_initial: float = MISSING
+    dropout: float = MISSING
+    projection_prng_key: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
+
+    def __post_init__(self) -> None:
+        check_count("method.r", self.r, 1, 65_536)
+        check_range("method.dropout", self.dropout, 0, 1, high_open=True)
+        check_count("method.projection_prng_key", self.projection_prng_key, 0, MAX_SEED, nullable=True)
+
+
+@register_method("vera", settings=VeraSettings)
+def build_vera(model: torch.nn.Module, cfg: VeraSettings, ctx: BuildContext) -> MethodBuild:
     # peft's default key is 0 for every run, so all seeds would share one draw of the random
     # projections and seed-to-seed spread would leave that draw out; ELoRA/AFLoRA/LoRA draw
     # theirs from the run seed. The key is stored in adapter_config.json, and save_projection
     # keeps the matrices in the checkpoint as well, so a saved adapter reloads exactly.
-    key = ctx.seed if cfg.get("projection_prng_key") is None else cfg.projection_prng_key
+    key = ctx.seed if cfg.projection_prng_key is None else cfg.projection_prng_key
     config = VeraConfig(
         task_type="SEQ_CLS",
         r=cfg.r,

@@ -22,7 +22,7 @@ from harness.epoch_timer import EpochTimer
 from harness.errors import ConfigError
 from harness.gradients import ClipAndCheckGradients
 from harness.history import LogAtEpochEnd
-from harness.methods import BuildContext, Builder, MethodBuild, method_builder
+from harness.methods import BuildContext, Builder, MethodBuild, MethodSettings, method_builder, method_settings
 from harness.model_card import run_facts
 from harness.models import check_sequence_length, head_modules, load_model
 from harness.optim import build_optimizer
@@ -65,11 +65,11 @@ class Assembly:
         return factory(self.model, self.train_cfg, self.heads)
 
 
-def build_method(builder: Builder, model: nn.Module, method_cfg: Any, context: BuildContext) -> MethodBuild:
+def build_method(builder: Builder, model: nn.Module, settings: MethodSettings, context: BuildContext) -> MethodBuild:
     try:
-        return builder(model, method_cfg, context)
-    except ValueError as err:  # PEFT and the builders validate their configs with ValueError
-        raise ConfigError(f"method {method_cfg.name!r}: {err}") from err
+        return builder(model, settings, context)
+    except ValueError as err:  # PEFT validates its configs with ValueError
+        raise ConfigError(f"method {settings.name!r}: {err}") from err
 
 
 def assemble(
@@ -97,7 +97,7 @@ def assemble(
         steps_per_epoch=steps_per_epoch,
         seed=cfg.seed,
     )
-    method = build_method(builder or method_builder(cfg.method), model, cfg.method, context)
+    method = build_method(builder or method_builder(cfg.method), model, method_settings(cfg.method), context)
     counts = count_parameters(method.model, context.head_modules)
     counter = method.count_trainable or trainable_counter(method.model, context.head_modules)
     tracker = TrainableParamTracker(counter)

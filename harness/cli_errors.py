@@ -93,7 +93,7 @@ def exit_code_and_line(err: Exception, failed_runs: list[str]) -> tuple[int | No
     if isinstance(err, HydraException):
         cause = err.__cause__
         unknown = re.match(r"Could not override '([^']+)'", str(err))
-        if unknown and cause is not None and "not in struct" in str(cause):
+        if unknown and cause is not None and re.search(r"not in struct|Key '[^']+' not in '", str(cause)):
             return USER_ERROR, f"unknown key '{unknown.group(1)}' (python run.py --help lists every key)"
         text = one_line(str(err))
         if isinstance(cause, OmegaConfBaseException):

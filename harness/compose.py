@@ -11,10 +11,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from harness.paths import CONF_DIR
+from harness.schedule import command_line_wins
+from harness.schema import register_schema
 
 
 def run_config(overrides: Sequence[str]) -> DictConfig:
     """``python run.py <overrides>``'s config (Hydra's state is global: initialised once per process)."""
     if not GlobalHydra.instance().is_initialized():
+        register_schema()
         initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
-    return compose("config", overrides=list(overrides))
+    return command_line_wins(compose("config", overrides=list(overrides)), overrides)

@@ -32,14 +32,13 @@ from harness.result_schema import (
     Weights,
 )
 from harness.rundir import load_callback_states, resumable_checkpoint
-from harness.tasks import TaskSpec
+from harness.tasks import TaskSpec, task_spec
 from harness.training import (
     build_trainer,
     optimizer_steps,
     resolve_device,
     set_threads,
     training_arguments,
-    validate_train_config,
     world_size,
 )
 
@@ -67,8 +66,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def run_experiment(cfg: DictConfig, run_dir: Path, claim: Callable[[], None] = lambda: None) -> RunResult:
     """Train and evaluate; ``claim`` runs on rank 0 once data, model and method have built."""
-    task = TaskSpec.from_config(cfg.task, cfg.data.get("protocol", "paper"))
-    validate_train_config(cfg.train)
+    task = task_spec(cfg)  # checked before: harness/validation.py
     device = resolve_device(cfg.train.device)
     set_threads(cfg.train.threads)
     load_at_start = os.getloadavg()

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
 from harness.results import RESULT_FILE, ResultFileError, read_result_file, write_json_atomic
+from harness.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ def folder_name(key: str, value: Any, inside: str = "runs_dir") -> str:
 
 def run_subdir(model: Any, task: Any, method: Any, seed: Any, overrides: Iterable[str]) -> str:
     """``<model>/<task>/<method>/seed<seed>[/<variant>]``: the run directory below runs_dir."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed = {seed!r} must be a non-negative integer")
+    check_count("seed", seed, 0, MAX_SEED)
     for override in overrides:
         if override.startswith(("+", "~")) and not _excluded(_override_key(override), OPEN_MAPPINGS):
             raise ConfigError(
@@ -135,17 +135,6 @@ def run_subdir(model: Any, task: Any, method: Any, seed: Any, overrides: Iterabl
     parts.append(f"seed{seed}")
     suffix = variant(overrides)
     return "/".join([*parts, suffix] if suffix else parts)
-
-
-def register_resolver() -> None:
-    """``${run_subdir:...}`` for conf/config.yaml's hydra.run.dir and hydra.sweep.subdir."""
-    if not OmegaConf.has_resolver("run_subdir"):
-        OmegaConf.register_new_resolver(
-            "run_subdir", lambda model, task, method, seed, overrides: run_subdir(model, task, method, seed, overrides)
-        )
-
-
-register_resolver()
 
 
 # --- the fingerprint ---------------------------------------------------------------------------
@@ -160,12 +149,27 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: node}
 
 
+# A builder module that moved keeps the name it had when the first runs were fingerprinted, so
+# their fingerprints stay what they were (the module says where the code lives, not what it computes).
+FORMER_MODULES = {"baselines.aflora": "aflora.builder"}
+
+
+def _as_fingerprinted(key: str, value: Any) -> Any:
+    return FORMER_MODULES.get(value, value) if key == "method.module" else value
+
+
 def content(config: DictConfig | dict) -> dict[str, Any]:
-    """The training content of a config: dotted key -> resolved value, NOT_IDENTITY removed."""
+    """The training content of a config: dotted key -> resolved value, NOT_IDENTITY removed, and
+    so are the keys the typed schema adds while they hold its default (``harness.schema.SCHEMA_DEFAULTS``):
+    the configs fingerprinted before the schema did not have them."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
     flat = _flatten(config)
-    return {k: v for k, v in sorted(flat.items()) if not _excluded(k, NOT_IDENTITY)}
+    return {
+        k: _as_fingerprinted(k, v)
+        for k, v in sorted(flat.items())
+        if not _excluded(k, NOT_IDENTITY) and not (k in SCHEMA_DEFAULTS and v == SCHEMA_DEFAULTS[k])
+    }
 
 
 def digest(training_content: dict[str, Any]) -> str:

@@ -14,11 +14,11 @@ from harness.checkpoints import last_complete_checkpoint, remove_checkpoints
 from harness.cli_errors import write_error
 from harness.distributed import barrier, is_main_process
 from harness.env import environment
-from harness.errors import INTERRUPTED, HarnessError
+from harness.errors import INTERRUPTED, ConfigError, HarnessError
 from harness.gradients import NonFiniteGradientError
 from harness.result_schema import FAILED, Env, RunResult
 from harness.results import RESULT_FILE, is_completed, write_result
-from harness.rundir import RunDirLocked, clean_leftovers, locked, set_aside_run
+from harness.rundir import RunDirLocked, clean_leftovers, locked, remove_empty_folders, set_aside_run
 from harness.training import resolve_device
 from harness.validation import validate_config
 
@@ -41,7 +41,8 @@ def _claim(cfg: DictConfig, run_dir: Path, content: dict, force: bool) -> None:
 def run(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = "") -> int:
     """Run (or resume) the experiment in ``run_dir``; return the process exit code.
 
-    The config is checked before anything on disk changes. A directory holding a checkpoint or
+    The config is checked first (harness/validation.py): a bad one is refused in one line and
+    leaves nothing on disk, not even the empty folders Hydra made for the run. A directory holding a checkpoint or
     result of another config is refused (``force=true`` sets them aside and retrains). A failure
     leaves a ``failed`` result.json naming the error, except where a completed result would be
     replaced. In a sweep the error is logged and the sweep goes on; a single run re-raises
@@ -53,6 +54,12 @@ def run(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = "
     main_process = is_main_process()
     try:
         validate_config(cfg)
+    except ConfigError as err:
+        log.error("%s", err)
+        if main_process:
+            remove_empty_folders(run_dir, Path(str(cfg.runs_dir)))
+        return 2
+    try:
         content = identity.content(cfg)
         force = bool(cfg.get("force", False))
         with locked(run_dir) if main_process else contextlib.nullcontext():

@@ -4,13 +4,16 @@ A method is one module plus one yaml. The yaml (``conf/method/<name>.yaml``) nam
 that defines the builder (``module: baselines.lora``); importing it runs ``@register_method``.
 A variant of a method (an ablation such as ``aflora-nofreeze``) is one more yaml that composes the
 method's yaml, changes some values and names the builder it reuses (``builder: aflora``).
-The builder wraps the backbone and returns a ``MethodBuild``: the model, the callbacks it needs
-(AFLoRA's freezer, AdaLoRA's rank allocator), and optionally its own optimizer and trainable-parameter
-count. That object and ``MethodCallback`` are the whole contract between a method and the harness
-(``harness/assembly.py`` puts a run together from them); the training code never asks which method
-it is running. A method whose saved adapter a plain ``PeftModel.from_pretrained`` does not rebuild
-whole (SoRA's gates) registers its own ``load_weights`` with its builder, and ``harness.predict``
-reloads a run's ``best/`` through it (``method_weights_loader``).
+A method's keys are typed by the dataclass it registers with its builder (a ``MethodSettings``):
+``method_settings`` checks ``cfg.method`` against it once, before a run writes anything, and the
+builder receives that typed object. The builder wraps the backbone and returns a ``MethodBuild``:
+the model, the callbacks it needs (AFLoRA's freezer, AdaLoRA's rank allocator), and optionally its
+own optimizer and trainable-parameter count. That object and ``MethodCallback`` are the whole
+contract between a method and the harness (``harness/assembly.py`` puts a run together from them);
+the training code never asks which method it is running. A method whose saved adapter a plain
+``PeftModel.from_pretrained`` does not rebuild whole (SoRA's gates) registers its own
+``load_weights`` with its builder, and ``harness.predict`` reloads a run's ``best/`` through it
+(``method_weights_loader``).
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from transformers import TrainerCallback
 
+from harness.errors import ConfigError
 from harness.paths import CONF_DIR
-from harness.schedule import Rounding, schedule_steps
+from harness.schedule import Length, Rounding
 
 METHOD_CONF_DIR = CONF_DIR / "method"
 
@@ -42,16 +47,19 @@ class BuildContext:
     steps_per_epoch: int  # optimizer steps per epoch (schedules given in epochs)
     seed: int
 
-    def steps(self, cfg: Any, name: str, *, rounding: Rounding, steps_key: str | None = None) -> int:
+    def steps(self, length: Length, *, rounding: Rounding) -> int:
         """A schedule length of this run in optimizer steps (``harness/schedule.py``)."""
-        return schedule_steps(
-            cfg,
-            name,
-            steps_per_epoch=self.steps_per_epoch,
-            total_steps=self.total_steps,
-            rounding=rounding,
-            steps_key=steps_key,
-        )
+        return length.steps(steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, rounding=rounding)
+
+
+@dataclass
+class MethodSettings:
+    """The keys every ``conf/method/<name>.yaml`` has; a method's dataclass adds its own (the yaml
+    keeps the values: declare fields ``MISSING``). ``__post_init__`` checks ranges, raising ConfigError."""
+
+    name: str = MISSING
+    module: str = MISSING
+    builder: Optional[str] = None  # noqa: UP045 (omegaconf reads Optional): a variant's, naming the builder it reuses
 
 
 class MethodCallback(TrainerCallback):
@@ -99,7 +107,7 @@ class MethodBuild:
 
 
 class Builder(Protocol):
-    def __call__(self, model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild: ...
+    def __call__(self, model: nn.Module, cfg: Any, ctx: BuildContext) -> MethodBuild: ...  # cfg: its MethodSettings
 
 
 # (the backbone, a folder the method's PeftModel saved) -> that model again, its adapter trainable as
@@ -107,17 +115,22 @@ class Builder(Protocol):
 WeightsLoader = Callable[[nn.Module, Path], nn.Module]
 
 _REGISTRY: dict[str, Builder] = {}
+_SETTINGS: dict[str, type[MethodSettings]] = {}
 _LOADERS: dict[str, WeightsLoader] = {}
 
 
-def register_method(name: str, *, load_weights: WeightsLoader | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: ``@register_method("lora")`` on a builder function. ``load_weights``: how the
-    method's saved adapter is loaded back (``WeightsLoader``), when peft's own loading misses a part."""
+def register_method(
+    name: str, *, settings: type[MethodSettings] = MethodSettings, load_weights: WeightsLoader | None = None
+) -> Callable[[Builder], Builder]:
+    """Decorator: ``@register_method("lora", settings=LoraSettings)`` on a builder function.
+    ``settings``: the dataclass typing the method's keys. ``load_weights``: how the method's saved
+    adapter is loaded back (``WeightsLoader``), when peft's own loading misses a part."""
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY and _REGISTRY[name] is not builder:
             raise ValueError(f"method {name!r} is registered twice")
         _REGISTRY[name] = builder
+        _SETTINGS[name] = settings
         if load_weights is not None:
             _LOADERS[name] = load_weights
         return builder
@@ -142,13 +155,29 @@ def method_names(*, variants: bool = True) -> list[str]:
     return [p.stem for p in paths if variants or OmegaConf.load(p).get("builder") is None]
 
 
+def _builder_name(method_cfg: Any) -> str:
+    return getattr(method_cfg, "builder", None) or method_cfg.name  # a DictConfig or its MethodSettings
+
+
 def method_builder(method_cfg: Any) -> Builder:
     """The builder a method config names: ``builder`` (a variant's), else the method's own ``name``."""
-    return get_builder(method_cfg.get("builder") or method_cfg.name, method_cfg.module)
+    return get_builder(_builder_name(method_cfg), method_cfg.module)
+
+
+def method_settings(method_cfg: Any) -> MethodSettings:
+    """``cfg.method`` as the typed settings its builder registered: an unknown key, a value of the
+    wrong type or out of range raises ConfigError in one line naming the key."""
+    method_builder(method_cfg)
+    schema = _SETTINGS[_builder_name(method_cfg)]
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), method_cfg))
+    except OmegaConfBaseException as err:
+        key = f"method.{err.full_key}" if getattr(err, "full_key", None) else "method"
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
 
 
 def method_weights_loader(method_cfg: Any) -> WeightsLoader | None:
     """The ``load_weights`` the builder a method config names was registered with, or None (peft's
     own loading). Imports the method's module, which also registers any PEFT type it defines."""
     method_builder(method_cfg)
-    return _LOADERS.get(method_cfg.get("builder") or method_cfg.name)
+    return _LOADERS.get(_builder_name(method_cfg))

@@ -7,11 +7,10 @@ training (AFLoRA freezes projections, AdaLoRA prunes ranks) get a time-weighted 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
-from aflora.freezing import time_weighted_average
 from harness.checkpoints import JsonStateCallback
 
 # PEFT keeps a frozen copy of every module in modules_to_save; it is not part of the model's size.
@@ -57,6 +56,15 @@ def trainable_counter(model: nn.Module, head_modules: Iterable[str]) -> Callable
     return count
 
 
+def time_weighted_average(history: Sequence[Sequence[int]], end: int) -> float:
+    """Mean of a count over optimizer steps 1 .. ``end``, from (step, count) change points: the
+    point (s, c) means the count is c from step s + 1 on; steps after ``end`` are left out."""
+    weighted = 0
+    for (step, count), nxt in zip(history, [*history[1:], (end, 0)], strict=True):
+        weighted += count * max(0, min(nxt[0], end) - min(step, end))
+    return weighted / max(end, 1)
+
+
 class TrainableParamTracker(JsonStateCallback):
     """Records the trainable count whenever it changes; saved with every checkpoint."""
 
@@ -91,12 +99,10 @@ class TrainableParamTracker(JsonStateCallback):
         return {
             "trainable_start": self.history[0][1],
             "trainable_end": self.history[-1][1],
-            # The mean over every optimizer step of the run, 1..total_steps (aflora/freezing.py);
-            # a run that trained no step: the count at the start.
+            # The mean over every optimizer step of the run, 1..total_steps; a run that trained no
+            # step: the count at the start.
             "trainable_avg": (
-                time_weighted_average(self.history, total_steps, since=0)
-                if total_steps > 0
-                else float(self.history[0][1])
+                time_weighted_average(self.history, total_steps) if total_steps > 0 else float(self.history[0][1])
             ),
             "trainable_history": self.history,
         }

@@ -45,7 +45,7 @@ from harness.quiet import progress_bars, quiet_libraries
 from harness.result_schema import COMPLETED, RunResult
 from harness.results import RESULT_FILE, load_result
 from harness.submission import PREDICTIONS_DIR, TEST_FILES, write_tsv
-from harness.tasks import TaskSpec
+from harness.tasks import TaskSpec, task_spec
 from harness.training import resolve_device, set_threads
 from harness.weights_format import PEFT_ADAPTER, WHOLE_MODEL, format_of, load_head
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_threads(args.threads)
         cfg, result = load_run(args.run_dir)
-        task = TaskSpec.from_config(cfg.task, cfg.data.get("protocol", "paper"))
+        task = task_spec(cfg)
         if task.name not in TEST_FILES:
             raise HarnessError(f"task {task.name!r} has no GLUE test file (known: {sorted(TEST_FILES)})")
         data_dir = args.data_dir or cfg.data.dir

@@ -45,6 +45,18 @@ class RunDirLocked(ConfigError):
     """Another process is running in this run directory."""
 
 
+def remove_empty_folders(run_dir: Path, runs_dir: Path) -> None:
+    """Remove ``run_dir`` and its parents below ``runs_dir`` while they are empty (Hydra makes the
+    run directory before run.py refuses a config: nothing of a refused run stays behind)."""
+    folder, top = Path(run_dir).absolute(), Path(runs_dir).absolute()
+    while folder != top and top in folder.parents:
+        try:
+            folder.rmdir()  # only an empty folder: never anything a run wrote
+        except OSError:
+            return
+        folder = folder.parent
+
+
 @contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir`` (released when the process ends, however it ends)."""

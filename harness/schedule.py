@@ -1,50 +1,93 @@
-"""Schedule lengths in optimizer steps, resolved one way for every method.
+"""Schedule lengths: one typed value each, in the unit it was given, turned into optimizer steps.
 
 A method's schedule (AFLoRA's t_i / t_f, AdaLoRA's tinit / tfinal) is given in the unit its recipe
 uses: steps (the papers' DeBERTaV3 tables), epochs (the AFLoRA reference code's unit), or a
-fraction of the run (the same shape for a run of any length: MiniLM, debug runs). The first key
-set wins. A product of epochs or a fraction with a step count is rarely whole: each method says
-how it rounds, so that its numbers stay those its earlier runs computed.
+fraction of the run (the same shape for a run of any length: MiniLM, debug runs). The yaml spells
+a length ``<name>_steps``, ``<name>_epochs`` or ``<name>_frac`` (AdaLoRA's steps: the bare name), and
+exactly one of them is set: a file that sets one unit sets the others null, and a value given on
+the command line replaces the length whatever unit the files gave it (``command_line_wins``).
+A product of epochs or a fraction with a step count is rarely whole: each method says how it
+rounds, so that its numbers stay those its earlier runs computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from omegaconf import DictConfig
 
 from harness.errors import ConfigError
 
+Unit = Literal["steps", "epochs", "fraction"]
 Rounding = Literal["truncate", "nearest"]
 # "nearest" is Python's round(): halves go to the even neighbour (round(2.5) == 2).
 _ROUND: dict[str, Callable[[float], int]] = {"truncate": int, "nearest": round}
+_SUFFIXES: dict[str, Unit] = {"_steps": "steps", "_epochs": "epochs", "_frac": "fraction"}
 
 
-def schedule_steps(
-    cfg: Any,
-    name: str,
-    *,
-    steps_per_epoch: int,
-    total_steps: int,
-    rounding: Rounding,
-    steps_key: str | None = None,
-) -> int:
-    """``method.<name>_steps`` (or ``method.<steps_key>``) if set, else ``method.<name>_epochs`` x
-    ``steps_per_epoch``, else ``method.<name>_frac`` x ``total_steps``, the fraction in [0, 1).
+@dataclass(frozen=True)
+class Length:
+    """A schedule length and its unit; ``key`` is the config key that gave it (for messages)."""
 
-    A key the method's yaml does not define counts as unset. Raises ConfigError naming the key.
-    """
-    steps_key = steps_key or f"{name}_steps"
-    to_int = _ROUND[rounding]
-    if cfg.get(steps_key) is not None:
-        return int(cfg[steps_key])
-    if cfg.get(f"{name}_epochs") is not None:
-        return to_int(cfg[f"{name}_epochs"] * steps_per_epoch)
-    fraction = cfg.get(f"{name}_frac")
-    if fraction is None:
-        raise ConfigError(
-            f"method.{name}_frac must be set (a fraction in [0, 1) of the run's steps) when "
-            f"method.{steps_key} and method.{name}_epochs are null"
-        )
-    if not 0 <= fraction < 1:
-        raise ConfigError(f"method.{name}_frac = {fraction} must lie in [0, 1)")
-    return to_int(fraction * total_steps)
+    value: float
+    unit: Unit
+    key: str
+
+    def steps(self, *, steps_per_epoch: int, total_steps: int, rounding: Rounding) -> int:
+        """This length in optimizer steps of a run of ``total_steps`` (``steps_per_epoch`` an epoch)."""
+        if self.unit == "steps":
+            return int(self.value)
+        per = steps_per_epoch if self.unit == "epochs" else total_steps
+        return _ROUND[rounding](self.value * per)
+
+
+def _stem(key: str) -> str:
+    for suffix in _SUFFIXES:
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
+def spellings(keys: Iterable[str], name: str) -> dict[str, Unit]:
+    """The keys among ``keys`` that spell the length ``name``, with the unit each gives it."""
+    found: dict[str, Unit] = {k: u for suffix, u in _SUFFIXES.items() if (k := name + suffix) in keys}
+    if name in keys:  # AdaLoRA's tinit / tfinal: steps under the bare name
+        found[name] = "steps"
+    return found if "fraction" in found.values() else {}
+
+
+def one_length(method: object, name: str) -> Length:
+    """The one length ``name`` the typed method settings ``method`` hold. Raises ConfigError naming
+    the keys when none or more than one is set."""
+    keys = spellings(vars(method), name)
+    given = {k: getattr(method, k) for k in keys if getattr(method, k) is not None}
+    if len(given) != 1:
+        spelled = ", ".join(f"method.{k}" for k in keys)
+        found = ", ".join(f"method.{k}={v}" for k, v in given.items()) or "none"
+        raise ConfigError(f"set exactly one of {spelled} (set: {found}); the others null")
+    key, value = given.popitem()
+    unit = keys[key]
+    if isinstance(value, bool) or (unit == "steps" and not isinstance(value, int)):
+        raise ConfigError(f"method.{key} = {value!r} must be a whole number of steps")
+    if value < 0 or (unit == "fraction" and value >= 1):
+        raise ConfigError(f"method.{key} = {value!r} must be >= 0" + (" and below 1" if unit == "fraction" else ""))
+    return Length(value=value, unit=unit, key=f"method.{key}")
+
+
+def command_line_wins(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Null the other spellings of every length the command line sets, so that its value is the
+    length whatever unit the method, tuning or recipe files gave it. Returns ``cfg``, changed in place."""
+    method = cfg.get("method")
+    if method is None:
+        return cfg
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if not key.startswith("method.") or value in ("", "null"):
+            continue
+        key = key.removeprefix("method.")
+        for other in spellings(method.keys(), _stem(key)):
+            if other != key:
+                method[other] = None
+    return cfg

@@ -11,11 +11,11 @@ from harness.errors import ConfigError
 KNOWN_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
 REGRESSION_METRICS = ("pearson", "spearmanr")
 
-# data.protocol: where the best epoch is chosen and where its numbers are measured.
+# data.protocol (harness/schema.py): where the best epoch is chosen and its numbers measured.
 #   paper:   both on the task's validation split(s) (AFLoRA's reference code; optimistic).
 #   heldout: chosen on a held-out selection split, reported on the validation split(s) or the
 #            half of them the selection split leaves (SoRA's protocol; harness/data.py).
-PROTOCOLS = ("paper", "heldout")
+DEFAULT_PROTOCOL = "paper"  # a result written before data.protocol existed was trained under it
 SELECTION_SPLIT = "selection"  # heldout: the selection split's name among the evaluated sets
 SELECTION_SUFFIX = "_select"  # ... and the suffix of its metric keys (f1_select, loss_select)
 
@@ -29,7 +29,7 @@ class TaskSpec:
     selection_metric: str  # the best epoch is chosen on this key of the selection split (selection_split)
     eval_splits: dict[str, str]  # split name -> suffix of its metric keys ("" for the first)
     label_range: tuple[float, float] | None = None  # regression: the scores the data may hold
-    protocol: str = "paper"  # data.protocol (PROTOCOLS)
+    protocol: str = DEFAULT_PROTOCOL  # data.protocol
     select_on: str | None = None  # task.select_on: the validation split the best epoch is chosen on (None: the first)
 
     @property
@@ -63,7 +63,7 @@ class TaskSpec:
         return self.selection_metric + self.evaluated_splits[self.selection_split]
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], protocol: str = "paper") -> TaskSpec:
+    def from_config(cls, cfg: Mapping[str, Any], protocol: str = DEFAULT_PROTOCOL) -> TaskSpec:
         num_labels = cfg["num_labels"]
         if isinstance(num_labels, bool) or not isinstance(num_labels, int):
             raise ConfigError(f"task.num_labels = {num_labels!r} must be an integer")
@@ -107,8 +107,6 @@ class TaskSpec:
             raise ConfigError(
                 f"task.select_on {self.select_on!r} is not one of task.eval_splits {list(self.eval_splits)}"
             )
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"data.protocol {self.protocol!r} is not one of {list(PROTOCOLS)}")
         if SELECTION_SPLIT in self.eval_splits or SELECTION_SUFFIX in self.eval_splits.values():
             raise ConfigError(
                 f"task.eval_splits may not use the name {SELECTION_SPLIT!r} or the suffix {SELECTION_SUFFIX!r}"
@@ -118,3 +116,8 @@ class TaskSpec:
         """Every reported metric key a result carries, e.g. MNLI: ['accuracy', 'accuracy_mm']
         (under heldout the records also carry the selection split's, e.g. 'accuracy_select')."""
         return [m + suffix for suffix in self.eval_splits.values() for m in self.metrics]
+
+
+def task_spec(cfg: Mapping[str, Any]) -> TaskSpec:
+    """The task of a run's config (``cfg.task`` under ``cfg.data.protocol``)."""
+    return TaskSpec.from_config(cfg["task"], cfg["data"].get("protocol", DEFAULT_PROTOCOL))

@@ -11,7 +11,6 @@ from datasets import Dataset
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
-    SchedulerType,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -20,7 +19,6 @@ from transformers import (
 from harness.epoch_predictions import PredictionKeepingTrainer
 from harness.errors import ConfigError
 from harness.metrics import compute_metrics_fn
-from harness.optim import OPTIMIZERS
 from harness.quiet import progress_bars
 from harness.tasks import TaskSpec
 from harness.tracking import ScalarLoggingTrainer, report_targets
@@ -46,18 +44,18 @@ def set_threads(threads: int | None) -> None:
     Several trainings on one machine each start one thread per core by default and slow each other
     down: give each of N concurrent jobs cores / N threads (train.threads).
     """
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"train.threads = {threads!r} must be a positive integer or null")
-    torch.set_num_threads(threads)
+    if threads is not None:  # a count in range: harness/schema.py
+        torch.set_num_threads(threads)
 
 
 def batch_layout(train_cfg: Any, processes: int) -> tuple[int, int]:
-    """(per-device batch, accumulation steps) that keep the recipe's effective batch size."""
+    """(per-device batch, accumulation steps) that keep the recipe's effective batch size (both
+    sizes are positive counts: harness/schema.py)."""
     batch = train_cfg.batch_size
-    per_device = train_cfg.per_device_batch_size or max(batch // processes, 1)
-    if batch <= 0 or per_device <= 0 or batch % (per_device * processes):
+    per_device = train_cfg.per_device_batch_size
+    if per_device is None:
+        per_device = max(batch // processes, 1)
+    if batch % (per_device * processes):
         raise ConfigError(
             f"train.batch_size {batch} is not a multiple of per-device batch {per_device} x {processes} process(es)"
         )
@@ -74,56 +72,6 @@ def optimizer_steps(n_train: int, train_cfg: Any, processes: int) -> tuple[int, 
     return per_epoch, per_epoch * train_cfg.epochs
 
 
-_INTEGERS = ("epochs", "batch_size", "eval_batch_size", "logging_steps", "max_steps")
-_OPTIONAL_INTEGERS = ("per_device_batch_size", "max_train_samples", "max_eval_samples")
-_NUMBERS = ("lr", "head_lr", "weight_decay", "head_weight_decay", "warmup_ratio", "max_grad_norm")
-_BOOLEANS = ("group_by_length", "keep_checkpoints", "keep_predictions")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_types(train_cfg: Any) -> None:
-    kinds = [
-        *((k, _is_int, "an integer") for k in _INTEGERS),
-        *((k, lambda v: v is None or _is_int(v), "an integer or null") for k in _OPTIONAL_INTEGERS),
-        *((k, lambda v: _is_int(v) or isinstance(v, float), "a number") for k in _NUMBERS),
-        *((k, lambda v: isinstance(v, bool), "true or false") for k in _BOOLEANS),
-    ]
-    for key, ok, kind in kinds:
-        if key in train_cfg and not ok(train_cfg[key]):
-            raise ConfigError(f"train.{key} = {train_cfg[key]!r} must be {kind}")
-
-
-def validate_train_config(train_cfg: Any) -> None:
-    _check_types(train_cfg)
-    checks = {
-        "epochs": train_cfg.epochs > 0,
-        "lr": train_cfg.lr > 0,
-        "head_lr": train_cfg.head_lr > 0,
-        "weight_decay": train_cfg.weight_decay >= 0,
-        "head_weight_decay": train_cfg.head_weight_decay >= 0,
-        "warmup_ratio": 0 <= train_cfg.warmup_ratio < 1,
-        "max_grad_norm": train_cfg.max_grad_norm >= 0,
-        "eval_batch_size": train_cfg.eval_batch_size > 0,
-        "logging_steps": train_cfg.logging_steps > 0,
-    }
-    for key, ok in checks.items():
-        if not ok:
-            raise ConfigError(f"train.{key} = {train_cfg[key]} is out of range")
-    if train_cfg.precision not in ("fp32", "bf16"):
-        raise ConfigError(
-            f"train.precision {train_cfg.precision!r} is not one of ['fp32', 'bf16'] "
-            "(fp16 needs loss scaling, which the harness's own gradient clipping does not undo)"
-        )
-    schedulers = [t.value for t in SchedulerType]
-    if train_cfg.lr_scheduler not in schedulers:
-        raise ConfigError(f"train.lr_scheduler {train_cfg.lr_scheduler!r} is not one of {schedulers}")
-    if train_cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer {train_cfg.optimizer!r} is not one of {sorted(OPTIMIZERS)}")
-
-
 def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.device) -> TrainingArguments:
     per_device, accumulation = batch_layout(train_cfg, world_size())
     return TrainingArguments(
@@ -137,7 +85,7 @@ def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.de
         warmup_steps=train_cfg.warmup_ratio,  # a float below 1 is a ratio in transformers 5
         max_grad_norm=0.0,  # clipped by ClipAndCheckGradients after the method callbacks saw raw grads
         eval_strategy="epoch",
-        save_strategy="epoch",  # equal to eval_strategy: exact resume (design.md)
+        save_strategy="epoch",  # as eval_strategy: a checkpoint after every evaluation, so a resume repeats none
         save_total_limit=None,  # MarkCompleteCheckpoints drops old ones once the new one is whole
         logging_strategy="steps",
         logging_steps=train_cfg.logging_steps,

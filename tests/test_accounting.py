@@ -11,6 +11,7 @@ from harness.errors import ConfigError
 from harness.history import best_and_final, per_epoch_records
 from harness.optim import parameter_groups
 from harness.params import TrainableParamTracker, count_parameters, is_head_param
+from harness.params import time_weighted_average as run_average
 from harness.tasks import TaskSpec
 from harness.training import batch_layout, optimizer_steps
 from tests.conftest import compose
@@ -28,6 +29,15 @@ def test_time_weighted_average_by_hand():
     assert time_weighted_average(late, 40, since=0) == pytest.approx((15 * 60 + 15 * 20) / 40)
     assert time_weighted_average(late, 40, since=10) == pytest.approx((15 * 60 + 15 * 20) / 30)
     assert time_weighted_average(late, 10, since=10) == 0  # no step seen: nothing over one
+
+
+def test_the_run_s_time_weighted_average_by_hand():
+    """The harness's average over a whole run (harness/params.py), apart from AFLoRA's own."""
+    history = [[0, 100], [10, 60], [25, 20]]
+    assert run_average(history, 40) == pytest.approx((10 * 100 + 15 * 60 + 15 * 20) / 40)
+    assert run_average(history, 20) == pytest.approx((10 * 100 + 10 * 60) / 20)  # cut at 20
+    assert run_average([[10, 60], [25, 20]], 40) == pytest.approx((15 * 60 + 15 * 20) / 40)  # steps 1-10 count 0
+    assert run_average([[0, 7]], 12) == 7
 
 
 def test_the_run_record_averages_over_every_step_of_the_run():

@@ -305,31 +305,13 @@ def test_state_round_trip_gives_identical_decisions(tmp_path):
         assert torch.equal(pa, pb), name
 
 
-def test_a_checkpoint_from_before_frozen_projections_left_the_optimizer_still_resumes(tmp_path):
-    """Version 1 of the freezer state came with an optimizer state that holds the frozen projections."""
-    model_a, model_b = tiny_aflora(seed=3), tiny_aflora(seed=3)
-    freezer_a = AFLoraFreezer(model_a, total_steps=40, t_i=4, t_f=12, window=3)
-    state_a = begin(freezer_a)
-    opt_a = train(model_a, freezer_a, range(13), state_a, prune=False)
-    assert any(s not in (None, 0) for s in freezer_a.freeze_steps.values())
-    saved = {**freezer_a.state_dict(), "version": 1}
-
-    # the harness's order: fresh model, callbacks' state, optimizer; then the Trainer loads the
-    # checkpoint's weights (which freezes what froze) and the optimizer state
-    freezer_b = AFLoraFreezer(model_b, total_steps=40, t_i=4, t_f=12, window=3)
-    freezer_b.load_state_dict(copy.deepcopy(saved))
-    opt_b = torch.optim.AdamW([p for p in model_b.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
-    model_b.load_state_dict(model_a.state_dict())
-    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # holds every projection that trained at step 0
-    state_b = begin(freezer_b, step=13, optimizer=opt_b)  # the frozen ones leave it here
-    in_optimizer = {id(p) for group in opt_b.param_groups for p in group["params"]}
-    assert in_optimizer == {id(p) for p in model_b.parameters() if p.requires_grad}
-
-    train(model_a, freezer_a, range(13, 40), state_a, optimizer=opt_a)
-    train(model_b, freezer_b, range(13, 40), state_b, optimizer=opt_b)
-    assert freezer_b.freeze_steps == freezer_a.freeze_steps
-    for (name, pa), pb in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
-        assert torch.equal(pa, pb), name
+def test_a_version_1_freezer_state_is_refused():
+    """Version 1 (an optimizer state still holding the frozen projections) is no longer read."""
+    model = tiny_aflora(seed=3)
+    freezer = AFLoraFreezer(model, total_steps=40, t_i=4, t_f=12, window=3)
+    begin(freezer)
+    with pytest.raises(ValueError, match="version"):
+        freezer.load_state_dict({**freezer.state_dict(), "version": 1})
 
 
 def test_on_train_begin_finds_the_state_of_the_checkpoint_it_resumes(tmp_path):

@@ -10,6 +10,7 @@ from transformers import Trainer, TrainerControl, TrainerState
 
 from baselines.adalora import ALLOCATOR_FILE, resolve_schedule
 from harness.errors import ConfigError
+from harness.methods import method_settings
 from tests.test_baselines import batch, build, method_cfg
 from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx
 
@@ -85,16 +86,20 @@ def test_orthogonal_regulariser_reaches_the_loss():
     assert out.loss.item() > plain.item() + 0.1
 
 
+def settings(**overrides):
+    return method_settings(method_cfg("adalora", **overrides))
+
+
 def test_schedule_from_steps_or_fractions():
-    cfg = method_cfg("adalora", tinit=600, tfinal=1800)
+    cfg = settings(tinit=600, tfinal=1800)
     assert resolve_schedule(cfg, tiny_ctx(3900, 78)) == (600, 1800)  # RTE: 50 epochs x 78 steps
     with pytest.raises(ConfigError, match=r"method.tinit = 600 and method.tfinal = 1800.*total_steps = 40"):
         resolve_schedule(cfg, tiny_ctx(40))  # a debug run with the DeBERTa recipe's steps
-    assert resolve_schedule(method_cfg("adalora"), tiny_ctx(400)) == (60, 180)  # the 0.15 / 0.45 fractions
+    assert resolve_schedule(settings(), tiny_ctx(400)) == (60, 180)  # the 0.15 / 0.45 fractions
     # Rounded to the nearest step, as every AdaLoRA run so far: 0.15 x 8 = 1.2 -> 1, 0.45 x 8 = 3.6 -> 4.
-    assert resolve_schedule(method_cfg("adalora"), tiny_ctx(8)) == (1, 4)
+    assert resolve_schedule(settings(), tiny_ctx(8)) == (1, 4)
     with pytest.raises(ConfigError, match="method.tinit_frac"):
-        resolve_schedule(method_cfg("adalora", tinit_frac=1.5), tiny_ctx(400))
+        settings(tinit_frac=1.5)
 
 
 def test_total_step_must_match_the_trainer():

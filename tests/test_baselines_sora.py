@@ -11,7 +11,7 @@ from peft import get_peft_model_state_dict
 from torch import nn
 from transformers import Trainer, set_seed
 
-from baselines.sora import GATE, GATE_GROUP, gate_of, lora_layers, prune, threshold_
+from baselines.sora import GATE, GATE_GROUP, gate_of, lora_layers, threshold_
 from harness.errors import ConfigError
 from harness.paths import CONF_DIR
 from tests.conftest import compose
@@ -178,24 +178,6 @@ def test_retained_count_on_deberta_v3_base_shapes():
     for _, layer in r4.callbacks[0].layers:
         set_gate(layer, [1.0] * 4)
     assert r4.count_trainable(r4.model) == per_model(lambda i, o: 4 * (i + o + 1)) == 663_840
-
-
-def test_prune_keeps_the_function_and_leaves_the_counted_parameters():
-    built = tiny_sora(0)
-    model = built.model.eval()
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for i, (_, layer) in enumerate(built.callbacks[0].layers):
-            layer.lora_B["default"].weight.copy_(torch.randn(layer.lora_B["default"].weight.shape, generator=generator))
-            gate_of(layer, "default")[: i % 5] = 0.0  # 0 to 4 of the 4 ranks zeroed; some modules lose all
-    inputs = batch(torch.Generator().manual_seed(3))
-    before = model(**inputs).logits
-    counted = built.count_trainable(model)
-    ranks = prune(model)
-    assert ranks == {name: 4 - min(i % 5, 4) for i, (name, _) in enumerate(built.callbacks[0].layers)}
-    kept = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    assert kept == counted  # the count is the pruned model's size: ranks x (in + out) + the gates
-    torch.testing.assert_close(model(**inputs).logits, before, rtol=1e-5, atol=1e-6)
 
 
 # --- saving, loading, resuming --------------------------------------------------------------------

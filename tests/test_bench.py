@@ -114,14 +114,13 @@ def test_quick_bench_on_tiny_bert(tmp_path, one_thread, monkeypatch):
         assert f"| {name} |" in markdown
 
     assert rows["floor"]["trainable"] == 0
-    if "aflora" in rows:
-        # Dry-run freezer: the start row keeps its trainable projections; the frozen row keeps d, b only:
-        # per layer d: 6 x 4, b: 3 x 32 + 64 + 32 (q, k, v, attention.output; intermediate; output).
-        assert rows["aflora-frozen"]["trainable"] == LAYERS * (6 * 4 + 4 * HIDDEN + FFN + HIDDEN) == 496
-        assert rows["aflora"]["trainable"] == rows["aflora-nofreezer"]["trainable"] > rows["aflora-frozen"]["trainable"]
-        assert rows["aflora-frozen-unfolded"]["trainable"] == rows["aflora-frozen"]["trainable"]
-        assert "Folding: `aflora-frozen` / `aflora-frozen-unfolded` step = " in markdown
-        assert report["freezer"]["per_step_ms"] > 0
+    # Dry-run freezer: the start row keeps its trainable projections; the frozen row keeps d, b only:
+    # per layer d: 6 x 4, b: 3 x 32 + 64 + 32 (q, k, v, attention.output; intermediate; output).
+    assert rows["aflora-frozen"]["trainable"] == LAYERS * (6 * 4 + 4 * HIDDEN + FFN + HIDDEN) == 496
+    assert rows["aflora"]["trainable"] == rows["aflora-nofreezer"]["trainable"] > rows["aflora-frozen"]["trainable"]
+    assert rows["aflora-frozen-unfolded"]["trainable"] == rows["aflora-frozen"]["trainable"]
+    assert "Folding: `aflora-frozen` / `aflora-frozen-unfolded` step = " in markdown
+    assert report["freezer"]["per_step_ms"] > 0
     assert [t["name"] for t in report["targets"]] == [
         "aflora_frozen_vs_elora",
         "freezer_bookkeeping",

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from harness import lifecycle
-from harness.cli_errors import one_line
+from harness.cli_errors import exit_code_and_line, one_line
 from harness.errors import USER_ERROR, ConfigError, DataError
 from harness.paths import REPO
 from tests.conftest import compose, run_cli
@@ -40,22 +40,51 @@ def test_the_command_line_is_refused_in_one_line_before_any_run(tmp_path, overri
 @pytest.mark.parametrize(
     "override,words",
     [
-        ("train.epochs=three", "train.epochs = 'three' must be an integer"),
-        ("train.lr=fast", "train.lr = 'fast' must be a number"),
-        ("seed=-1", "seed = -1 must be a non-negative integer"),
-        ("train.lr_scheduler=wobbly", "train.lr_scheduler 'wobbly' is not one of ['linear'"),
-        ("train.logging_steps=0", "train.logging_steps = 0 is out of range"),
-        ("task.num_labels=1", "task.num_labels = 1 makes rte a regression task, but task.metrics ['accuracy']"),
+        ("train.epochs=three", "train.epochs=three: Value 'three' of type 'str' could not be converted to Integer"),
+        ("train.lr=fast", "train.lr=fast: Value 'fast' of type 'str' could not be converted to Float"),
+        ("train.epochs=1e11", "train.epochs=1e11: Value '100000000000.0' of type 'float' could not be converted"),
+        ("train.group_by_length=maybe", "train.group_by_length=maybe: Value 'maybe' is not a valid bool"),
+        ("data.max_seq_length=[1]", "data.max_seq_length=[1]"),
+        ("train.lrr=1e-3", "unknown key 'train.lrr'"),
+        ("model.bogus=1", "unknown key 'model.bogus'"),
+        ("method.bogus=1", "unknown key 'method.bogus'"),
     ],
 )
-def test_bad_values_fail_in_one_line_before_loading_anything(tmp_path, caplog, monkeypatch, override, words):
+def test_a_wrong_type_or_an_unknown_key_is_refused_while_composing(override, words):
+    """The typed schema (harness/schema.py) refuses these while Hydra composes: before run.py
+    has a config, so before anything can be written."""
+    with pytest.raises(Exception) as refused:
+        compose([*BASE, override])
+    code, line = exit_code_and_line(refused.value, [])
+    assert code == USER_ERROR and words in line and "\n" not in line, line
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("seed=-1", "seed = -1 must be an integer from 0 to 4,294,967,295"),
+        ("train.lr_scheduler=wobbly", "train.lr_scheduler = 'wobbly' is not one of ['linear'"),
+        ("train.logging_steps=0", "train.logging_steps = 0 must be an integer from 1 to 10,000,000"),
+        ("task.num_labels=1", "task.num_labels = 1 makes rte a regression task, but task.metrics ['accuracy']"),
+        # 0 was taken as null (per-device batch = batch / processes) and trained without a word
+        ("train.per_device_batch_size=0", "train.per_device_batch_size = 0 must be an integer from 1 to 65,536 or"),
+        ("train.per_device_batch_size=-8", "train.per_device_batch_size = -8 must be an integer from 1"),
+        ("train.epochs=100000000000", "train.epochs = 100000000000 must be an integer from 1 to 1,000"),
+        ("train.max_train_samples=0", "train.max_train_samples = 0 must be an integer from 1"),
+        ("data.max_seq_length=0", "data.max_seq_length = 0 must be an integer from 1 to 65,536"),
+        ("train.warmup_ratio=1.5", "train.warmup_ratio = 1.5 must lie in [0, 1)"),
+        ("method.r=0", "method.r = 0 must be an integer from 1 to 65,536"),
+    ],
+)
+def test_bad_values_fail_in_one_line_before_loading_or_writing_anything(tmp_path, caplog, monkeypatch, override, words):
     import harness.experiment
 
     monkeypatch.setattr(harness.experiment, "load_tokenizer", lambda *a: pytest.fail("validated too late"))
     with caplog.at_level(logging.ERROR):
-        assert lifecycle.run(compose([*BASE, override]), tmp_path) == 2
+        assert lifecycle.run(compose([*BASE, "method=lora", override]), tmp_path) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and words in errors[0], errors
+    assert list(tmp_path.iterdir()) == []  # no failed result.json: a refused config is not a run
 
 
 def test_hydra_messages_become_one_line():

@@ -1,4 +1,4 @@
-"""The harness's gradient clipping is AFLoRA's (aflora/clipping.py), and it stops a diverged run."""
+"""The harness's gradient clipping clips as AFLoRA's own callback does, and it stops a diverged run."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from baselines.lora import LoraSettings
 from harness.assembly import assemble
 from harness.best_weights import SaveBestWeights
 from harness.checkpoints import MarkCompleteCheckpoints
@@ -57,7 +58,7 @@ def probe_optimizer(model: torch.nn.Module, train_cfg: Any, head_modules: Any) -
     return SEEN["factory_optimizer"]
 
 
-@register_method(PROBE)
+@register_method(PROBE, settings=LoraSettings)
 def build_probe(model, cfg, ctx) -> MethodBuild:
     lora = get_builder("lora", "baselines.lora")(model, cfg, ctx)
     return MethodBuild(

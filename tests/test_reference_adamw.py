@@ -15,7 +15,7 @@ from transformers import Trainer
 from harness.errors import ConfigError
 from harness.optim import build_optimizer
 from harness.reference_adamw import ReferenceAdamW
-from harness.training import validate_train_config
+from harness.validation import validate_config
 from tests.conftest import compose
 from tests.tiny_models import cpu_training_args, tiny_bert
 
@@ -143,6 +143,8 @@ def test_train_optimizer_picks_the_rule(name, cls):
 
 
 def test_unknown_optimizer_is_named_before_the_run_starts():
-    validate_train_config(compose(["train.optimizer=adamw_reference"]).train)
-    with pytest.raises(ConfigError, match="train.optimizer 'adam' is not one of"):
-        validate_train_config(compose(["train.optimizer=adam"]).train)
+    validate_config(compose(["train.optimizer=adamw_reference"]))
+    with pytest.raises(
+        ConfigError, match=r"train.optimizer = 'adam' is not one of \['adamw_reference', 'adamw_torch'\]"
+    ):
+        validate_config(compose(["train.optimizer=adam"]))

@@ -1,25 +1,38 @@
-"""Schedule lengths (harness/schedule.py): steps, else epochs, else a fraction; each method's rounding."""
+"""Schedule lengths (harness/schedule.py): one value in one unit, the command line's winning, each
+method's rounding."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
-from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
-from harness.schedule import schedule_steps
+from harness.methods import method_settings
+from harness.schedule import Length, one_length
+from tests.conftest import compose
 
 
-def length(rounding: str = "truncate", steps_per_epoch: int = 10, total_steps: int = 8, **keys) -> int:
-    cfg = OmegaConf.create({"t_i_steps": None, "t_i_epochs": None, "t_i_frac": None, **keys})
-    OmegaConf.set_struct(cfg, True)  # as Hydra hands it over
-    return schedule_steps(cfg, "t_i", steps_per_epoch=steps_per_epoch, total_steps=total_steps, rounding=rounding)
+@dataclass
+class Spelled:
+    """The three spellings of a length, as a method's settings hold them."""
+
+    t_i_steps: int | None = None
+    t_i_epochs: float | None = None
+    t_i_frac: float | None = None
+
+
+def steps(rounding: str = "truncate", steps_per_epoch: int = 10, total_steps: int = 8, **keys) -> int:
+    return one_length(Spelled(**keys), "t_i").steps(
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps, rounding=rounding
+    )
 
 
 @pytest.mark.parametrize("rounding", ["truncate", "nearest"])
-def test_the_first_key_set_wins(rounding):
-    assert length(rounding, t_i_steps=7, t_i_epochs=2, t_i_frac=0.5) == 7
-    assert length(rounding, t_i_epochs=2, t_i_frac=0.5) == 20  # 2 epochs x 10 steps
-    assert length(rounding, t_i_frac=0.5) == 4  # 0.5 x 8 steps
+def test_each_unit_in_steps(rounding):
+    assert steps(rounding, t_i_steps=7) == 7
+    assert steps(rounding, t_i_epochs=2) == 20  # 2 epochs x 10 steps
+    assert steps(rounding, t_i_frac=0.5) == 4  # 0.5 x 8 steps
 
 
 @pytest.mark.parametrize(
@@ -33,23 +46,40 @@ def test_the_first_key_set_wins(rounding):
     ],
 )
 def test_each_rounding_by_hand(keys, truncated, nearest):
-    assert length("truncate", **keys) == truncated
-    assert length("nearest", **keys) == nearest
+    assert steps("truncate", **keys) == truncated
+    assert steps("nearest", **keys) == nearest
 
 
-def test_a_steps_key_of_another_name_and_keys_the_yaml_does_not_define():
-    cfg = OmegaConf.create({"tinit": None, "tinit_frac": 0.15})  # AdaLoRA's keys: no tinit_epochs
-    OmegaConf.set_struct(cfg, True)
-    resolve = dict(steps_per_epoch=10, total_steps=400, rounding="nearest", steps_key="tinit")
-    assert schedule_steps(cfg, "tinit", **resolve) == 60
-    cfg.tinit = 600
-    assert schedule_steps(cfg, "tinit", **resolve) == 600
+def test_a_length_states_its_unit_and_the_key_that_gave_it():
+    assert one_length(Spelled(t_i_epochs=1), "t_i") == Length(value=1, unit="epochs", key="method.t_i_epochs")
 
 
-def test_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"^method.t_i_frac = 1.0 must lie in \[0, 1\)$"):
-        length(t_i_frac=1.0)
-    with pytest.raises(ConfigError, match=r"method.t_i_frac = -0.1 must lie"):
-        length(t_i_frac=-0.1)
-    with pytest.raises(ConfigError, match=r"^method.t_i_frac must be set .* method.t_i_steps and method.t_i_epochs"):
-        length()
+def test_a_length_set_in_two_units_or_none_is_refused_naming_the_keys():
+    with pytest.raises(ConfigError, match=r"^set exactly one of .*\(set: method.t_i_epochs=1, method.t_i_frac=0.3\)"):
+        steps(t_i_epochs=1, t_i_frac=0.3)
+    with pytest.raises(ConfigError, match=r"\(set: none\)"):
+        steps()
+    with pytest.raises(ConfigError, match=r"^method.t_i_frac = 1.0 must be >= 0 and below 1$"):
+        steps(t_i_frac=1.0)
+    with pytest.raises(ConfigError, match=r"^method.t_i_steps = -2 must be >= 0$"):
+        steps(t_i_steps=-2)
+
+
+def test_the_command_line_wins_over_the_recipe_s_unit():
+    """The recipe gives t_i in epochs (1); the command line's fraction is the length trained with."""
+    cfg = compose(["model=deberta-v3-base", "method=aflora", "task=rte", "method.t_i_frac=0.3"])
+    assert (cfg.method.t_i_steps, cfg.method.t_i_epochs, cfg.method.t_i_frac) == (None, None, 0.3)
+    assert cfg.method.t_f_epochs == 14  # the other length keeps the recipe's
+    settings = method_settings(cfg.method)
+    assert settings.t_i == Length(value=0.3, unit="fraction", key="method.t_i_frac")
+    # RTE's recipe: 20 epochs of 39 steps; the fraction of the whole run, not one epoch
+    assert settings.t_i.steps(steps_per_epoch=39, total_steps=780, rounding="truncate") == 234
+
+
+def test_the_recipes_give_each_length_in_one_unit():
+    cfg = compose(["model=deberta-v3-base", "method=aflora", "task=rte"])
+    assert method_settings(cfg.method).t_i == Length(value=1, unit="epochs", key="method.t_i_epochs")
+    adalora = method_settings(compose(["model=deberta-v3-base", "method=adalora", "task=rte"]).method)
+    assert one_length(adalora, "tinit") == Length(value=600, unit="steps", key="method.tinit")
+    override = compose(["model=deberta-v3-base", "method=adalora", "task=rte", "method.tinit_frac=0.1"])
+    assert one_length(method_settings(override.method), "tinit").unit == "fraction"

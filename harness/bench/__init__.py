@@ -1,4 +1,4 @@
-"""Side-by-side speed benchmark of the methods (project issue 6): ``python -m harness.bench``.
+"""Side-by-side speed benchmark of the methods: ``python -m harness.bench``.
 
 - ``rows.py``: one model + optimizer + callbacks per method, assembled as a run is (``harness/assembly.py``);
 - ``timing.py``: interleaved step timing (round-robin over rows), memory, bookkeeping cost;

@@ -1,4 +1,4 @@
-"""The prepared GPU check (project issue 15): ``python -m harness.gpu_check`` / ``make gpu-check``.
+"""The prepared GPU check : ``python -m harness.gpu_check`` / ``make gpu-check``.
 
 - ``carry.py``: what travels to the GPU machine (wheels, float16 MiniLM, GLUE), ``make gpu-wheels``;
 - ``plan.py``: the real sizes and the dry run's;

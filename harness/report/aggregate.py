@@ -16,8 +16,6 @@ import pandas as pd
 from harness.report.load import Run
 from harness.report.paper import PAPER_COLUMNS, PAPER_TASKS, Column, method_sort_key
 
-STAT_COLUMNS = ["mean", "std", "n"]
-
 
 def completed(runs: list[Run]) -> list[Run]:
     return [r for r in runs if r.status == "completed"]
