@@ -13,11 +13,13 @@ from omegaconf import DictConfig
 from harness.paths import CONF_DIR
 from harness.schedule import command_line_wins
 from harness.schema import register_schema
+from harness.validation import register_resolver
 
 
 def run_config(overrides: Sequence[str]) -> DictConfig:
     """``python run.py <overrides>``'s config (Hydra's state is global: initialised once per process)."""
     if not GlobalHydra.instance().is_initialized():
         register_schema()
+        register_resolver()  # hydra.run.dir, for a caller composing with return_hydra_config
         initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
     return command_line_wins(compose("config", overrides=list(overrides)), overrides)

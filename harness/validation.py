@@ -5,7 +5,9 @@ unknown keys and values of the wrong type. ``validate_config`` adds the ranges o
 dataclasses' ``__post_init__``), the method's own settings (``harness.methods.method_settings``),
 how the task's fields fit together (``harness.tasks.TaskSpec``) and the run directory's names.
 run.py runs it while Hydra resolves the run directory (``${run_subdir:...}`` in conf/config.yaml),
-so a refused config leaves nothing behind: Hydra has made no folder and opened no log yet.
+so a refused config leaves nothing behind: Hydra has made no folder and opened no log yet. In a
+sweep (``-m``) a refused job must not stop the others: ``harness.lifecycle`` refuses it instead,
+writing no result (Hydra's run.log of the job stays).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -51,8 +54,9 @@ def validate_config(cfg: DictConfig) -> None:
 def checked_run_subdir(model: Any, task: Any, method: Any, seed: Any, overrides: Sequence[str], *, _root_) -> str:
     """``${run_subdir:...}``: the run directory below runs_dir, once the config it is for passes
     ``validate_config`` (with the command line's schedule lengths winning, as run.py applies them)."""
-    run_config = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
-    validate_config(command_line_wins(run_config, list(overrides)))
+    if OmegaConf.select(_root_, "hydra.mode") != RunMode.MULTIRUN:
+        run_config = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+        validate_config(command_line_wins(run_config, list(overrides)))
     return run_subdir(model, task, method, seed, overrides)
 
 
