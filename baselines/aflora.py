@@ -42,7 +42,7 @@ class AFLoraSettings(MethodSettings):
     window: int = MISSING
     freezing: bool = MISSING
     last_update: bool = MISSING
-    # The freezing schedule's two lengths, each set in one unit (harness/schedule.py).
+    # The freezing schedule's two lengths, each in steps, epochs or a fraction (harness/schedule.py).
     t_i_steps: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
     t_f_steps: Optional[int] = MISSING  # noqa: UP045
     t_i_epochs: Optional[float] = MISSING  # noqa: UP045
@@ -58,7 +58,7 @@ class AFLoraSettings(MethodSettings):
         check_range("method.beta1", self.beta1, 0, 1, high_open=True)
         check_range("method.beta2", self.beta2, 0, 1, high_open=True)
         check_count("method.window", self.window, 1, 1_000_000)
-        self.t_i, self.t_f  # noqa: B018 (each is exactly one length: checked here, before the run)
+        self.t_i, self.t_f  # noqa: B018 (each length is set and in range: checked here, before the run)
 
     @property
     def t_i(self) -> Length:

@@ -3,9 +3,12 @@
 A method's schedule (AFLoRA's t_i / t_f, AdaLoRA's tinit / tfinal) is given in the unit its recipe
 uses: steps (the papers' DeBERTaV3 tables), epochs (the AFLoRA reference code's unit), or a
 fraction of the run (the same shape for a run of any length: MiniLM, debug runs). The yaml spells
-a length ``<name>_steps``, ``<name>_epochs`` or ``<name>_frac`` (AdaLoRA's steps: the bare name), and
-exactly one of them is set: a file that sets one unit sets the others null, and a value given on
+a length ``<name>_steps``, ``<name>_epochs`` or ``<name>_frac`` (AdaLoRA's steps: the bare name).
+The method's yaml gives a fraction; a recipe or tuning file that gives the length in steps or
+epochs overrides it (steps, then epochs, then the fraction: ``one_length``), and a value given on
 the command line replaces the length whatever unit the files gave it (``command_line_wins``).
+(The files keep the method's fraction beside their unit, as they did when the committed runs were
+fingerprinted: nulling it there would make every such run another config.)
 A product of epochs or a fraction with a step count is rarely whole: each method says how it
 rounds, so that its numbers stay those its earlier runs computed.
 """
@@ -58,16 +61,20 @@ def spellings(keys: Iterable[str], name: str) -> dict[str, Unit]:
     return found if "fraction" in found.values() else {}
 
 
+_PRECEDENCE: tuple[Unit, ...] = ("steps", "epochs", "fraction")
+
+
 def one_length(method: object, name: str) -> Length:
-    """The one length ``name`` the typed method settings ``method`` hold. Raises ConfigError naming
-    the keys when none or more than one is set."""
+    """The length ``name`` the typed method settings ``method`` hold: its first spelling set, in
+    steps, epochs, fraction order. Raises ConfigError naming the keys when none is set."""
     keys = spellings(vars(method), name)
-    given = {k: getattr(method, k) for k in keys if getattr(method, k) is not None}
-    if len(given) != 1:
-        spelled = ", ".join(f"method.{k}" for k in keys)
-        found = ", ".join(f"method.{k}={v}" for k, v in given.items()) or "none"
-        raise ConfigError(f"set exactly one of {spelled} (set: {found}); the others null")
-    key, value = given.popitem()
+    given = sorted(
+        ((k, getattr(method, k)) for k in keys if getattr(method, k) is not None),
+        key=lambda kv: _PRECEDENCE.index(keys[kv[0]]),
+    )
+    if not given:
+        raise ConfigError(f"set one of {', '.join(f'method.{k}' for k in keys)} (all are null)")
+    key, value = given[0]
     unit = keys[key]
     if isinstance(value, bool) or (unit == "steps" and not isinstance(value, int)):
         raise ConfigError(f"method.{key} = {value!r} must be a whole number of steps")

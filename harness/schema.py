@@ -93,6 +93,7 @@ class TrainConfig:
     report_to: Any = MISSING  # a name or a list of names (harness/tracking.py checks them)
     keep_checkpoints: bool = MISSING
     save_best: bool = MISSING
+    keep_predictions: bool = MISSING
 
     def __post_init__(self) -> None:
         if not composed(self):

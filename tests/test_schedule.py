@@ -54,10 +54,13 @@ def test_a_length_states_its_unit_and_the_key_that_gave_it():
     assert one_length(Spelled(t_i_epochs=1), "t_i") == Length(value=1, unit="epochs", key="method.t_i_epochs")
 
 
-def test_a_length_set_in_two_units_or_none_is_refused_naming_the_keys():
-    with pytest.raises(ConfigError, match=r"^set exactly one of .*\(set: method.t_i_epochs=1, method.t_i_frac=0.3\)"):
-        steps(t_i_epochs=1, t_i_frac=0.3)
-    with pytest.raises(ConfigError, match=r"\(set: none\)"):
+def test_a_unit_the_files_set_wins_over_the_method_s_fraction():
+    assert steps(t_i_steps=7, t_i_epochs=2, t_i_frac=0.5) == 7
+    assert steps(t_i_epochs=2, t_i_frac=0.5) == 20
+
+
+def test_a_length_out_of_range_or_unset_is_refused_naming_the_keys():
+    with pytest.raises(ConfigError, match=r"^set one of method.t_i_steps, method.t_i_epochs, method.t_i_frac"):
         steps()
     with pytest.raises(ConfigError, match=r"^method.t_i_frac = 1.0 must be >= 0 and below 1$"):
         steps(t_i_frac=1.0)
@@ -76,7 +79,7 @@ def test_the_command_line_wins_over_the_recipe_s_unit():
     assert settings.t_i.steps(steps_per_epoch=39, total_steps=780, rounding="truncate") == 234
 
 
-def test_the_recipes_give_each_length_in_one_unit():
+def test_the_recipes_give_their_lengths_in_their_units():
     cfg = compose(["model=deberta-v3-base", "method=aflora", "task=rte"])
     assert method_settings(cfg.method).t_i == Length(value=1, unit="epochs", key="method.t_i_epochs")
     adalora = method_settings(compose(["model=deberta-v3-base", "method=adalora", "task=rte"]).method)
