@@ -22,7 +22,7 @@ from harness.report.aggregate import (
 )
 from harness.report.load import Run
 from harness.report.paper import PAPER_RUNTIME_VS_ELORA, PAPER_TABLE, method_label, task_title
-from harness.report.render import FLAG, MISSING, Table
+from harness.report.render import FLAG, MISSING, Table, cell
 
 REFERENCES = ("elora", "lora")  # runtime is normalised to both (paper: ELoRA = 1.0)
 
@@ -32,8 +32,7 @@ def params_table(runs: list[Run], model: str) -> Table:
     frame = runs_frame(runs)
     pm = params_by_method(frame) if len(frame) else pd.DataFrame()
     lora = float(pm.loc["lora", "trainable_avg"]) if "lora" in pm.index else math.nan
-    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
-    csv_rows = []
+    rows, csv_rows = [], []
     for m, row in pm.iterrows():
         share = row["trainable_avg"] / lora  # NaN without LoRA runs
         fewer = lora / row["trainable_avg"] if row["trainable_avg"] else math.nan
@@ -43,22 +42,21 @@ def params_table(runs: list[Run], model: str) -> Table:
             else f"{render.count(row['head_min'])}–{render.count(row['head_max'])}"
         )
         pub = PAPER_TABLE.get(str(m))
-        for fmt in ("md", "tex"):
-            cells[fmt].append(
-                {
-                    "Method": render.escape(method_label(str(m)), fmt),
-                    "Tasks": str(int(row["n_tasks"])),
-                    "Runs": str(int(row["n_runs"])),
-                    "Start": render.count(row["trainable_start"], fmt),
-                    "End": render.count(row["trainable_end"], fmt),
-                    "Avg (time-weighted)": render.count(row["trainable_avg"], fmt),
-                    "#Params": render.params_short(row["trainable_avg"], fmt),
-                    "Avg ÷ LoRA r=8": render.ratio(share, fmt),
-                    "Fewer than LoRA r=8": render.times(fewer, fmt),
-                    "Head (excluded)": render.escape(head, fmt),
-                    "Paper #Params": render.params_short(pub.params if pub else None, fmt),
-                }
-            )
+        rows.append(
+            {
+                "Method": render.text(method_label(str(m))),
+                "Tasks": render.plain(str(int(row["n_tasks"]))),
+                "Runs": render.plain(str(int(row["n_runs"]))),
+                "Start": cell(render.count, row["trainable_start"]),
+                "End": cell(render.count, row["trainable_end"]),
+                "Avg (time-weighted)": cell(render.count, row["trainable_avg"]),
+                "#Params": cell(render.params_short, row["trainable_avg"]),
+                "Avg ÷ LoRA r=8": cell(render.ratio, share),
+                "Fewer than LoRA r=8": cell(render.times, fewer),
+                "Head (excluded)": render.text(head),
+                "Paper #Params": cell(render.params_short, pub.params if pub else None),
+            }
+        )
         csv_rows.append(
             {
                 "method": m,
@@ -81,7 +79,7 @@ def params_table(runs: list[Run], model: str) -> Table:
         "Fewer than LoRA r=8 = LoRA's average ÷ the method's (the paper: 1.33M / 0.14M ≈ "
         "9.5×); — when there are no LoRA runs. Paper #Params are DeBERTaV3-base counts.",
     ]
-    return Table.from_rows("params_table", f"Trainable parameters ({model})", cells, csv_rows, notes)
+    return Table.of("params_table", f"Trainable parameters ({model})", rows, csv_rows, notes)
 
 
 def runtime_ratios(frame: pd.DataFrame, references: tuple[str, ...] = REFERENCES) -> pd.DataFrame:
@@ -113,7 +111,7 @@ def ratio_cell(x: float, flagged: bool, fmt: str) -> str:
 def runtime_table(runs: list[Run], model: str) -> Table:
     """Seconds per epoch and training samples/s per task and method, normalised to ELoRA, LoRA."""
     rt, clock, why = runtime(runs)
-    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
+    rows = []
     order = [
         (t, m)
         for t in paper_task_order({k[0] for k in rt.index})
@@ -121,21 +119,19 @@ def runtime_table(runs: list[Run], model: str) -> Table:
     ]
     for t, m in order:
         row = rt.loc[(t, m)]
-        for fmt in ("md", "tex"):
-            cell = {
-                "Task": render.escape(task_title(t), fmt),
-                "Method": render.escape(method_label(m), fmt),
-                "Runs": str(int(row["n"])),
-                "s/epoch": render.num(row["seconds_per_epoch"], fmt, 1),
-                "samples/s": render.num(row["train_samples_per_second"], fmt, 1),
-            }
-            for q, short in (("seconds_per_epoch", "s/epoch"), ("train_samples_per_second", "samples/s")):
-                for ref in REFERENCES:
-                    cell[f"{short} ÷ {method_label(ref)}"] = ratio_cell(
-                        row[f"{q}_over_{ref}"], bool(row[f"machine_differs_{ref}"]), fmt
-                    )
-            cell["Machine"] = render.escape(row["machines"], fmt)
-            cells[fmt].append(cell)
+        cells = {
+            "Task": render.text(task_title(t)),
+            "Method": render.text(method_label(m)),
+            "Runs": render.plain(str(int(row["n"]))),
+            "s/epoch": cell(render.num, row["seconds_per_epoch"], digits=1),
+            "samples/s": cell(render.num, row["train_samples_per_second"], digits=1),
+        }
+        for q, short in (("seconds_per_epoch", "s/epoch"), ("train_samples_per_second", "samples/s")):
+            for ref in REFERENCES:
+                flagged = bool(row[f"machine_differs_{ref}"])
+                cells[f"{short} ÷ {method_label(ref)}"] = cell(ratio_cell, row[f"{q}_over_{ref}"], flagged)
+        cells["Machine"] = render.text(row["machines"])
+        rows.append(cells)
     csv = rt.reset_index().assign(clock=clock) if len(rt) else pd.DataFrame()
     notes = [
         f"Clock: {why}.",
@@ -145,7 +141,7 @@ def runtime_table(runs: list[Run], model: str) -> Table:
         "samples/s ÷ ELoRA is the speed-up (paper: AFLoRA 1.86×).",
         "* the reference's runs recorded a different machine: that ratio mixes hardware.",
     ]
-    return Table.from_rows("runtime_table", f"Training runtime per task ({model}, {clock})", cells, csv, notes)
+    return Table.of("runtime_table", f"Training runtime per task ({model}, {clock})", rows, csv, notes)
 
 
 def geomean(values: pd.Series) -> float:
@@ -158,22 +154,20 @@ def runtime_summary_table(runs: list[Run], model: str) -> Table:
     """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
     rt, clock, why = runtime(runs)
     ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]
-    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
-    csv_rows = []
+    rows, csv_rows = [], []
     methods = sorted_methods({k[1] for k in rt.index}) if len(rt) else []
     for m in methods:
         sub = rt.xs(m, level="method")
         means = {c: geomean(sub[c]) for c in ratio_cols}
         flagged = {ref: bool(sub[f"machine_differs_{ref}"].any()) for ref in REFERENCES}
         paper = PAPER_RUNTIME_VS_ELORA.get(m)
-        for fmt in ("md", "tex"):
-            cell = {"Method": render.escape(method_label(m), fmt), "Tasks": str(len(sub))}
-            for c in ratio_cols:
-                ref = c.rsplit("_over_", 1)[1]
-                short = "s/epoch" if c.startswith("seconds") else "samples/s"
-                cell[f"{short} ÷ {method_label(ref)}"] = ratio_cell(means[c], flagged[ref], fmt)
-            cell["Paper runtime ÷ ELoRA"] = render.ratio(paper, fmt)
-            cells[fmt].append(cell)
+        cells = {"Method": render.text(method_label(m)), "Tasks": render.plain(str(len(sub)))}
+        for c in ratio_cols:
+            ref = c.rsplit("_over_", 1)[1]
+            short = "s/epoch" if c.startswith("seconds") else "samples/s"
+            cells[f"{short} ÷ {method_label(ref)}"] = cell(ratio_cell, means[c], flagged[ref])
+        cells["Paper runtime ÷ ELoRA"] = cell(render.ratio, paper)
+        rows.append(cells)
         csv_rows.append(
             {
                 "method": m,
@@ -191,4 +185,4 @@ def runtime_summary_table(runs: list[Run], model: str) -> Table:
         "* at least one task's reference ran on a different machine.",
     ]
     title = f"Runtime relative to ELoRA and LoRA ({model}, {clock})"
-    return Table.from_rows("runtime_summary", title, cells, csv_rows, notes)
+    return Table.of("runtime_summary", title, rows, csv_rows, notes)

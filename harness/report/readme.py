@@ -13,6 +13,7 @@ from harness.report.aggregate import completed, machine
 from harness.report.load import Run
 from harness.report.paper import PAPER_MODEL, PAPER_MODEL_LABEL
 from harness.report.render import Table
+from harness.tasks import DEFAULT_PROTOCOL
 
 FIGURE_TEXT = {
     "trainable_params.png": "Trainable parameters (head excluded) over optimizer steps; AFLoRA's "
@@ -56,7 +57,7 @@ def _figures(figures: list[Path], out_dir: Path) -> str:
 
 def protocol(run: Run) -> str:
     """The run's data.protocol; a config from before the key has the only protocol there was, paper."""
-    return (run.result.config.get("data") or {}).get("protocol", "paper")  # a completed run has its config
+    return (run.result.config.get("data") or {}).get("protocol", DEFAULT_PROTOCOL)  # a completed run has its config
 
 
 def _protocol_line(runs: list[Run]) -> str:

@@ -1,7 +1,10 @@
-"""Cell formatting and the Markdown / LaTeX (booktabs) / CSV writers shared by every table.
+"""A report table as one object, and its three renderers: Markdown, LaTeX (booktabs), CSV.
 
-Cells are formatted per output format ("md" or "tex") rather than post-processed, so bold marks
-and the ± sign come out right in each. LaTeX is written here (not via pandas' Styler) to keep
+A table builder computes once: the numbers (the CSV frame) and one row of cells per line of the
+table. A cell is not text but a ``Cell``, a function of the output format ("md" or "tex") that
+formats the computed values in that format (``cell(render.num, x, digits=2)``), so bold marks and
+the ± sign come out right in each. The renderers (``Table.markdown``, ``Table.latex``,
+``Table.write``) only lay the cells out. LaTeX is written here (not via pandas' Styler) to keep
 the output exactly booktabs and to avoid a jinja2 dependency.
 """
 
@@ -9,8 +12,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -103,16 +109,51 @@ def times(x: float | None, fmt: str) -> str:
     return (f"{x:.1f}" if x >= 1 else f"{x:.2g}") + ("×" if fmt == "md" else r"$\times$")
 
 
+Cell = Callable[[str], str]  # a computed value's text in an output format, "md" or "tex"
+
+
+def cell(formatter: Callable[..., str], *values: Any, **options: Any) -> Cell:
+    """A cell that formats ``values`` with ``formatter(*values, fmt, **options)`` (the format comes
+    after the values in every formatter here: ``num(x, fmt, digits)``, ``escape(text, fmt)``)."""
+    return partial(formatter, *values, **options)
+
+
+def text(value: str) -> Cell:
+    """Free text (a label, a machine name), LaTeX-escaped in tex."""
+    return cell(escape, value)
+
+
+def plain(value: str) -> Cell:
+    """Text that reads the same in both formats (a number already formatted, an empty cell)."""
+    return lambda fmt: value
+
+
+def missing() -> Cell:
+    return MISSING.__getitem__
+
+
 @dataclass
 class Table:
-    """One table in two display formats plus a numeric CSV frame and its notes."""
+    """One table: rows of cells, the numbers behind them (the CSV), a title and notes."""
 
     name: str  # file stem
     title: str
-    md: pd.DataFrame  # cells formatted for Markdown
-    tex: pd.DataFrame  # cells formatted for LaTeX, same shape
+    rows: list[dict[str, Cell]]  # column -> cell, one dict per table line
     csv: pd.DataFrame  # numbers, not strings
     notes: list[str] = field(default_factory=list)  # shown under the table (Markdown syntax)
+    columns: list[str] | None = None  # the columns' order, kept by a table without rows; None: the rows'
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        title: str,
+        rows: list[dict[str, Cell]],
+        csv: pd.DataFrame | list[dict],
+        notes: list[str],
+        columns: list[str] | None = None,
+    ) -> Table:
+        return cls(name, title, rows, pd.DataFrame(csv), notes, columns)
 
     @classmethod
     def from_rows(
@@ -123,16 +164,30 @@ class Table:
         csv: pd.DataFrame | list[dict[str, object]],
         notes: list[str],
     ) -> Table:
-        """From one list of cell rows per format ({"md": [...], "tex": [...]}) and CSV rows (or a frame)."""
-        return cls(name, title, pd.DataFrame(cells["md"]), pd.DataFrame(cells["tex"]), pd.DataFrame(csv), notes)
+        """From text already formatted per format ({"md": [...], "tex": [...]}, same shape): a
+        builder that formats its cells itself."""
+        rows = [
+            {key: (lambda fmt, md=md[key], tex=tex[key]: md if fmt == "md" else tex) for key in md}
+            for md, tex in zip(cells["md"], cells["tex"], strict=True)
+        ]
+        return cls.of(name, title, rows, csv, notes)
+
+    def frame(self, fmt: str) -> pd.DataFrame:
+        """The cells' text in ``fmt`` ("md" or "tex"), one column per key."""
+        return pd.DataFrame([{key: make(fmt) for key, make in row.items()} for row in self.rows], columns=self.columns)
+
+    @property
+    def md(self) -> pd.DataFrame:
+        return self.frame("md")
+
+    @property
+    def tex(self) -> pd.DataFrame:
+        return self.frame("tex")
 
     def markdown(self) -> str:
+        md = self.md
         # disable_numparse: tabulate would otherwise re-format numeric-looking cells ("1.000" -> "1").
-        body = (
-            self.md.to_markdown(index=False, disable_numparse=True, colalign=_alignment(self.md))
-            if len(self.md)
-            else "_No rows._"
-        )
+        body = md.to_markdown(index=False, disable_numparse=True, colalign=_alignment(md)) if len(md) else "_No rows._"
         notes = "\n".join(f"- {n}" for n in self.notes)
         return body + ("\n\n" + notes if notes else "") + "\n"
 

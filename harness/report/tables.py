@@ -7,6 +7,7 @@ Markdown/LaTeX cells and numeric CSV come from the same frames (aggregate.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -32,7 +33,7 @@ from harness.report.paper import (
     column_for,
     method_label,
 )
-from harness.report.render import MISSING, Table
+from harness.report.render import MISSING, Table, cell
 
 N_PAPER = len(PAPER_COLUMNS)
 STD_NOTE = (
@@ -137,18 +138,15 @@ def glue_table(runs: list[Run], model: str) -> Table:
     eligible = [m for m in methods if covered and set(avgs.loc[m, "tasks"]) == covered]
     best_avg = max((round(avgs.loc[m, "avg"], 2) for m in eligible), default=None)
 
-    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
-    csv_rows = []
+    rows, csv_rows = [], []
     for m in methods:
         p = float(params[m]) if m in params.index else math.nan
         avg, n_tasks = float(avgs.loc[m, "avg"]), int(avgs.loc[m, "n_tasks"])
-        for fmt in ("md", "tex"):
-            row = {"Method": render.escape(method_label(m), fmt), "#Params": render.params_short(p, fmt)}
-            for col in columns:
-                row[col.label] = score_cell(stats, fails, m, col, fmt, best)
-            is_best = m in eligible and round(avg, 2) == best_avg
-            row["Avg"] = avg_cell(avg, n_tasks, fmt, is_best)
-            cells[fmt].append(row)
+        row = {"Method": render.text(method_label(m)), "#Params": cell(render.params_short, p)}
+        for col in columns:
+            row[col.label] = cell(score_cell, stats, fails, m, col, best=best)
+        row["Avg"] = cell(avg_cell, avg, n_tasks, is_best=m in eligible and round(avg, 2) == best_avg)
+        rows.append(row)
         csv = {"method": m, "method_label": method_label(m), "params_avg": p}
         for col in columns:
             for metric in col.metrics:
@@ -171,7 +169,7 @@ def glue_table(runs: list[Run], model: str) -> Table:
     ]
     if set(c.task for c in columns) - set(PAPER_TASKS):
         notes.append("Columns after QQP are tasks outside the paper's table; they are not in Avg.")
-    return Table.from_rows("glue_table", f"GLUE validation results ({model})", cells, csv_rows, notes)
+    return Table.of("glue_table", f"GLUE validation results ({model})", rows, csv_rows, notes)
 
 
 def _paper_avg(method: str, tasks: tuple[str, ...]) -> float:
@@ -191,41 +189,39 @@ def comparison_table(runs: list[Run], model: str) -> Table:
     avgs = averages(stats, methods)
     params = _params_avg(runs)
     ours_src, paper_src = f"reproduced ({model})", f"paper ({PAPER_MODEL_LABEL})"
-    cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
-    csv_rows = []
+    rows, csv_rows = [], []
     for m in methods:
         pub = PAPER_TABLE.get(m)
         tasks = tuple(avgs.loc[m, "tasks"])
         ours_avg = float(avgs.loc[m, "avg"])
         paper_avg = _paper_avg(m, tasks) if pub else math.nan
-        for fmt in ("md", "tex"):
-            p = float(params[m]) if m in params.index else math.nan
-            ours = {
-                "Method": render.escape(method_label(m), fmt),
-                "Source": render.escape(ours_src, fmt),
-                "#Params": render.params_short(p, fmt),
-            }
-            paper = {
-                "Method": "",
-                "Source": render.escape(paper_src, fmt),
-                "#Params": render.params_short(pub.params if pub else None, fmt),
-            }
-            delta = {"Method": "", "Source": render.escape("Δ reproduced − paper", fmt), "#Params": ""}
-            for col in PAPER_COLUMNS:
-                ours[col.label] = score_cell(stats, fails, m, col, fmt)
-                pv = pub.scores[col.task] if pub else None
-                paper[col.label] = " / ".join(f"{v:.2f}" for v in pv) if pv else MISSING[fmt]
-                diffs = [
-                    stats.loc[(m, col.task, met), "mean"] - v
-                    for met, v in zip(col.metrics, pv or (), strict=False)
-                    if (m, col.task, met) in stats.index
-                ]
-                delta[col.label] = " / ".join(f"{d:+.2f}" for d in diffs) or MISSING[fmt]
-            ours["Avg"] = avg_cell(ours_avg, len(tasks), fmt)
-            paper["Avg"] = avg_cell(paper_avg, len(tasks), fmt)
-            delta["Avg"] = f"{ours_avg - paper_avg:+.2f}" if tasks and pub else MISSING[fmt]
-            # A method the paper does not report gets only its reproduced row (named in notes).
-            cells[fmt] += [ours, paper, delta] if pub else [ours]
+        p = float(params[m]) if m in params.index else math.nan
+        ours = {
+            "Method": render.text(method_label(m)),
+            "Source": render.text(ours_src),
+            "#Params": cell(render.params_short, p),
+        }
+        paper = {
+            "Method": render.plain(""),
+            "Source": render.text(paper_src),
+            "#Params": cell(render.params_short, pub.params if pub else None),
+        }
+        delta = {"Method": render.plain(""), "Source": render.text("Δ reproduced − paper"), "#Params": render.plain("")}
+        for col in PAPER_COLUMNS:
+            published = pub.scores[col.task] if pub else ()
+            diffs = [
+                stats.loc[(m, col.task, met), "mean"] - v
+                for met, v in zip(col.metrics, published, strict=False)
+                if (m, col.task, met) in stats.index
+            ]
+            ours[col.label] = cell(score_cell, stats, fails, m, col)
+            paper[col.label] = _joined(f"{v:.2f}" for v in published)
+            delta[col.label] = _joined(f"{d:+.2f}" for d in diffs)
+        ours["Avg"] = cell(avg_cell, ours_avg, len(tasks))
+        paper["Avg"] = cell(avg_cell, paper_avg, len(tasks))
+        delta["Avg"] = render.plain(f"{ours_avg - paper_avg:+.2f}") if tasks and pub else render.missing()
+        # A method the paper does not report gets only its reproduced row (named in notes).
+        rows += [ours, paper, delta] if pub else [ours]
         for col in PAPER_COLUMNS:
             for i, met in enumerate(col.metrics):
                 key = (m, col.task, met)
@@ -255,13 +251,14 @@ def comparison_table(runs: list[Run], model: str) -> Table:
                 "delta": ours_avg - paper_avg,
             }
         )
-    return Table.from_rows(
-        "paper_comparison",
-        f"Reproduced ({model}) vs published (DeBERTaV3-base)",
-        cells,
-        csv_rows,
-        comparison_notes(model, methods),
-    )
+    title = f"Reproduced ({model}) vs published (DeBERTaV3-base)"
+    return Table.of("paper_comparison", title, rows, csv_rows, comparison_notes(model, methods))
+
+
+def _joined(texts: Iterable[str]) -> render.Cell:
+    """Two metrics' numbers as 'a / b' in both formats; none: the missing mark."""
+    joined = " / ".join(texts)
+    return render.plain(joined) if joined else render.missing()
 
 
 def comparison_notes(model: str, methods: list[str]) -> list[str]:
@@ -303,10 +300,17 @@ def runs_table(runs: list[Run], model: str) -> Table:
         }
         for r in rows
     ]
-    csv = pd.DataFrame(data, columns=["Status", "Task", "Method", "Seed", "Error", "File"])
-    md = csv.copy()
-    md["Error"] = [render.md_escape(e)[:300] for e in md["Error"]]
-    tex = csv.map(render.tex_escape)
+    columns = ["Status", "Task", "Method", "Seed", "Error", "File"]
+    csv = pd.DataFrame(data, columns=columns)
+    cells = [
+        {key: render.text(value) for key, value in row.items()} | {"Error": _error_cell(row["Error"])} for row in data
+    ]
     n_done = len(completed(runs))
     notes = [f"{n_done} completed runs are in the tables; the runs listed here are not."]
-    return Table("failed_runs", f"Failed and incomplete runs ({model})", md, tex, csv.rename(columns=str.lower), notes)
+    title = f"Failed and incomplete runs ({model})"
+    return Table.of("failed_runs", title, cells, csv.rename(columns=str.lower), notes, columns)
+
+
+def _error_cell(error: str) -> render.Cell:
+    """An error message on one Markdown line, cut at 300 characters; in LaTeX whole."""
+    return lambda fmt: render.md_escape(error)[:300] if fmt == "md" else render.tex_escape(error)
