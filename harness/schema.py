@@ -157,6 +157,7 @@ class ModelConfig:
     target_modules: list[str] = MISSING
     train_pooler: bool = MISSING
     trust_remote_code: bool = MISSING
+    license: Optional[str] = None  # noqa: UP045 (the model card's: the base weights' license)
     hub_id: Optional[str] = None  # noqa: UP045 (the hub's copy of a package model: the model card's base_model)
 
     def __post_init__(self) -> None:
@@ -177,6 +178,7 @@ class TaskConfig:
     selection_metric: str = MISSING
     eval_splits: dict[str, str] = MISSING
     label_range: Optional[list[float]] = None  # noqa: UP045 (regression tasks: the scores the data may hold)
+    select_on: Optional[str] = None  # noqa: UP045 (the validation split the best epoch is chosen on; null: the first)
 
 
 @dataclass
@@ -201,7 +203,7 @@ class RunConfig:
 SCHEMA_NAME = "run_schema"  # the first entry of conf/config.yaml's defaults list
 # Keys the schema adds with a default to configs whose yaml leaves them out: not in a fingerprint
 # while they hold that default (harness/identity.py).
-SCHEMA_DEFAULTS = {"model.hub_id": None, "task.label_range": None}
+SCHEMA_DEFAULTS = {"model.hub_id": None, "model.license": None, "task.label_range": None, "task.select_on": None}
 
 
 def register_schema() -> None:
