@@ -88,7 +88,7 @@ def assemble(
     checkpoint marker; without it (a benchmark row) only those every optimizer step drives.
     ``builder``: the method's builder; by default the one ``cfg.method`` names in the registry.
     """
-    model = load_model(cfg.model, task)
+    model = load_model(cfg.model, task, cfg.train.get("attn_implementation"))
     check_sequence_length(model, cfg.data.max_seq_length)
     context = BuildContext(
         target_modules=list(cfg.model.target_modules),

@@ -76,8 +76,10 @@ def _label_kwargs(task: TaskSpec) -> dict:
     return {"num_labels": task.num_labels, "problem_type": problem}
 
 
-def load_model(model_cfg: Any, task: TaskSpec) -> PreTrainedModel:
-    """A float32 sequence classifier with a fresh head sized for ``task``."""
+def load_model(model_cfg: Any, task: TaskSpec, attn_implementation: str | None = None) -> PreTrainedModel:
+    """A float32 sequence classifier with a fresh head sized for ``task``; ``attn_implementation``
+    (``train.attn_implementation``) picks transformers' attention kernel, None the model's default."""
+    kernel = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if model_cfg.source == "config":
         if not model_cfg.config:
             raise ConfigError(f"model {model_cfg.name!r}: source 'config' needs model.config")
@@ -88,7 +90,7 @@ def load_model(model_cfg: Any, task: TaskSpec) -> PreTrainedModel:
         )
         model_type = fields.pop("model_type")
         config = AutoConfig.for_model(model_type, **fields, **_label_kwargs(task))
-        return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+        return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, **kernel)
     location = resolve_location(model_cfg.source, model_cfg.path)
     try:
         with library_load_report_silenced():
@@ -99,6 +101,7 @@ def load_model(model_cfg: Any, task: TaskSpec) -> PreTrainedModel:
                 local_files_only=cache_only(location),
                 output_loading_info=True,
                 **_label_kwargs(task),
+                **kernel,
             )
     except ValueError as err:  # e.g. an architecture without a sequence-classification head
         raise ConfigError(f"model.path {model_cfg.path!r}: cannot load a sequence classifier ({err})") from err

@@ -105,7 +105,7 @@ def load_saved_model(cfg: DictConfig, task: TaskSpec, folder: Path) -> torch.nn.
         return AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
     load_weights = method_weights_loader(cfg.method) if form == PEFT_ADAPTER else None  # registers its PEFT type
     set_seed(cfg.seed)  # as run_experiment does before it builds the backbone
-    backbone = load_model(cfg.model, task)
+    backbone = load_model(cfg.model, task, cfg.train.get("attn_implementation"))  # the kernel the run trained with
     model = load_adapter(backbone, folder, load_weights) if form == PEFT_ADAPTER else load_head(backbone, folder)
     return model.eval()
 

@@ -24,6 +24,8 @@ from omegaconf import MISSING
 
 from harness.errors import ConfigError
 
+ATTENTION = (None, "sdpa", "eager")  # train.attn_implementation
+
 # Upper bounds of the counts: far above any run this harness makes, low enough that a typo (an
 # extra zero, 1e11 epochs) is refused in one line instead of running for ever.
 MAX_EPOCHS = 1_000
@@ -87,6 +89,9 @@ class TrainConfig:
     max_eval_samples: Optional[int] = MISSING  # noqa: UP045
     group_by_length: bool = MISSING
     precision: str = MISSING
+    # transformers' attention kernel; None keeps the model's default (sdpa). A default here, so runs
+    # from before the key keep their fingerprint (harness/identity.py) and predict reads them as None.
+    attn_implementation: Optional[str] = None  # noqa: UP045
     device: str = MISSING
     threads: Optional[int] = MISSING  # noqa: UP045
     logging_steps: int = MISSING
@@ -123,6 +128,7 @@ class TrainConfig:
         check_range("train.warmup_ratio", self.warmup_ratio, 0, 1, high_open=True)
         why = " (fp16 needs loss scaling, which the harness's own gradient clipping does not undo)"
         check_choice("train.precision", self.precision, PRECISIONS, why)
+        check_choice("train.attn_implementation", self.attn_implementation, ATTENTION)
         check_choice("train.device", self.device, DEVICES)
         check_choice("train.lr_scheduler", self.lr_scheduler, [t.value for t in SchedulerType])
         check_choice("train.optimizer", self.optimizer, sorted(OPTIMIZERS))

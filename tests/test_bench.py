@@ -11,9 +11,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from harness.bench import peak, report
 from harness.bench.__main__ import main, parse_args
 from harness.bench.epoch import metric_noise, run_overrides
 from harness.bench.rows import CONF_DIR, ROWS, method_of
+from harness.bench.timing import Timing
+from harness.bench.variants import Variant, parse_variant
 from harness.paths import REPO
 
 # tiny-bert (conf/model/tiny-bert.yaml): 2 layers, hidden 32, FFN 64. Per token, each layer runs
@@ -39,6 +42,23 @@ EXPECTED_MACS = {
     "aflora-nofreezer": BASE + adapter_path(4),
     "aflora-frozen": BASE + adapter_path(4),
     "aflora-frozen-unfolded": BASE + adapter_path(4),
+}
+
+
+# Weight-gradient MACs per token of a training step: the trainable matrices that act as linear maps.
+AFLORA_FFN = LAYERS * 4 * 2 * (HIDDEN + FFN)  # conf/method/aflora.yaml: only the FFN pair trains, r = 4
+WEIGHT_GRAD_MACS = {
+    "floor": 0,
+    "full": BASE,  # every backbone linear trains
+    "lora": adapter_path(8),  # A (r, in) and B (out, r)
+    "adalora": adapter_path(12),  # its E (r, 1) is a vector of singular values: elementwise
+    "elora": 0,  # A and B frozen: only the vectors d, b train
+    "vera": 0,
+    "sora": adapter_path(8),
+    "aflora": AFLORA_FFN,
+    "aflora-nofreezer": AFLORA_FFN,
+    "aflora-frozen": 0,
+    "aflora-frozen-unfolded": 0,
 }
 
 
@@ -108,10 +128,16 @@ def test_quick_bench_on_tiny_bert(tmp_path, one_thread, monkeypatch):
     expected_rows = [r for r in ROWS if method_of(r) is None or (CONF_DIR / "method" / f"{method_of(r)}.yaml").exists()]
     rows = {r["name"]: r for r in report["rows"]}
     assert list(rows) == expected_rows
+    tokens = report["settings"]["batch"] * report["settings"]["seq"]
     for name, row in rows.items():
         assert row["macs_per_token"]["total"] == EXPECTED_MACS[name], name
+        # forward + input gradients (the same again) + weight gradients of the trainable matrices
+        assert row["train_macs_per_token"]["total"] == 2 * EXPECTED_MACS[name] + WEIGHT_GRAD_MACS[name], name
+        assert row["step_flops"] == 2 * row["train_macs_per_token"]["total"] * tokens
         assert row["step_ms"] > 0 and len(row["step_seconds"]) == report["settings"]["reps"]
+        assert row["mfu"] == pytest.approx(row["model_flops_per_second"] / report["peaks"]["fp32"]["peak"])
         assert f"| {name} |" in markdown
+    assert list(report["peaks"]) == ["fp32"] and "Peak, fp32: " in markdown and "| MFU |" in markdown
 
     assert rows["floor"]["trainable"] == 0
     # Dry-run freezer: the start row keeps its trainable projections; the frozen row keeps d, b only:
@@ -125,10 +151,50 @@ def test_quick_bench_on_tiny_bert(tmp_path, one_thread, monkeypatch):
         "aflora_frozen_vs_elora",
         "freezer_bookkeeping",
         "aflora_frozen_vs_floor",
+        "aflora_run_vs_lora@fp32",
     ]
     # A 2 x 16 batch over 3 rounds cannot judge a speed target: each is n/a, with its value.
-    assert [t["pass"] for t in report["targets"]] == [None] * 3 and report["targets"][0]["value"] > 0
-    assert markdown.count("- n/a:") == 3 and "PASS" not in markdown and "FAIL" not in markdown
+    assert [t["pass"] for t in report["targets"]] == [None] * 4 and report["targets"][0]["value"] > 0
+    assert markdown.count("- n/a:") == 4 and "PASS" not in markdown and "FAIL" not in markdown
+
+
+def test_peak_is_the_best_shape_at_the_clock_given():
+    """A clock that advances 0.5 s per product: every shape's FLOP/s is 2·tokens·in·out / 0.5."""
+    ticks = iter(range(10_000))
+
+    def clock() -> float:
+        return 0.5 * next(ticks)  # read before and after each product: 0.5 s apart
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 4), torch.nn.Linear(4, 8))
+    peaks = peak.measure_peaks(model, 16, ["fp32", "bf16"], torch.device("cpu"), clock, reps=3)
+    by_hand = 2 * 16 * 4 * 8 / 0.5  # both distinct shapes (4, 8) and (8, 4) have 4·8 MACs per token
+    for precision in ("fp32", "bf16"):
+        assert peaks[precision]["shapes"] == {"4x8": by_hand, "8x4": by_hand}
+        assert peaks[precision]["peak"] == by_hand
+
+
+def test_mfu_against_a_hand_computation():
+    # 1,000 training MACs per token, a batch of 4 x 8 tokens: 2 x 1,000 x 32 = 64,000 FLOPs per step.
+    assert peak.step_flops(1_000, 32) == 64_000
+    # 64,000 FLOPs in 0.4 s = 160,000 FLOP/s; against a peak of 640,000 FLOP/s that is 0.25.
+    assert peak.mfu(64_000, 0.4, 640_000) == pytest.approx(0.25)
+    # The report takes a row's median step and its own precision's peak.
+    variant = Variant("bf16")
+    row = SimpleNamespace(name="lora", row="lora", variant=variant, note="", trainable=1, head=1)
+    timing = Timing(seconds=[0.5, 0.4, 0.3], wall=[0.5, 0.4, 0.3], bookkeeping=[0.0] * 3)
+    macs = {"lora": {"total": 500}}
+    train_macs = {"lora": {"total": 1_000}}
+    peaks = {"fp32": {"peak": 1.0}, "bf16": {"peak": 640_000.0}}
+    (record,), _, _ = report.summarise([row], {"lora": timing}, macs, train_macs, peaks, None, 4, 32)
+    assert record["model_flops_per_second"] == pytest.approx(160_000) and record["mfu"] == pytest.approx(0.25)
+
+
+def test_variants_parse_and_name_the_bad_word():
+    assert parse_variant("bf16+eager+fused") == Variant("bf16", ("eager", "fused"))
+    assert parse_variant("bf16+eager").train_overrides == {"attn_implementation": "eager"}
+    for bad, word in (("fp16", "'fp16'"), ("bf16+fast", "'fast'"), ("fp32+foreach+fused", "exclude")):
+        with pytest.raises(ValueError, match=word):
+            parse_variant(bad)
 
 
 def test_flops_mode_counts_every_row_without_timing(tmp_path):

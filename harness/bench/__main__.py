@@ -5,12 +5,17 @@
     python -m harness.bench model=deberta-v3-base-random device=cuda precision=bf16   # bf16 autocast
     python -m harness.bench quick=true                            # a smoke test in seconds, into a temporary folder
     python -m harness.bench rows=elora,aflora-frozen,floor reps=9       # some rows only
+    python -m harness.bench rows=lora,aflora,elora variants=fp32,bf16,bf16+eager batch=32 seq=64   # levers
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch          # RTE epoch: padded vs dynamic
     GLUE_DIR=../shared/glue python -m harness.bench mode=epoch train_samples=640   # a shorter epoch
     python -m harness.bench mode=flops model=deberta-v3-base-random   # FLOPs and parameters only, no timing
+    GLUE_DIR=../shared/glue python -m harness.bench mode=eval task=mrpc reps=3 variants=fp32,bf16+eager   # eval batch
 
 Arguments are ``key=value`` (Hydra style) or ``--key value``. Writes
-``<out>/<model>-<device>[-bf16][-quick].md`` and ``.json`` (epoch mode: ``<out>/epoch-<model>-<task>.*``).
+``<out>/<model>-<device>[-<variants>][-quick].md`` and ``.json`` (epoch mode: ``<out>/epoch-<model>-<task>.*``,
+eval mode: ``<out>/eval-<model>-<task>.*``).
+Every speed run first measures the machine's matmul peak (``peak.py``) and reports each row's model
+FLOP/s and MFU against it.
 """
 
 from __future__ import annotations
@@ -49,11 +54,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # key=value -> --key=value, so argparse checks both spellings alike.
     argv = [f"--{a}" if "=" in a and not a.startswith("-") else a for a in argv]
     p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=["speed", "epoch", "flops"], default="speed")
+    p.add_argument("--mode", choices=["speed", "epoch", "flops", "eval"], default="speed")
     p.add_argument("--model", default="minilm", help="a conf/model name")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument(
         "--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: forward under bfloat16 autocast"
+    )
+    p.add_argument(
+        "--variants",
+        help="comma-separated, e.g. fp32,bf16,bf16+eager (default: precision alone); harness/bench/variants.py",
     )
     p.add_argument("--quick", type=_bool, nargs="?", const=True, default=False, help="tiny batch, 3 rounds")
     p.add_argument("--batch", type=int, help="sequences per step (default per device)")
@@ -68,6 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--out", help="report folder (default: reports/bench; quick=true: a new temporary folder, a smoke test)"
     )
+    p.add_argument("--eval_batches", default="32,64,128,256", help="eval mode: evaluation batch sizes")
     # epoch mode
     p.add_argument("--task", default="rte")
     p.add_argument("--method", default="lora", help="epoch mode: the method both runs train")
@@ -111,43 +121,64 @@ def run_speed(opts: argparse.Namespace, command: str) -> dict[str, Any]:
     import torch
     from transformers import TrainingArguments
 
-    from harness.bench import flops, report, rows, timing
+    from harness.bench import flops, peak, report, rows, timing
+    from harness.bench.variants import PRECISIONS
     from harness.training import resolve_device
 
     device = resolve_device(opts.device)
     names, skipped = rows.available_rows(opts.rows.split(",") if opts.rows else list(rows.ROWS))
     for name, why in skipped.items():
         log.warning("skipping row %s: %s", name, why)
+    variants = variant_list(opts)
     with tempfile.TemporaryDirectory() as tmp:  # nothing is written there; TrainingArguments wants a folder
         args = TrainingArguments(output_dir=tmp, max_grad_norm=0.0, report_to="none", use_cpu=device.type == "cpu")
         built = []
-        for name in names:
-            log.info("building row %s", name)
-            built.append(rows.build_row(name, opts.model, device, args))
+        for variant in variants:
+            for name in names:
+                key = rows.row_key(name, variant, len(variants) > 1)
+                log.info("building row %s", key)
+                built.append(rows.build_row(name, opts.model, device, args, variant=variant, key=key))
         batch = timing.make_batch(built[0].model, opts.batch, opts.seq, device)
-        timings = timing.measure(built, batch, args, device, opts.warmup, opts.reps, opts.clock, opts.precision)
-        freezer_row = next((r for r in built if r.name == "aflora"), None)
+        precisions = [p for p in PRECISIONS if any(v.precision == p for v in variants)]
+        clock = timing.CLOCKS[opts.clock]
+        peaks = peak.measure_peaks(built[0].model, opts.batch * opts.seq, precisions, device, clock)
+        timings = timing.measure(built, batch, args, device, opts.warmup, opts.reps, opts.clock)
+        freezer_row = next((r for r in built if r.row == "aflora"), None)
         per_step = None
         if freezer_row is not None:
             window = int(rows.compose_config(opts.model, "aflora").method.window)
-            per_step = timing.bookkeeping_per_step(freezer_row, batch, args, device, window, opts.clock, opts.precision)
+            per_step = timing.bookkeeping_per_step(freezer_row, batch, args, device, window, opts.clock)
     for row in built:
         rows.check_unchanged(row)
     macs = {row.name: flops.linear_macs_per_token(row.model) for row in built}
-    records, freezer, targets = report.summarise(built, timings, macs, per_step, opts.batch, judged=not opts.quick)
+    train_macs = {row.name: flops.training_macs_per_token(row.model) for row in built}
+    records, freezer, targets = report.summarise(
+        built, timings, macs, train_macs, peaks, per_step, opts.batch, opts.batch * opts.seq, judged=not opts.quick
+    )
     settings = {k: getattr(opts, k) for k in ("batch", "seq", "warmup", "reps", "quick", "clock", "precision")}
+    settings["variants"] = [v.label for v in variants]
     return {
         "model": opts.model,
         "device": str(device),
         "command": command,
         "settings": {**settings, "threads": torch.get_num_threads()},
         "machine": machine(device),
+        "peaks": peaks,
         "rows": records,
         "skipped": skipped,
         "freezer": freezer,
         "targets": targets,
         "paper": report.PAPER,
     }
+
+
+def variant_list(opts: argparse.Namespace) -> list[Any]:
+    from harness.bench.variants import parse_variant
+
+    try:
+        return [parse_variant(v) for v in (opts.variants or opts.precision).split(",")]
+    except ValueError as err:
+        raise SystemExit(f"error: variants: {err}") from None
 
 
 def run_flops(opts: argparse.Namespace, command: str) -> str:
@@ -196,6 +227,21 @@ def main(argv: list[str] | None = None) -> int:
         text = run_flops(opts, command)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{opts.model}-flops.md").write_text(text)
+    elif opts.mode == "eval":
+        import json
+        import os
+
+        from harness.bench import evaluation
+
+        glue_dir = opts.glue_dir or os.environ.get("GLUE_DIR")
+        if not glue_dir or not (Path(glue_dir) / opts.task).is_dir():
+            raise SystemExit(f"eval mode needs a local GLUE copy with {opts.task}/: set GLUE_DIR or glue_dir=")
+        result = {**evaluation.run_eval_mode(opts, glue_dir), "command": command}
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"eval-{opts.model}-{opts.task}"
+        text = evaluation.markdown(result)
+        stem.with_suffix(".md").write_text(text)
+        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     elif opts.mode == "epoch":
         import json
 
@@ -211,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.bench import report
 
         result = run_speed(opts, command)
+        variants = result["settings"]["variants"]
         stem = (
             f"{opts.model}-{opts.device}"
-            + ("-bf16" if opts.precision == "bf16" else "")
+            + ("" if variants == ["fp32"] else "-" + "-".join(variants))
             + ("-quick" if opts.quick else "")
         )
         report.write(result, out, stem)

@@ -31,6 +31,7 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
 from harness.assembly import assemble
+from harness.bench.variants import Variant, adapt_optimizer
 from harness.compose import run_config
 from harness.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
 from harness.params import count_parameters
@@ -57,7 +58,7 @@ MAX_GRAD_NORM = 0.1
 
 @dataclass
 class Row:
-    name: str
+    name: str  # the row and, when a bench runs several variants, its variant: "lora@bf16+eager"
     model: nn.Module
     optimizer: torch.optim.Optimizer
     method_callbacks: list[TrainerCallback]  # timed as the method's bookkeeping
@@ -67,6 +68,8 @@ class Row:
     trainable: int  # head excluded
     head: int
     note: str = ""
+    row: str = ""  # the row alone: "lora"
+    variant: Variant = Variant()
 
     @property
     def callbacks(self) -> list[TrainerCallback]:
@@ -97,11 +100,30 @@ def method_of(row: str) -> str | None:
     return None if row == "floor" else row.split("-")[0]
 
 
-def build_row(name: str, model_name: str, device: torch.device, args: Any, seed: int = 1) -> Row:
+BASELINE = Variant()  # fp32, no lever: what a run does by default
+
+
+def row_key(name: str, variant: Variant, several: bool) -> str:
+    """A row's name in the report: the row alone when the bench runs one variant."""
+    return f"{name}@{variant.label}" if several else name
+
+
+def build_row(
+    name: str,
+    model_name: str,
+    device: torch.device,
+    args: Any,
+    seed: int = 1,
+    variant: Variant = BASELINE,
+    key: str = "",
+) -> Row:
     """Build one row on ``device``; ``args`` is the TrainingArguments handed to the callbacks."""
     cfg = compose_config(model_name, method_of(name) or "full")
     cfg.seed = seed
     cfg.train.max_grad_norm = MAX_GRAD_NORM
+    cfg.train.precision = variant.precision
+    for train_key, value in variant.train_overrides.items():
+        cfg.train[train_key] = value
     note = ""
 
     def build(model: nn.Module, method_cfg: Any, ctx: BuildContext) -> MethodBuild:
@@ -120,9 +142,11 @@ def build_row(name: str, model_name: str, device: torch.device, args: Any, seed:
     model = assembly.model.to(device)  # in place, as the Trainer moves a run's model once it is assembled
     state = TrainerState(max_steps=assembly.context.total_steps, global_step=0)
     row = Row(
-        name=name,
-        model=model,
-        optimizer=assembly.build_optimizer(),
+        name=key or name,
+        row=name,
+        variant=variant,
+        model=torch.compile(model) if "compile" in variant.levers else model,
+        optimizer=adapt_optimizer(assembly.build_optimizer(), variant),
         method_callbacks=assembly.method.callbacks,
         harness_callbacks=assembly.harness_callbacks,  # clipping and parameter tracking: no run_dir
         state=state,

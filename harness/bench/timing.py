@@ -14,8 +14,9 @@ the neighbours' load as much as the step (a round of the default bench took 10 s
 busy), while the CPU time one thread spends is what the step costs, and equals its wall time on
 an idle machine. Wall times are recorded too.
 
-Precision. ``bf16`` runs each forward under ``torch.autocast`` to bfloat16, with weights, gradients
-and optimizer state in float32: what ``train.precision=bf16`` (the Trainer's ``bf16=True``) does.
+Precision. Each row's variant names it (``harness/bench/variants.py``): ``bf16`` runs the forward
+under ``torch.autocast`` to bfloat16, with weights, gradients and optimizer state in float32: what
+``train.precision=bf16`` (the Trainer's ``bf16=True``) does.
 
 Memory. On CUDA, a row's peak is its static footprint (weights, buffers, optimizer state) plus the
 most its step allocates on top (activations, gradients): the peak it would have alone on the
@@ -34,6 +35,7 @@ import torch
 from transformers import TrainerControl, TrainingArguments
 
 from harness.bench.rows import Row
+from harness.bench.variants import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,6 @@ def make_batch(model: torch.nn.Module, batch: int, seq: int, device: torch.devic
     }
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The forward's autocast context: bfloat16 matrix products for ``bf16``, none for ``fp32``."""
     if precision not in PRECISIONS:
@@ -100,11 +99,9 @@ def _hooks(row: Row, event: str, args: TrainingArguments, sync: Callable[[], Non
     return spent
 
 
-def train_step(
-    row: Row, batch: dict, args: TrainingArguments, sync: Callable[[], None], clock: Clock, precision: str = "fp32"
-) -> float:
-    """One optimizer step; returns the seconds spent in the method's callbacks."""
-    with autocast(batch["input_ids"].device, precision):
+def train_step(row: Row, batch: dict, args: TrainingArguments, sync: Callable[[], None], clock: Clock) -> float:
+    """One optimizer step at the row's precision; returns the seconds spent in the method's callbacks."""
+    with autocast(batch["input_ids"].device, row.variant.precision):
         loss = row.model(**batch).loss
     loss.backward()
     spent = _hooks(row, "on_pre_optimizer_step", args, sync, clock)
@@ -133,14 +130,13 @@ def measure(
     warmup: int,
     reps: int,
     clock: str = "wall",
-    precision: str = "fp32",
 ) -> dict[str, Timing]:
     """``warmup`` untimed rounds, then ``reps`` timed rounds; the row order rotates every round."""
     sync, tick = synchronizer(device), CLOCKS[clock]
     timings = {row.name: Timing() for row in rows}
     for _ in range(warmup):
         for row in rows:
-            train_step(row, batch, args, sync, tick, precision)
+            train_step(row, batch, args, sync, tick)
     for row in rows:  # optimizer state exists now
         timings[row.name].static_bytes = static_bytes(row)
     for rep in range(reps):
@@ -153,7 +149,7 @@ def measure(
                 torch.cuda.reset_peak_memory_stats(device)
             sync()
             t0, w0 = tick(), time.perf_counter()
-            spent = train_step(row, batch, args, sync, tick, precision)
+            spent = train_step(row, batch, args, sync, tick)
             sync()
             timing.seconds.append(tick() - t0)
             timing.wall.append(time.perf_counter() - w0)
@@ -172,7 +168,6 @@ def bookkeeping_per_step(
     device: torch.device,
     window: int,
     clock: str = "wall",
-    precision: str = "fp32",
 ) -> float:
     """Mean seconds per step of the row's method callbacks over ``window`` consecutive steps.
 
@@ -181,7 +176,7 @@ def bookkeeping_per_step(
     the bookkeeping's per-step cost. Measured on one real gradient (one backward), steps advancing.
     """
     sync, tick = synchronizer(device), CLOCKS[clock]
-    with autocast(device, precision):
+    with autocast(device, row.variant.precision):
         loss = row.model(**batch).loss
     loss.backward()
     spent = 0.0
