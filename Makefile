@@ -15,7 +15,7 @@ SEEDS ?= 1
 LAUNCHER ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# The GPU check (harness/gpu_check/): GPU_CARRY is what `gpu-wheels` fills and a device call carries (git-ignored);
+# The GPU check (tools/gpu_check/): GPU_CARRY is what `gpu-wheels` fills and a device call carries (git-ignored);
 # DRY_RUN=1 runs `gpu-check` on the CPU at tiny sizes; GPU_CHECK_ARGS passes options (--limit, --bundle).
 GPU_CARRY ?= .gpu-carry
 DRY_RUN ?=
@@ -85,16 +85,16 @@ bench: setup ## side-by-side step time, memory, parameters and FLOPs of every me
 .PHONY: gpu-wheels gpu-check gpu-report
 gpu-wheels: setup ## fill .gpu-carry/ for the GPU check: wheels for the device's Python 3.12, MiniLM in float16, GLUE
 	@test -n "$(GLUE_DIR)" || { echo "make gpu-wheels: set GLUE_DIR to a local GLUE copy (hub layout)"; exit 2; }
-	$(PY) -m harness.gpu_check.carry --out $(GPU_CARRY) --glue $(GLUE_DIR)
+	$(PY) -m tools.gpu_check.carry --out $(GPU_CARRY) --glue $(GLUE_DIR)
 
 # On the GPU machine there is no network, so no `setup`: the image's python3 runs it with the carried wheels.
 gpu-check: $(if $(DRY_RUN),setup) ## the prepared GPU check into reports/gpu/ and runs_gpu/ (DRY_RUN=1: CPU, tiny, a temporary folder)
-	$(if $(DRY_RUN),HF_HUB_OFFLINE=1 $(PY),python3) -m harness.gpu_check $(if $(DRY_RUN),--dry-run) --carry $(GPU_CARRY) $(GPU_CHECK_ARGS)
+	$(if $(DRY_RUN),HF_HUB_OFFLINE=1 $(PY),python3) -m tools.gpu_check $(if $(DRY_RUN),--dry-run) --carry $(GPU_CARRY) $(GPU_CHECK_ARGS)
 
 gpu-report: setup ## tables and figures of the GPU runs (runs_gpu/) into reports/gpu/, apart from the CPU ones
 	$(PY) -m harness.report --runs runs_gpu --out reports/gpu
 
-LINTED = aflora baselines harness tests run.py
+LINTED = aflora baselines harness tools tests run.py
 
 lint: setup ## ruff: lint rules and formatting (CI runs this before the tests)
 	$(PY) -m ruff check $(LINTED)

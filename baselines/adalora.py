@@ -32,8 +32,8 @@ from peft.tuners.adalora import AdaLoraLayer
 from harness.checkpoints import saved_checkpoint
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
-from harness.schedule import one_length
-from harness.schema import check_count
+from harness.config.lengths import one_length
+from harness.config.schema import check_count
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ ALLOCATOR_FILE = "adalora_allocator.pt"
 
 @dataclass
 class AdaLoraSettings(MethodSettings):
-    """``conf/method/adalora.yaml``. ``tinit`` / ``tfinal`` are lengths (harness/schedule.py): steps
+    """``conf/method/adalora.yaml``. ``tinit`` / ``tfinal`` are lengths (harness/config/lengths.py): steps
     (the AdaLoRA paper's Table 8, used by the DeBERTaV3 recipes) or ``*_frac``, a fraction of the
     run's steps, so short runs (MiniLM on CPU, debug) keep the same shape of schedule."""
 

@@ -21,8 +21,8 @@ from aflora.freezing import RULES
 from aflora.scoring import SENSITIVITIES
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
-from harness.schedule import Length, one_length
-from harness.schema import check_choice, check_count, check_range
+from harness.config.lengths import Length, one_length
+from harness.config.schema import check_choice, check_count, check_range
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class AFLoraSettings(MethodSettings):
     window: int = MISSING
     freezing: bool = MISSING
     last_update: bool = MISSING
-    # The freezing schedule's two lengths, each in steps, epochs or a fraction (harness/schedule.py).
+    # The freezing schedule's two lengths, each in steps, epochs or a fraction (harness/config/lengths.py).
     t_i_steps: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
     t_f_steps: Optional[int] = MISSING  # noqa: UP045
     t_i_epochs: Optional[float] = MISSING  # noqa: UP045

@@ -19,7 +19,7 @@ from peft import get_peft_model
 from aflora import AFLoraConfig, AFLoraLayer
 from baselines.vera import check_wrapped_modules
 from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
-from harness.schema import check_count
+from harness.config.schema import check_count
 
 logger = logging.getLogger(__name__)
 

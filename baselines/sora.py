@@ -70,7 +70,7 @@ from baselines.lora import LoraSettings, lora_config
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodCallback, OptimizerFactory, register_method
 from harness.optim import OPTIMIZERS, parameter_groups
-from harness.schema import check_choice
+from harness.config.schema import check_choice
 
 logger = logging.getLogger(__name__)
 

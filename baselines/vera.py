@@ -21,7 +21,7 @@ from peft.tuners.vera import VeraLayer
 
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
-from harness.schema import MAX_SEED, check_count, check_range
+from harness.config.schema import MAX_SEED, check_count, check_range
 
 logger = logging.getLogger(__name__)
 

@@ -224,7 +224,7 @@ def take_examples(ds: Dataset, n: int | None, sample_seed: int | None = None) ->
     return ds.select(np.sort(chosen))
 
 
-# --- data.protocol=heldout (harness/schema.py, PROTOCOLS) ----------------------------------------
+# --- data.protocol=heldout (harness/config/schema.py, PROTOCOLS) ----------------------------------------
 #
 # SoRA's protocol (Ding et al., EMNLP 2023; TsinghuaC3I/SoRA, src/processor.py, AbstractTask.get):
 # a task with a large training set (SST-2, QNLI, QQP) holds 1,000 training examples out to choose

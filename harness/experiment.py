@@ -66,7 +66,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def run_experiment(cfg: DictConfig, run_dir: Path, claim: Callable[[], None] = lambda: None) -> RunResult:
     """Train and evaluate; ``claim`` runs on rank 0 once data, model and method have built."""
-    task = task_spec(cfg)  # checked before: harness/validation.py
+    task = task_spec(cfg)  # checked before: harness/config/validation.py
     device = resolve_device(cfg.train.device)
     set_threads(cfg.train.threads)
     load_at_start = os.getloadavg()

@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from harness import identity
-from harness.compose import run_config
+from harness.config.compose import run_config
 from harness.errors import HarnessError
 from harness.paths import REPO
 from harness.results import is_completed

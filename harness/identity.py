@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
 from harness.results import RESULT_FILE, ResultFileError, read_result_file, write_json_atomic
-from harness.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
+from harness.config.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _as_fingerprinted(key: str, value: Any) -> Any:
 
 def content(config: DictConfig | dict) -> dict[str, Any]:
     """The training content of a config: dotted key -> resolved value, NOT_IDENTITY removed, and
-    so are the keys the typed schema adds while they hold its default (``harness.schema.SCHEMA_DEFAULTS``):
+    so are the keys the typed schema adds while they hold its default (``harness.config.schema.SCHEMA_DEFAULTS``):
     the configs fingerprinted before the schema did not have them."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)

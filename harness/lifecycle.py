@@ -20,7 +20,7 @@ from harness.result_schema import FAILED, Env, RunResult
 from harness.results import RESULT_FILE, is_completed, write_result
 from harness.rundir import RunDirLocked, clean_leftovers, locked, remove_empty_folders, set_aside_run
 from harness.training import resolve_device
-from harness.validation import validate_config
+from harness.config.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _claim(cfg: DictConfig, run_dir: Path, content: dict, force: bool) -> None:
 def run(cfg: DictConfig, run_dir: Path, in_sweep: bool = False, variant: str = "") -> int:
     """Run (or resume) the experiment in ``run_dir``; return the process exit code.
 
-    The config is checked first (harness/validation.py): a bad one is refused in one line and
+    The config is checked first (harness/config/validation.py): a bad one is refused in one line and
     leaves nothing on disk, not even the empty folders Hydra made for the run. A directory holding a checkpoint or
     result of another config is refused (``force=true`` sets them aside and retrains). A failure
     leaves a ``failed`` result.json naming the error, except where a completed result would be

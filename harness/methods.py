@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 
 from harness.errors import ConfigError
 from harness.paths import CONF_DIR
-from harness.schedule import Length, Rounding
+from harness.config.lengths import Length, Rounding
 
 METHOD_CONF_DIR = CONF_DIR / "method"
 
@@ -48,7 +48,7 @@ class BuildContext:
     seed: int
 
     def steps(self, length: Length, *, rounding: Rounding) -> int:
-        """A schedule length of this run in optimizer steps (``harness/schedule.py``)."""
+        """A schedule length of this run in optimizer steps (``harness/config/lengths.py``)."""
         return length.steps(steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, rounding=rounding)
 
 

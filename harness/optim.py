@@ -47,5 +47,5 @@ def parameter_groups(model: nn.Module, train_cfg: Any, head_modules: Iterable[st
 
 
 def build_optimizer(model: nn.Module, train_cfg: Any, head_modules: Iterable[str]) -> torch.optim.Optimizer:
-    """The optimizer ``train.optimizer`` names (checked by ``harness.schema.TrainConfig``)."""
+    """The optimizer ``train.optimizer`` names (checked by ``harness.config.schema.TrainConfig``)."""
     return OPTIMIZERS[train_cfg.optimizer](parameter_groups(model, train_cfg, head_modules))

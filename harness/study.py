@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.compose import run_config
+from harness.config.compose import run_config
 from harness.grid_scores import grid_scores
 from harness.pool import REPO, Run, run_all
 from harness.rate_choice import RateChoice, choose_rate

@@ -11,7 +11,7 @@ from harness.errors import ConfigError
 KNOWN_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
 REGRESSION_METRICS = ("pearson", "spearmanr")
 
-# data.protocol (harness/schema.py): where the best epoch is chosen and its numbers measured.
+# data.protocol (harness/config/schema.py): where the best epoch is chosen and its numbers measured.
 #   paper:   both on the task's validation split(s) (AFLoRA's reference code; optimistic).
 #   heldout: chosen on a held-out selection split, reported on the validation split(s) or the
 #            half of them the selection split leaves (SoRA's protocol; harness/data.py).

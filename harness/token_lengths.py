@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from harness.compose import run_config
+from harness.config.compose import run_config
 from harness.data import load_raw_splits, required_splits
 from harness.models import load_tokenizer
 from harness.tasks import TaskSpec

@@ -44,13 +44,13 @@ def set_threads(threads: int | None) -> None:
     Several trainings on one machine each start one thread per core by default and slow each other
     down: give each of N concurrent jobs cores / N threads (train.threads).
     """
-    if threads is not None:  # a count in range: harness/schema.py
+    if threads is not None:  # a count in range: harness/config/schema.py
         torch.set_num_threads(threads)
 
 
 def batch_layout(train_cfg: Any, processes: int) -> tuple[int, int]:
     """(per-device batch, accumulation steps) that keep the recipe's effective batch size (both
-    sizes are positive counts: harness/schema.py)."""
+    sizes are positive counts: harness/config/schema.py)."""
     batch = train_cfg.batch_size
     per_device = train_cfg.per_device_batch_size
     if per_device is None:

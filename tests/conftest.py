@@ -46,7 +46,7 @@ def shared_glue() -> Path:
 
 def compose(overrides: list[str]):
     """The config run.py would get for these overrides (Hydra initialised once per session)."""
-    from harness.compose import run_config
+    from harness.config.compose import run_config
 
     return run_config(overrides)
 

@@ -18,7 +18,7 @@ from transformers import TrainerControl, TrainerState
 from harness.errors import ConfigError
 from harness.methods import BuildContext, get_builder, method_settings
 from harness.paths import conf_file
-from harness.schedule import command_line_wins
+from harness.config.lengths import command_line_wins
 from tests.tiny_models import DEBERTA_TARGETS, deberta_v3_base_on_meta, tiny_bert, tiny_ctx
 
 SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module
@@ -26,7 +26,7 @@ SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module
 
 def method_cfg(name: str, **overrides):
     """``conf/method/<name>.yaml`` with ``overrides`` given as on the command line (a length given
-    in one unit replaces the yaml's: harness/schedule.py)."""
+    in one unit replaces the yaml's: harness/config/lengths.py)."""
     cfg = OmegaConf.create({"method": OmegaConf.merge(OmegaConf.load(conf_file("method", name)), overrides)})
     return command_line_wins(cfg, [f"method.{k}={v}" for k, v in overrides.items()]).method
 

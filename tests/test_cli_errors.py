@@ -51,7 +51,7 @@ def test_the_command_line_is_refused_in_one_line_before_any_run(tmp_path, overri
     ],
 )
 def test_a_wrong_type_or_an_unknown_key_is_refused_while_composing(override, words):
-    """The typed schema (harness/schema.py) refuses these while Hydra composes: before run.py
+    """The typed schema (harness/config/schema.py) refuses these while Hydra composes: before run.py
     has a config, so before anything can be written."""
     with pytest.raises(Exception) as refused:
         compose([*BASE, override])

@@ -1,4 +1,4 @@
-"""The prepared GPU check (harness.gpu_check): its dry run writes every report file the real one
+"""The prepared GPU check (tools.gpu_check): its dry run writes every report file the real one
 writes, through the same install path; the float16 MiniLM wheel holds exactly the float32 weights
 rounded; the pool stops at its deadline; the study runs in the issue's order with full data."""
 
@@ -22,24 +22,24 @@ import pytest
 import torch
 from safetensors.numpy import load
 
-from harness.gpu_check import plan, summary
-from harness.gpu_check.__main__ import Check, parse_args, set_aside
-from harness.gpu_check.__main__ import main as gpu_check_main
-from harness.gpu_check.carry import MINILM, build_half_minilm
-from harness.gpu_check.pool import NOT_STARTED, STOPPED, Job, run_pool
+from tools.gpu_check import plan, summary
+from tools.gpu_check.__main__ import Check, parse_args, set_aside
+from tools.gpu_check.__main__ import main as gpu_check_main
+from tools.gpu_check.carry import MINILM, build_half_minilm
+from tools.gpu_check.jobs import NOT_STARTED, STOPPED, Job, run_pool
 from harness.paths import REPO
 from tests.conftest import compose
 
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory, glue_dir) -> tuple[Path, subprocess.CompletedProcess]:
-    """One dry run for the module: ``python -m harness.gpu_check --dry-run`` on the GLUE fixture."""
+    """One dry run for the module: ``python -m tools.gpu_check --dry-run`` on the GLUE fixture."""
     work = tmp_path_factory.mktemp("gpu-check")
     # As `make gpu-check DRY_RUN=1 GLUE_DIR=...` starts it on a fresh clone: GLUE_DIR alone, no --glue,
     # nothing carried (tests/test_makefile.py checks the recipe).
     env = {**os.environ, "GLUE_DIR": str(glue_dir)}
     done = subprocess.run(
-        [sys.executable, "-m", "harness.gpu_check", "--dry-run", "--carry", str(work / "no-carry")]
+        [sys.executable, "-m", "tools.gpu_check", "--dry-run", "--carry", str(work / "no-carry")]
         + ["--work", str(work), "--bundle", str(work / "bundle.tgz")],
         cwd=REPO,
         env=env,
@@ -194,7 +194,7 @@ def test_gpu_study_order_and_overrides():
 
 
 def test_env_lists_carried_requirements_the_machine_does_not_meet(tmp_path):
-    from harness.gpu_check.env import unmet_requirements
+    from tools.gpu_check.machine import unmet_requirements
 
     info = tmp_path / "carried_pkg-1.0.dist-info"
     info.mkdir()

@@ -3,6 +3,8 @@
 ``aflora`` is a PEFT method: it imports torch, transformers and peft, never the harness or the
 builders. The harness finds methods through the registry (``conf/method/*.yaml`` names the module),
 so it never imports ``baselines`` either; ``baselines`` puts methods under the harness's contract.
+``tools`` (the lent GPU machine's check) sits outside the installed packages and above them all.
+No two modules share a file name, so a name says which module it is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ ALLOWED = {
     "aflora": {"aflora"},
     "baselines": {"aflora", "baselines", "harness"},
     "harness": {"aflora", "harness"},
+    "tools": {"harness", "tools"},  # the GPU machine's tooling uses the harness; nothing imports it
 }
 THIRD_PARTY_OF_AFLORA = {"torch", "transformers", "peft", "safetensors"}
 
@@ -48,6 +51,22 @@ def test_first_party_imports_follow_the_layers(package):
         for path in modules(package)
     }
     assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_no_two_modules_share_a_name():
+    names: dict[str, list[str]] = {}
+    for package in ALLOWED:
+        for path in modules(package):
+            if path.name not in ("__init__.py", "__main__.py"):
+                names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
+
+
+def test_the_architecture_doc_lists_every_harness_module():
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    parts = {p for p in (REPO / "harness").glob("*.py")} | set((REPO / "harness" / "config").glob("*.py"))
+    unlisted = sorted(p.name for p in parts if p.name != "__init__.py" and f"`{p.name}`" not in doc)
+    assert unlisted == []
 
 
 def test_aflora_imports_nothing_but_torch_transformers_peft_and_the_standard_library():

@@ -39,8 +39,8 @@ def command_of(target: str, program: str, *variables: str) -> list[str]:
 @pytest.mark.integration  # each test starts make
 def test_gpu_check_dry_run_takes_glue_dir_from_the_environment_alone():
     # No --glue: the check must find GLUE_DIR itself (tests/test_gpu_check.py's dry run starts it so).
-    words = command_of("gpu-check", "harness.gpu_check", "DRY_RUN=1", "GLUE_DIR=../shared/glue")
-    assert words == ["HF_HUB_OFFLINE=1", ".venv/bin/python", "-m", "harness.gpu_check", "--dry-run"] + [
+    words = command_of("gpu-check", "tools.gpu_check", "DRY_RUN=1", "GLUE_DIR=../shared/glue")
+    assert words == ["HF_HUB_OFFLINE=1", ".venv/bin/python", "-m", "tools.gpu_check", "--dry-run"] + [
         "--carry",
         ".gpu-carry",
     ]

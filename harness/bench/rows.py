@@ -32,7 +32,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
 from harness.assembly import assemble
 from harness.bench.variants import Variant, adapt_optimizer
-from harness.compose import run_config
+from harness.config.compose import run_config
 from harness.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
 from harness.params import count_parameters
 from harness.paths import CONF_DIR

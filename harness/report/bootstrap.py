@@ -5,7 +5,7 @@ every seed; a method's score on it is the mean over its seeds of the task score 
 The interval is the percentile interval of the difference, and ``share_at_or_below_zero`` the share
 of resamples in which the first method did not beat the second. It measures how much the verdict
 depends on which examples the validation set happens to hold; the t interval over seeds
-(report/study.py) measures how much it depends on the seed. Both are reported.
+(report/study_tables.py) measures how much it depends on the seed. Both are reported.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from harness.report.precision import is_bf16_variant, precision_parity_table
 from harness.report.readme import readme
 from harness.report.readme_block import markers, replace_block, table_block
 from harness.report.render import Table
-from harness.report.study import AFLORA_VARIANTS, ablation_table, floor_check_table, paired_table
+from harness.report.study_tables import AFLORA_VARIANTS, ablation_table, floor_check_table, paired_table
 from harness.report.tables import comparison_table, glue_table, runs_table
 
 log = logging.getLogger(__name__)

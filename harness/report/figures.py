@@ -25,7 +25,7 @@ from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from harness.report.aggregate import completed, paper_task_order, sorted_methods
 from harness.report.load import Run
 from harness.report.paper import METHOD_ORDER, method_label, method_sort_key, metric_label, task_title
-from harness.report.study import FLOOR
+from harness.report.study_tables import FLOOR
 
 log = logging.getLogger(__name__)
 

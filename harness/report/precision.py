@@ -19,7 +19,7 @@ from harness.report.aggregate import completed, paper_task_order
 from harness.report.load import Run
 from harness.report.paper import method_label, task_title
 from harness.report.render import MISSING, Table
-from harness.report.study import CONFIDENCE, paired_difference, task_scores
+from harness.report.study_tables import CONFIDENCE, paired_difference, task_scores
 
 BF16_VARIANT = "train.precision=bf16"
 

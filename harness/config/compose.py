@@ -11,9 +11,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from harness.paths import CONF_DIR
-from harness.schedule import command_line_wins
-from harness.schema import register_schema
-from harness.validation import register_resolver
+from harness.config.lengths import command_line_wins
+from harness.config.schema import register_schema
+from harness.config.validation import register_resolver
 
 
 def run_config(overrides: Sequence[str]) -> DictConfig:

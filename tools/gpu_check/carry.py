@@ -1,6 +1,6 @@
 """What travels to the GPU machine, which reaches no network: wheels and the GLUE tasks it trains on.
 
-    python -m harness.gpu_check.carry --out .gpu-carry --glue ../shared/glue      # make gpu-wheels
+    python -m tools.gpu_check.carry --out .gpu-carry --glue ../shared/glue      # make gpu-wheels
 
 fills ``.gpu-carry/`` (git-ignored; the device call names it in ``carry``, 64 MiB per call in all):
 
@@ -78,7 +78,7 @@ def half_safetensors(data: bytes) -> bytes:
     from safetensors.numpy import load, save
 
     tensors = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in load(data).items()}
-    return save(tensors, metadata={"format": "pt", "note": "float16 copy made by harness.gpu_check.carry"})
+    return save(tensors, metadata={"format": "pt", "note": "float16 copy made by tools.gpu_check.carry"})
 
 
 def build_half_minilm(dest: Path) -> Path:
@@ -108,7 +108,7 @@ def build_half_minilm(dest: Path) -> Path:
         metadata = dist.read_text("METADATA").replace(f"\nVersion: {dist.version}\n", f"\nVersion: {version}\n", 1)
         add(f"{info}/METADATA", metadata.encode())
         wheel_meta = (
-            "Wheel-Version: 1.0\nGenerator: harness.gpu_check.carry\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            "Wheel-Version: 1.0\nGenerator: tools.gpu_check.carry\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         )
         add(f"{info}/WHEEL", wheel_meta.encode())
         record.append(f"{info}/RECORD,,")
@@ -183,7 +183,7 @@ def fill(out: Path, glue: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.gpu_check.carry", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.gpu_check.carry", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=CARRY_DIR, help="the folder to fill (emptied first)")
     p.add_argument("--glue", type=Path, required=True, help="a local GLUE copy in the hub layout (GLUE_DIR)")
     args = p.parse_args(argv)

@@ -4,7 +4,7 @@ The yaml files under ``conf/`` keep the values; these dataclasses say which keys
 type each holds. Hydra merges every yaml and command-line value into them while it composes the
 config, so an unknown key or a value of the wrong type is refused before ``run.py`` starts (Hydra's
 structured configs). The ranges are checked by each dataclass's ``__post_init__``, which
-``harness.validation.validate_config`` runs once on the composed config, before anything is written.
+``harness.config.validation.validate_config`` runs once on the composed config, before anything is written.
 The protocol, tuning and recipe groups (``@package _global_``) set ``train`` and ``data`` keys, so
 these schemas check them too. A method's own keys are typed by the dataclass its module registers
 (``harness.methods.MethodSettings``).
@@ -213,7 +213,7 @@ SCHEMA_DEFAULTS = {"model.hub_id": None, "model.license": None, "task.label_rang
 
 
 def register_schema() -> None:
-    """Enter the schema in Hydra's ConfigStore; run.py and ``harness.compose`` call this before composing."""
+    """Enter the schema in Hydra's ConfigStore; run.py and ``harness.config.compose`` call this before composing."""
     ConfigStore.instance().store(name=SCHEMA_NAME, node=RunConfig)
 
 

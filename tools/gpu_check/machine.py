@@ -1,6 +1,6 @@
 """Step 1 of the GPU check: what the machine is and what the check runs with, into env.json.
 
-    python -m harness.gpu_check.env --out reports/gpu/env.json --site /tmp/gpu-check-site --device cuda
+    python -m tools.gpu_check.machine --out reports/gpu/env.json --site /tmp/gpu-check-site --device cuda
 
 Records torch, CUDA and the GPU; every package the harness imports, with its version and whether
 it came from the carried wheels (``--site``) or the machine (its image; the venv in a dry run); the
@@ -161,7 +161,7 @@ def collect(site: Path | None, device: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.gpu_check.env", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.gpu_check.machine", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--site", type=Path, help="the folder the carried wheels were installed into")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda")

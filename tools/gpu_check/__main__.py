@@ -1,7 +1,7 @@
-"""``python -m harness.gpu_check`` (``make gpu-check``): the prepared GPU check, in one command.
+"""``python -m tools.gpu_check`` (``make gpu-check``): the prepared GPU check, in one command.
 
-    python3 -m harness.gpu_check --bundle $OUT/gpu-check.tgz     # on the GPU machine (8 minutes)
-    python -m harness.gpu_check --dry-run                         # CPU, tiny sizes, a temporary folder
+    python3 -m tools.gpu_check --bundle $OUT/gpu-check.tgz     # on the GPU machine (8 minutes)
+    python -m tools.gpu_check --dry-run                         # CPU, tiny sizes, a temporary folder
 
 Steps, in order, each in its own process under one time limit (``--limit``; it stops itself then
 and keeps what it has):
@@ -31,15 +31,15 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError, print_user_error
-from harness.gpu_check import plan as plans
-from harness.gpu_check.carry import CARRY_DIR
-from harness.gpu_check.pool import Job, run_pool
-from harness.gpu_check.summary import completed_result, write_summary
+from tools.gpu_check import plan as plans
+from tools.gpu_check.carry import CARRY_DIR
+from tools.gpu_check.jobs import Job, run_pool
+from tools.gpu_check.summary import completed_result, write_summary
 from harness.paths import REPO, RUN_PY
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.gpu_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="every step on the CPU at a tiny size (tests)")
     p.add_argument("--limit", type=float, help="seconds for the whole check (default: 480; dry run 600)")
     p.add_argument("--out", type=Path, help="report folder (default: reports/gpu; dry run: <work>/reports/gpu)")
@@ -129,7 +129,7 @@ def _tail(log: Path, lines: int = 15) -> str:
 
 def install(check: Check) -> bool:
     """The carried wheels into a private folder that comes first on PYTHONPATH."""
-    from harness.gpu_check.carry import install_command, local_wheels
+    from tools.gpu_check.carry import install_command, local_wheels
 
     if check.dry_run:  # this machine's Python: the compatible carried wheels and a float16 MiniLM built here
         wheels, start = check.work / "wheels", time.monotonic()
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU check ({'dry run' if check.dry_run else plan.device}), limit {check.limit:.0f} s, into {check.out}")
     ready = install(check) and check.run(
         "env",
-        [python, "-m", "harness.gpu_check.env", "--out", str(check.out / "env.json"), "--site", str(check.site)]
+        [python, "-m", "tools.gpu_check.machine", "--out", str(check.out / "env.json"), "--site", str(check.site)]
         + ["--device", plan.device],
     )
     if ready:

@@ -1,6 +1,6 @@
 """The one check of a composed config: every key typed and in range, before a run touches the disk.
 
-Hydra merges the values into the typed schema (``harness/schema.py``) as it composes, refusing
+Hydra merges the values into the typed schema (``harness/config/schema.py``) as it composes, refusing
 unknown keys and values of the wrong type. ``validate_config`` adds the ranges of each group (the
 dataclasses' ``__post_init__``), the method's own settings (``harness.methods.method_settings``),
 how the task's fields fit together (``harness.tasks.TaskSpec``) and the run directory's names.
@@ -21,8 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.errors import ConfigError
 from harness.identity import run_subdir
-from harness.schedule import command_line_wins
-from harness.schema import DataConfig, ModelConfig, TaskConfig, TrainConfig
+from harness.config.lengths import command_line_wins
+from harness.config.schema import DataConfig, ModelConfig, TaskConfig, TrainConfig
 from harness.tasks import task_spec
 
 GROUPS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "data": DataConfig}

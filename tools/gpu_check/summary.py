@@ -1,7 +1,7 @@
 """The GPU check's README.md: what ran, on what, and the numbers to read first.
 
 Reads only what the steps wrote (env.json, the bench and epoch JSON, the runs' result.json files),
-so it can be regenerated from a bundle: ``python -m harness.gpu_check.summary reports/gpu runs_gpu``.
+so it can be regenerated from a bundle: ``python -m tools.gpu_check.summary reports/gpu runs_gpu``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
+from tools.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
 from harness.result_schema import COMPLETED, RunResult
 from harness.results import RESULT_FILE, ResultFileError, load_result
 
@@ -150,7 +150,7 @@ def write_summary(out: Path, runs: Path, plan: Plan, steps: list[dict], elapsed:
     lines = [
         "# GPU check" + (" (DRY RUN: CPU, tiny sizes; the numbers say nothing about speed)" if dry else ""),
         "",
-        f"`python -m harness.gpu_check{' --dry-run' if dry else ''}`: {elapsed:.0f} s of its {limit:.0f} s limit. "
+        f"`python -m tools.gpu_check{' --dry-run' if dry else ''}`: {elapsed:.0f} s of its {limit:.0f} s limit. "
         "README.md in the repository's root ('Running at scale') says how to read this.",
         "",
         *env_section(env),

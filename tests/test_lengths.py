@@ -1,4 +1,4 @@
-"""Schedule lengths (harness/schedule.py): one value in one unit, the command line's winning, each
+"""Schedule lengths (harness/config/lengths.py): one value in one unit, the command line's winning, each
 method's rounding."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.methods import method_settings
-from harness.schedule import Length, one_length
+from harness.config.lengths import Length, one_length
 from tests.conftest import compose
 
 

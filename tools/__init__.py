@@ -1,0 +1,1 @@
+"""Tooling for one lent machine, kept out of the installed packages: ``tools/gpu_check/`` (``make gpu-check``)."""
