@@ -19,13 +19,13 @@ from omegaconf import DictConfig
 
 from harness import cli_help  # noqa: F401  registers ${conf_options:...} for --help
 from harness.cli_errors import SweepRunFailed, exit_code_and_line
+from harness.config.lengths import command_line_wins
+from harness.config.schema import register_schema
+from harness.config.validation import register_resolver
 from harness.distributed import replica_overrides, setup_process
 from harness.errors import INTERRUPTED
 from harness.identity import variant
 from harness.quiet import quiet_libraries
-from harness.config.lengths import command_line_wins
-from harness.config.schema import register_schema
-from harness.config.validation import register_resolver
 
 register_schema()  # the typed schema conf/config.yaml's defaults start from
 register_resolver()  # ${run_subdir:...}: the run directory of a config that passed validation

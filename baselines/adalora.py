@@ -30,10 +30,10 @@ from peft import AdaLoraConfig, get_peft_model
 from peft.tuners.adalora import AdaLoraLayer
 
 from harness.checkpoints import saved_checkpoint
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
 from harness.config.lengths import one_length
 from harness.config.schema import check_count
+from harness.errors import ConfigError
+from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
 
 logger = logging.getLogger(__name__)
 

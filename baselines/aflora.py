@@ -19,10 +19,10 @@ from aflora import AFLoraConfig, AFLoraFreezer
 from aflora.config import TRAINABLE_PROJECTIONS
 from aflora.freezing import RULES
 from aflora.scoring import SENSITIVITIES
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
 from harness.config.lengths import Length, one_length
 from harness.config.schema import check_choice, check_count, check_range
+from harness.errors import ConfigError
+from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from omegaconf import MISSING
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
 from harness.config.schema import check_count, check_range
+from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
 
 
 @dataclass

@@ -67,10 +67,10 @@ from safetensors import safe_open
 from torch import nn
 
 from baselines.lora import LoraSettings, lora_config
+from harness.config.schema import check_choice
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodCallback, OptimizerFactory, register_method
 from harness.optim import OPTIMIZERS, parameter_groups
-from harness.config.schema import check_choice
 
 logger = logging.getLogger(__name__)
 

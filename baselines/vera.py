@@ -19,9 +19,9 @@ from omegaconf import MISSING
 from peft import VeraConfig, get_peft_model
 from peft.tuners.vera import VeraLayer
 
+from harness.config.schema import MAX_SEED, check_count, check_range
 from harness.errors import ConfigError
 from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
-from harness.config.schema import MAX_SEED, check_count, check_range
 
 logger = logging.getLogger(__name__)
 

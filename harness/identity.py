@@ -29,9 +29,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
 from harness.errors import ConfigError
 from harness.results import RESULT_FILE, ResultFileError, read_result_file, write_json_atomic
-from harness.config.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness import identity
 from harness.checkpoints import last_complete_checkpoint, remove_checkpoints
 from harness.cli_errors import write_error
+from harness.config.validation import validate_config
 from harness.distributed import barrier, is_main_process
 from harness.env import environment
 from harness.errors import INTERRUPTED, ConfigError, HarnessError
@@ -20,7 +21,6 @@ from harness.result_schema import FAILED, Env, RunResult
 from harness.results import RESULT_FILE, is_completed, write_result
 from harness.rundir import RunDirLocked, clean_leftovers, locked, remove_empty_folders, set_aside_run
 from harness.training import resolve_device
-from harness.config.validation import validate_config
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from transformers import TrainerCallback
 
+from harness.config.lengths import Length, Rounding
 from harness.errors import ConfigError
 from harness.paths import CONF_DIR
-from harness.config.lengths import Length, Rounding
 
 METHOD_CONF_DIR = CONF_DIR / "method"
 

@@ -22,13 +22,13 @@ import pytest
 import torch
 from safetensors.numpy import load
 
+from harness.paths import REPO
+from tests.conftest import compose
 from tools.gpu_check import plan, summary
 from tools.gpu_check.__main__ import Check, parse_args, set_aside
 from tools.gpu_check.__main__ import main as gpu_check_main
 from tools.gpu_check.carry import MINILM, build_half_minilm
 from tools.gpu_check.jobs import NOT_STARTED, STOPPED, Job, run_pool
-from harness.paths import REPO
-from tests.conftest import compose
 
 
 @pytest.fixture(scope="module")

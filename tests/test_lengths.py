@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness.config.lengths import Length, one_length
 from harness.errors import ConfigError
 from harness.methods import method_settings
-from harness.config.lengths import Length, one_length
 from tests.conftest import compose
 
 

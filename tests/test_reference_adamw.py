@@ -12,10 +12,10 @@ import torch
 from omegaconf import OmegaConf
 from transformers import Trainer
 
+from harness.config.validation import validate_config
 from harness.errors import ConfigError
 from harness.optim import build_optimizer
 from harness.reference_adamw import ReferenceAdamW
-from harness.config.validation import validate_config
 from tests.conftest import compose
 from tests.tiny_models import cpu_training_args, tiny_bert
 

@@ -10,10 +10,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from harness.paths import CONF_DIR
 from harness.config.lengths import command_line_wins
 from harness.config.schema import register_schema
 from harness.config.validation import register_resolver
+from harness.paths import CONF_DIR
 
 
 def run_config(overrides: Sequence[str]) -> DictConfig:

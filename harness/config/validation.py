@@ -19,10 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.errors import ConfigError
-from harness.identity import run_subdir
 from harness.config.lengths import command_line_wins
 from harness.config.schema import DataConfig, ModelConfig, TaskConfig, TrainConfig
+from harness.errors import ConfigError
+from harness.identity import run_subdir
 from harness.tasks import task_spec
 
 GROUPS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "data": DataConfig}

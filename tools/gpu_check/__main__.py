@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError, print_user_error
+from harness.paths import REPO, RUN_PY
 from tools.gpu_check import plan as plans
 from tools.gpu_check.carry import CARRY_DIR
 from tools.gpu_check.jobs import Job, run_pool
 from tools.gpu_check.summary import completed_result, write_summary
-from harness.paths import REPO, RUN_PY
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

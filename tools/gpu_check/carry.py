@@ -107,9 +107,7 @@ def build_half_minilm(dest: Path) -> Path:
                 add(f"{info}/{'/'.join(parts[1:])}", file.locate().read_bytes())
         metadata = dist.read_text("METADATA").replace(f"\nVersion: {dist.version}\n", f"\nVersion: {version}\n", 1)
         add(f"{info}/METADATA", metadata.encode())
-        wheel_meta = (
-            "Wheel-Version: 1.0\nGenerator: tools.gpu_check.carry\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        )
+        wheel_meta = "Wheel-Version: 1.0\nGenerator: tools.gpu_check.carry\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         add(f"{info}/WHEEL", wheel_meta.encode())
         record.append(f"{info}/RECORD,,")
         zf.writestr(zipfile.ZipInfo(f"{info}/RECORD", FIXED_TIME), "\n".join(record) + "\n")

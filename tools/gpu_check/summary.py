@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
 from harness.result_schema import COMPLETED, RunResult
 from harness.results import RESULT_FILE, ResultFileError, load_result
+from tools.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
 
 # The paper's runtime over whole training runs, normalised to ELoRA (docs/method.md, "Published numbers";
 # harness.bench.report)

@@ -1,0 +1,126 @@
+"""Harness builder for ``method=aflora`` and its variants: wraps the backbone and returns the freezer.
+
+The method itself is the ``aflora`` package (a PEFT method and a Trainer callback that know
+nothing of this harness); this module puts it under the harness's method contract, beside the
+other methods' builders.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import MISSING
+from peft import get_peft_model
+from torch import nn
+
+from aflora import AFLoraConfig, AFLoraFreezer
+from aflora.config import TRAINABLE_PROJECTIONS
+from aflora.freezing import RULES
+from aflora.scoring import SENSITIVITIES
+from harness.config.lengths import Length, one_length
+from harness.config.schema import check_choice, check_count, check_range
+from harness.errors import ConfigError
+from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AFLoraSettings(MethodSettings):
+    """``conf/method/aflora.yaml`` (its comments say where each value comes from)."""
+
+    r: int = MISSING
+    trainable_projections: str = MISSING
+    d_init: float = MISSING
+    b_init: float = MISSING
+    freeze_rule: str = MISSING
+    sensitivity: str = MISSING
+    beta1: float = MISSING
+    beta2: float = MISSING
+    window: int = MISSING
+    freezing: bool = MISSING
+    last_update: bool = MISSING
+    # The freezing schedule's two lengths, each in steps, epochs or a fraction (harness/config/lengths.py).
+    t_i_steps: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
+    t_f_steps: Optional[int] = MISSING  # noqa: UP045
+    t_i_epochs: Optional[float] = MISSING  # noqa: UP045
+    t_f_epochs: Optional[float] = MISSING  # noqa: UP045
+    t_i_frac: Optional[float] = MISSING  # noqa: UP045
+    t_f_frac: Optional[float] = MISSING  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        check_count("method.r", self.r, 1, 65_536)
+        check_choice("method.trainable_projections", self.trainable_projections, TRAINABLE_PROJECTIONS)
+        check_choice("method.freeze_rule", self.freeze_rule, RULES)
+        check_choice("method.sensitivity", self.sensitivity, SENSITIVITIES)
+        check_range("method.beta1", self.beta1, 0, 1, high_open=True)
+        check_range("method.beta2", self.beta2, 0, 1, high_open=True)
+        check_count("method.window", self.window, 1, 1_000_000)
+        self.t_i, self.t_f  # noqa: B018 (each length is set and in range: checked here, before the run)
+
+    @property
+    def t_i(self) -> Length:
+        """Warm-up without freezing."""
+        return one_length(self, "t_i")
+
+    @property
+    def t_f(self) -> Length:
+        """Final steps with every projection frozen."""
+        return one_length(self, "t_f")
+
+
+class HarnessAFLoraFreezer(AFLoraFreezer, MethodCallback):
+    """``AFLoraFreezer`` as a harness method callback: its own ``load_state``, ``result_fields`` and
+    ``log_scalars`` (listed first in the MRO) are the contract's hooks; it saves its state next to
+    each checkpoint in its ``on_save``."""
+
+
+@register_method("aflora", settings=AFLoraSettings)
+def build_aflora(model: nn.Module, cfg: AFLoraSettings, ctx: BuildContext) -> MethodBuild:
+    """AFLoRA adapters on ``ctx.target_modules`` plus an ``AFLoraFreezer`` over ``ctx.total_steps``."""
+    # Truncated (int()): the reference code's convention, which every AFLoRA run so far followed.
+    t_i = ctx.steps(cfg.t_i, rounding="truncate")
+    t_f = ctx.steps(cfg.t_f, rounding="truncate")
+    if t_i + t_f >= ctx.total_steps:
+        raise ConfigError(
+            f"{cfg.t_i.key} + {cfg.t_f.key} must be below the run's {ctx.total_steps} optimizer steps "
+            f"({ctx.steps_per_epoch} per epoch), got t_i={t_i} + t_f={t_f} steps: set "
+            "method.t_i_/t_f_ steps, epochs or frac for this run length"
+        )
+    config = AFLoraConfig(
+        r=cfg.r,
+        target_modules=list(ctx.target_modules),
+        trainable_projections=cfg.trainable_projections,
+        d_init=cfg.d_init,
+        b_init=cfg.b_init,
+        task_type="SEQ_CLS",
+        modules_to_save=list(ctx.head_modules),
+    )
+    peft_model = get_peft_model(model, config)
+    if not cfg.freezing:  # ablation: the trainable projections train to the end
+        logger.info("AFLoRA without freezing: %s projections train for the whole run", cfg.trainable_projections)
+        return MethodBuild(model=peft_model)
+    freezer = HarnessAFLoraFreezer(
+        peft_model,
+        total_steps=ctx.total_steps,
+        t_i=t_i,
+        t_f=t_f,
+        rule=cfg.freeze_rule,
+        sensitivity=cfg.sensitivity,
+        beta1=cfg.beta1,
+        beta2=cfg.beta2,
+        window=cfg.window,
+        head_modules=list(ctx.head_modules),
+        last_update=cfg.last_update,
+    )
+    logger.info(
+        "AFLoRA: %d projection matrices, %d trainable at start; freezing schedule T=%d t_i=%d t_f=%d",
+        len(freezer.freeze_steps),
+        sum(s is None for s in freezer.freeze_steps.values()),
+        ctx.total_steps,
+        t_i,
+        t_f,
+    )
+    return MethodBuild(model=peft_model, callbacks=[freezer])

@@ -1,0 +1,1 @@
+"""The GLUE fine-tuning harness: config -> data -> model -> method -> Trainer -> result.json."""

@@ -1,0 +1,231 @@
+"""A study: an ordered list of runs of ``run.py``, N at a time, each with cores / N torch threads.
+
+    python -m harness.study conf/study/minilm.yaml [--stage grid] [--jobs 2] [--dry-run]
+
+Runs are started in the study's order (stage by stage, seed 1 of every cell first), so a study
+cut short still has whole seeds. ``run.py`` skips a run whose
+result is complete and resumes one with a checkpoint, so rerunning the same command continues
+where it stopped. Each run's output goes to ``<logs>/<run>.log``; the exit code is 1 when any run
+failed, and the failed runs are listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config.compose import run_config
+from harness.grid_scores import grid_scores
+from harness.pool import REPO, Run, run_all
+from harness.rate_choice import RateChoice, choose_rate
+
+
+def _run(study_overrides: tuple[str, ...], model: str, task: str, method: str, seed: int, *extra: str) -> Run:
+    return Run((f"task={task}", f"model={model}", f"method={method}", f"seed={seed}", *study_overrides, *extra))
+
+
+def grid_rates(stage: DictConfig, extended: Mapping[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Each method's rates: the stage's, plus those an edge extension added (harness/rate_choice.py)."""
+    extended = extended or {}
+    return {m: sorted({*map(float, rates), *extended.get(m, [])}) for m, rates in stage.lr.items()}
+
+
+def stage_runs(
+    name: str,
+    stage: DictConfig,
+    model: str,
+    default_seeds: list[int],
+    study_overrides: tuple[str, ...] = (),
+    rates: Mapping[str, list[float]] | None = None,
+) -> list[Run]:
+    """The runs of one stage, seed-major: seed 1 of every (task, method[, lr]) before seed 2.
+
+    A stage's ``runs_dir`` (if any) and the study's ``overrides`` go on every run's command line; a
+    learning-rate grid (``lr``) gives each value its own ``train.lr=<value>/`` folder.
+    """
+    seeds = list(stage.get("seeds") or default_seeds)
+    extra = (*study_overrides, *(stage.get("overrides") or ()))
+    where = (f"runs_dir={stage.runs_dir}",) if stage.get("runs_dir") else ()
+    runs = []
+    for seed in seeds:
+        for task in stage.tasks:
+            if "lr" in stage:
+                for method, values in (rates or grid_rates(stage)).items():
+                    runs += [_run(extra, model, task, method, seed, f"train.lr={lr}", *where) for lr in values]
+            else:
+                runs += [_run(extra, model, task, method, seed, *where) for method in stage.methods]
+    return runs
+
+
+def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
+    if only is not None and only not in study.stages:
+        raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
+    names = [only] if only else list(study.stages)
+    overrides = tuple(study.get("overrides") or ())
+    return [
+        run for name in names for run in stage_runs(name, study.stages[name], study.model, list(study.seeds), overrides)
+    ]
+
+
+def grid_choices(stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]]) -> dict[str, RateChoice]:
+    """Each method's choice by the rule (harness/rate_choice.py). With a ``probe``, the probe is judged
+    first and alone; the others wait for its choice, which is their collapse floor."""
+    tasks = list(stage.tasks)
+    scores = grid_scores(runs)
+    full = {m: {r: scores.get(m, {}).get(r, {}) for r in rates[m]} for m in rates}
+    probe = stage.get("probe")
+    choices = {}
+    if probe:
+        choices[probe] = choose_rate(full[probe], tasks)
+        if choices[probe].chosen is None or choices[probe].extend_to is not None:
+            return choices
+    floor = dict(full[probe][choices[probe].chosen]) if probe else None
+    for method in rates:
+        if method != probe:
+            choices[method] = choose_rate(full[method], tasks, floor)
+    return choices
+
+
+def describe(method: str, choice: RateChoice) -> str:
+    scores = ", ".join(
+        f"{rate:g}: {score:.2f}"
+        + (f" (collapsed on {'/'.join(choice.collapsed[rate])})" if rate in choice.collapsed else "")
+        for rate, score in sorted(choice.mean_scores.items())
+    )
+    if choice.extend_to is not None:
+        verdict = (
+            f"at an edge: extending to {choice.extend_to:g}"
+            if choice.chosen
+            else f"none eligible: extending to {choice.extend_to:g}"
+        )
+    elif choice.chosen is None:
+        verdict = "not judged yet"
+    else:
+        verdict = f"chose {choice.chosen:g}"
+    return f"  {method}: {verdict} [{scores}]"
+
+
+def run_grid(
+    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool], pool: Callable[[list[Run]], list[Run]]
+) -> list[Run]:
+    """Run a learning-rate grid; with ``extend: true``, grow it past any chosen rate at its edge
+    until every choice is interior (conf/protocol/minilm-paper/README.md). Returns the failed runs."""
+    extended: dict[str, list[float]] = {}
+    overrides = tuple(study.get("overrides") or ())
+    while True:
+        rates = grid_rates(stage, extended)
+        runs = [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, rates) if keep(r)]
+        failed = pool(runs)
+        if failed or not stage.get("extend"):
+            return failed
+        choices = grid_choices(stage, runs, rates)
+        print(
+            f"grid {name!r}, by the rule of the study's protocol:",
+            *(describe(m, c) for m, c in choices.items()),
+            sep="\n",
+            flush=True,
+        )
+        more = {m: c.extend_to for m, c in choices.items() if c.extend_to is not None}
+        if not more:
+            return []
+        for method, rate in more.items():
+            extended.setdefault(method, []).append(rate)
+
+
+def check_rates_chosen(stage: DictConfig, study: DictConfig, runs: list[Run]) -> None:
+    """A stage with ``rates_from: <grid stage>`` trains each method at its grid's choice, or not at all."""
+    grid_name = stage.get("rates_from")
+    if not grid_name:
+        return
+    grid = study.stages[grid_name]
+    overrides = tuple(study.get("overrides") or ())
+    rates = grid_rates(grid)
+    grid_runs = stage_runs(grid_name, grid, study.model, list(study.seeds), overrides, rates)
+    choices = grid_choices(grid, grid_runs, rates)
+    for run in runs:
+        method = run.value("method")
+        if method not in rates:
+            continue  # not a grid method (an ablation trains at its base method's rate)
+        choice = choices.get(method)
+        if choice is None or choice.chosen is None or choice.extend_to is not None:
+            raise SystemExit(
+                f"error: the grid {grid_name!r} has not chosen {method}'s rate yet: run --stage {grid_name} first"
+            )
+        lr = run_config(run.overrides).train.lr
+        if float(lr) != choice.chosen:
+            raise SystemExit(
+                f"error: {method} would train at train.lr={lr} but the grid {grid_name!r} chose {choice.chosen:g}: "
+                "set it in the method's tuning file"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="a study file, e.g. conf/study/minilm.yaml")
+    parser.add_argument("--stage", default=None, help="run only this stage (default: all, in order)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2); each gets cores // jobs threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: cores // jobs; lower it when another study shares the machine)",
+    )
+    parser.add_argument("--logs", type=Path, default=REPO / "logs" / "study", help="one log file per run here")
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated: only these methods' runs (e.g. the ones whose rates are set)"
+    )
+    parser.add_argument("--tasks", default=None, help="comma-separated: only these tasks' runs")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs in order and exit")
+    args = parser.parse_args(argv)
+    if not args.study.is_file():
+        parser.error(f"no study file {args.study}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    study = OmegaConf.load(args.study)
+
+    def keep(run: Run) -> bool:
+        return (not args.methods or run.value("method") in args.methods.split(",")) and (
+            not args.tasks or run.value("task") in args.tasks.split(",")
+        )
+
+    if args.dry_run:  # a grid that extends itself lists its first round
+        print("\n".join(" ".join(run.overrides) for run in study_runs(study, args.stage) if keep(run)))
+        return 0
+    failed = run_study(
+        study, args.stage, keep, lambda runs: run_all(runs, args.jobs, args.logs / args.study.stem, args.threads)
+    )
+    return 1 if failed else 0
+
+
+def run_study(
+    study: DictConfig, only: str | None, keep: Callable[[Run], bool], pool: Callable[[list[Run]], list[Run]]
+) -> list[Run]:
+    """Every stage in order; consecutive plain stages share one pool, a self-extending grid runs alone."""
+    if only is not None and only not in study.stages:
+        raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
+    overrides = tuple(study.get("overrides") or ())
+    failed: list[Run] = []
+    queued: list[Run] = []
+    for name in [only] if only else list(study.stages):
+        stage = study.stages[name]
+        if stage.get("extend"):
+            failed += pool(queued) if queued else []
+            queued = []
+            failed += run_grid(name, stage, study, keep, pool)
+            if failed:  # the stages after a grid need its choice
+                return failed
+            continue
+        runs = [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides) if keep(r)]
+        check_rates_chosen(stage, study, runs)
+        queued += runs
+    return failed + (pool(queued) if queued else [])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
