@@ -1,1 +1,0 @@
-"""The GLUE fine-tuning harness: config -> data -> model -> method -> Trainer -> result.json."""
