@@ -128,7 +128,8 @@ def test_a_sweep_over_any_key_gives_one_result_per_value_and_lists_its_failures(
     assert sorted(results) == ["debug=default,train.lr=0.0001", "debug=default,train.lr=0.01"]  # -1: refused
     assert results["debug=default,train.lr=0.01"]["config"]["train"]["lr"] == 0.01
     assert results["debug=default,train.lr=0.0001"]["config"]["train"]["lr"] == 0.0001
-    assert "train.lr = -1 must be positive" in proc.stdout + proc.stderr
+    refused = seed_dir / "debug=default,train.lr=-1"
+    assert "train.lr = -1.0 must be positive" in (refused / "run.log").read_text()  # the job's log, no result
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("1 run(s) of the sweep failed") and "train.lr=-1" in last
 
