@@ -8,7 +8,6 @@ stage lists, per method, the rates it runs; the runs are found where run.py put 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from statistics import mean
 
 from harness.errors import ConfigError
@@ -48,9 +47,3 @@ def grid_scores(runs: list[Run]) -> dict[str, MethodScores]:
         m: {r: {t: mean(v) for t, v in by_task.items()} for r, by_task in by_rate.items()}
         for m, by_rate in collected.items()
     }
-
-
-def probe_scores(choices: Mapping[str, object], scores: Mapping[str, MethodScores], probe: str) -> dict[str, float]:
-    """The probe's score per task at its chosen rate: the floor of the collapse rule."""
-    chosen = getattr(choices[probe], "chosen", None)
-    return dict(scores[probe][chosen]) if chosen is not None else {}
