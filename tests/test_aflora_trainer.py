@@ -11,7 +11,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from aflora import FREEZER_STATE_FILE, AFLoraFreezer, ClipGradNormCallback
 from harness.errors import ConfigError
-from harness.methods import get_builder
+from harness.methods import method_builder, method_settings
 from harness.paths import conf_file
 from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx, wrap_aflora
 
@@ -106,7 +106,7 @@ def test_freezer_scores_raw_gradients_and_clipping_follows(tmp_path):
 
 def build(cfg_overrides: dict, total_steps: int = 100, steps_per_epoch: int = 5):
     cfg = OmegaConf.merge(OmegaConf.load(METHOD_YAML), cfg_overrides)
-    return get_builder(cfg.name, cfg.module)(tiny_backbone(), cfg, tiny_ctx(total_steps, steps_per_epoch, seed=0))
+    return method_builder(cfg)(tiny_backbone(), method_settings(cfg), tiny_ctx(total_steps, steps_per_epoch, seed=0))
 
 
 def test_builder_from_the_method_yaml():

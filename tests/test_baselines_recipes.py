@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from baselines.adalora import resolve_schedule
+from harness.methods import method_settings
 from harness.paths import CONF_DIR, REPO
 from harness.report.paper import PAPER_TASKS, task_title
 from harness.training import optimizer_steps
@@ -137,7 +138,9 @@ def test_adalora_table8_recipe_matches_its_table(method, task):
         assert (cfg.method.orth_reg_weight, cfg.method.tinit, cfg.method.deltaT, cfg.method.tfinal) == steps
         # Table 8's steps, not fractions, and they leave a budgeting phase on the task's full run.
         per_epoch, total = optimizer_steps(TRAIN_SIZE[task], cfg.train, processes=1)
-        tinit, tfinal = resolve_schedule(cfg.method, tiny_ctx(total, per_epoch))  # raises if no budgeting phase
+        tinit, tfinal = resolve_schedule(
+            method_settings(cfg.method), tiny_ctx(total, per_epoch)
+        )  # raises if no budgeting phase
         assert (tinit, tfinal) == (cfg.method.tinit, cfg.method.tfinal) and 0 <= tinit < total - tfinal
     else:
         assert (cfg.method.r, cfg.method.alpha) == (8, 16)
@@ -190,7 +193,7 @@ def test_minilm_protocol_is_shared_by_every_method(task):
         if method == "adalora":  # its fractions leave a budgeting phase on this run length
             n_train = min(TRAIN_SIZE[task], cfg.train.max_train_samples or TRAIN_SIZE[task])
             per_epoch, total = optimizer_steps(n_train, cfg.train, processes=1)
-            tinit, tfinal = resolve_schedule(cfg.method, tiny_ctx(total, per_epoch))
+            tinit, tfinal = resolve_schedule(method_settings(cfg.method), tiny_ctx(total, per_epoch))
             assert 0 <= tinit < total - tfinal
 
 

@@ -18,8 +18,8 @@ from harness.paths import REPO
 # The standard library reads TOML from Python 3.11 on; the check needs one interpreter, not every one.
 tomllib = pytest.importorskip("tomllib")
 
-SOURCES = ["run.py", "aflora", "baselines", "harness", "tests"]
-OWN_PACKAGES = {"run", "aflora", "baselines", "harness", "tests"}
+SOURCES = ["run.py", "aflora", "baselines", "harness", "tools", "tests"]
+OWN_PACKAGES = {"run", "aflora", "baselines", "harness", "tools", "tests"}
 
 
 def _declared() -> set[str]:

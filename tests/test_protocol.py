@@ -11,6 +11,7 @@ import torch
 from datasets import Dataset
 
 from harness import lifecycle
+from harness.config.validation import validate_config
 from harness.data import HELDOUT_TRAIN_EXAMPLES, heldout_indices, load_raw_splits, protocol_splits
 from harness.errors import ConfigError, DataError
 from harness.history import best_and_final, per_epoch_records
@@ -55,8 +56,8 @@ def test_paper_is_the_default_and_unchanged():
 
 
 def test_unknown_protocol_is_refused():
-    with pytest.raises(ConfigError, match="data.protocol 'fair'"):
-        spec("rte", "fair")
+    with pytest.raises(ConfigError, match=r"data.protocol = 'fair' is not one of \['paper', 'heldout'\]"):
+        validate_config(compose(["task=rte", "data.protocol=fair"]))
 
 
 def test_validation_halves_are_disjoint_fixed_and_cover_the_split():

@@ -156,17 +156,23 @@ def _not_a_classifier(tmp_path: Path) -> str:
     return str(folder)
 
 
+# Refused by the config check (harness/config/validation.py) before the run touches the disk.
+BAD_CONFIGS = {
+    # name: (overrides, words the message must contain)
+    "lora rank 0": (["method=lora", "method.r=0"], "method.r"),
+    "negative lr": (["train.lr=-0.1"], "train.lr"),
+    "zero epochs": (["train.epochs=0"], "train.epochs"),
+    "fp16": (["train.precision=fp16"], "train.precision"),
+    "aflora rank 0": (["method=aflora", "method.r=0"], "method.r"),
+}
+
+# Found once the run has started, from the data, the model or the step counts the data give.
 BAD_INPUTS = {
     # name: (overrides, damage to a fixture GLUE copy or None, words the message must contain)
-    "lora rank 0": (["method=lora", "method.r=0"], None, "method.r"),
-    "negative lr": (["train.lr=-0.1"], None, "train.lr"),
-    "zero epochs": (["train.epochs=0"], None, "train.epochs"),
-    "fp16": (["train.precision=fp16"], None, "train.precision"),
     "batch split": (["train.batch_size=10", "train.per_device_batch_size=4"], None, "train.batch_size"),
     "sequence too long": (["data.max_seq_length=4096"], None, "data.max_seq_length"),
     "aflora schedule too long": (["method=aflora", "method.t_i_steps=10", "method.t_f_steps=40"], None, "t_f"),
     "adalora schedule too long": (["method=adalora", "method.tinit=10", "method.tfinal=40"], None, "tfinal"),
-    "aflora rank 0": (["method=aflora", "method.r=0"], None, "r"),
     "task missing": (["task=cola"], lambda f: None, "cola/train-*.parquet"),
     "split missing": ([], _drop_validation, "validation-*.parquet"),
     "truncated parquet": ([], _truncate, "train-00000-of-00001.parquet: not a readable parquet"),
@@ -174,6 +180,22 @@ BAD_INPUTS = {
     "labels out of range": ([], _bad_labels, "label value(s) [5] outside 0..1"),
     "model path missing": (["model.source=path", "model.path=/no/such/model"], None, "/no/such/model"),
 }
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_is_refused_and_leaves_nothing(tmp_path, glue_dir, caplog, case):
+    overrides, words = BAD_CONFIGS[case]
+    runs = tmp_path / "runs"
+    cfg = compose(
+        ["task=rte", "model=tiny-bert", "debug=default", f"data.dir={glue_dir}", f"runs_dir={runs}", *overrides]
+    )
+    run_dir = runs / "rte" / "run"
+    run_dir.mkdir(parents=True)  # as Hydra makes it before run.py runs
+    with caplog.at_level(logging.ERROR):
+        code = lifecycle.run(cfg, run_dir)
+    assert code == 2
+    assert words in caplog.text, caplog.text
+    assert runs.is_dir() and not any(runs.iterdir())  # the folders Hydra made are gone, runs_dir stays
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
