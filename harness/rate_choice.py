@@ -9,6 +9,8 @@ choice is never at its edge (conf/protocol/minilm-paper/README.md, "Learning rat
 - A chosen rate that is the lowest or highest rate run asks for one more rate beyond it: the edge
   times the ratio of the edge to its neighbour, to one significant figure. With no eligible rate the
   grid grows downwards.
+- Fallback, for a task outside the grid: where a method's first seed at its chosen rate collapses
+  (at or below the probe's first seed there), that (method, task) trains at the grid's next lower rate.
 
 Pure functions: the study tool (harness/study.py) feeds them the scores its runs wrote.
 """
@@ -66,3 +68,12 @@ def choose_rate(scores: Scores, tasks: list[str], probe: Mapping[str, float] | N
     elif chosen == rates[-1]:
         extend_to = rate_beyond(rates[-1], rates[-2])
     return RateChoice(chosen, mean_scores, collapsed, extend_to)
+
+
+def fallback_rate(score: float, probe_score: float, chosen: float, rates: list[float]) -> float | None:
+    """The rate a (method, task) outside the grid trains at instead of ``chosen`` when its first seed
+    collapsed there (``score`` at or below the probe's), else None: the next lower rate of ``rates``
+    (a chosen rate is interior, so there is one)."""
+    if score > probe_score:
+        return None
+    return max(rate for rate in rates if rate < chosen)

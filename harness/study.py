@@ -19,9 +19,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
-from harness.grid_scores import grid_scores
+from harness.grid_scores import grid_scores, selection_score
 from harness.pool import REPO, Run, run_all
-from harness.rate_choice import RateChoice, choose_rate
+from harness.rate_choice import RateChoice, choose_rate, fallback_rate
 
 
 def _run(study_overrides: tuple[str, ...], model: str, task: str, method: str, seed: int, *extra: str) -> Run:
@@ -41,12 +41,15 @@ def stage_runs(
     default_seeds: list[int],
     study_overrides: tuple[str, ...] = (),
     rates: Mapping[str, list[float]] | None = None,
+    fallback: Mapping[tuple[str, str], float] | None = None,
 ) -> list[Run]:
     """The runs of one stage, seed-major: seed 1 of every (task, method[, lr]) before seed 2.
 
     A stage's ``runs_dir`` (if any) and the study's ``overrides`` go on every run's command line; a
-    learning-rate grid (``lr``) gives each value its own ``train.lr=<value>/`` folder.
+    learning-rate grid (``lr``) gives each value its own ``train.lr=<value>/`` folder, and so does
+    a (method, task) the fallback rule moved to another rate (``fallback``, see ``fallback_rates``).
     """
+    fallback = fallback or {}
     seeds = list(stage.get("seeds") or default_seeds)
     extra = (*study_overrides, *(stage.get("overrides") or ()))
     where = (f"runs_dir={stage.runs_dir}",) if stage.get("runs_dir") else ()
@@ -57,7 +60,9 @@ def stage_runs(
                 for method, values in (rates or grid_rates(stage)).items():
                     runs += [_run(extra, model, task, method, seed, f"train.lr={lr}", *where) for lr in values]
             else:
-                runs += [_run(extra, model, task, method, seed, *where) for method in stage.methods]
+                for method in stage.methods:
+                    moved = (f"train.lr={fallback[method, task]}",) if (method, task) in fallback else ()
+                    runs.append(_run(extra, model, task, method, seed, *moved, *where))
     return runs
 
 
@@ -109,43 +114,91 @@ def describe(method: str, choice: RateChoice) -> str:
     return f"  {method}: {verdict} [{scores}]"
 
 
+def grid_outcome(
+    name: str, stage: DictConfig, study: DictConfig
+) -> tuple[dict[str, list[float]], dict[str, RateChoice]]:
+    """A grid's rates and each method's choice as its finished runs stand, with every extension
+    those runs call for (``extend: true``); a method whose newest rates have not finished is not
+    judged yet. The study tool runs a grid with it, and a table stage takes its rates from it."""
+    overrides = tuple(study.get("overrides") or ())
+    extended: dict[str, list[float]] = {}
+    while True:
+        rates = grid_rates(stage, extended)
+        choices = grid_choices(stage, stage_runs(name, stage, study.model, list(study.seeds), overrides, rates), rates)
+        more = {m: c.extend_to for m, c in choices.items() if c.extend_to is not None}
+        if not more or not stage.get("extend"):
+            return rates, choices
+        for method, rate in more.items():
+            extended.setdefault(method, []).append(rate)
+
+
 def run_grid(
     name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool], pool: Callable[[list[Run]], list[Run]]
 ) -> list[Run]:
     """Run a learning-rate grid; with ``extend: true``, grow it past any chosen rate at its edge
     until every choice is interior (conf/protocol/minilm-paper/README.md). Returns the failed runs."""
-    extended: dict[str, list[float]] = {}
     overrides = tuple(study.get("overrides") or ())
+    ran: dict[str, list[float]] | None = None
     while True:
-        rates = grid_rates(stage, extended)
-        runs = [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, rates) if keep(r)]
-        failed = pool(runs)
+        rates, choices = grid_outcome(name, stage, study)
+        if rates == ran:  # the finished runs ask for no other rate: every choice they allow is made
+            print(
+                f"grid {name!r}, by the rule of the study's protocol:",
+                *(describe(m, c) for m, c in choices.items()),
+                sep="\n",
+                flush=True,
+            )
+            return []
+        failed = pool([r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, rates) if keep(r)])
         if failed or not stage.get("extend"):
             return failed
-        choices = grid_choices(stage, runs, rates)
-        print(
-            f"grid {name!r}, by the rule of the study's protocol:",
-            *(describe(m, c) for m, c in choices.items()),
-            sep="\n",
-            flush=True,
-        )
-        more = {m: c.extend_to for m, c in choices.items() if c.extend_to is not None}
-        if not more:
-            return []
-        for method, rate in more.items():
-            extended.setdefault(method, []).append(rate)
+        ran = rates
 
 
-def check_rates_chosen(stage: DictConfig, study: DictConfig, runs: list[Run]) -> None:
-    """A stage with ``rates_from: <grid stage>`` trains each method at its grid's choice, or not at all."""
+def fallback_rates(stage: DictConfig, study: DictConfig, runs: list[Run]) -> dict[tuple[str, str], float]:
+    """(method, task) -> the rate the fallback rule moves that cell to, for a stage with
+    ``fallback: {tasks: [...], probe: <method>}``: a method whose first-seed run at the grid's choice
+    collapsed on one of those tasks (at or below the probe's first-seed run there) trains there at
+    the grid's next lower rate, every seed (conf/protocol/minilm-paper/README.md, "Fallback").
+    ``runs`` are the stage's runs at the grid's choices; their first seed, and the probe's, must have finished."""
+    rule = stage.get("fallback")
+    if not rule:
+        return {}
+    rates, choices = grid_outcome(stage.rates_from, study.stages[stage.rates_from], study)
+    first_seed = str(min(stage.get("seeds") or study.seeds))
+    moved = {}
+    for run in runs:
+        method, task = run.value("method"), run.value("task")
+        if run.value("seed") != first_seed or task not in rule.tasks or method == rule.probe or method not in rates:
+            continue
+        # The probe's run on the same command line: the same task, seed, budget and runs_dir.
+        probe = Run(tuple(f"method={rule.probe}" if o.startswith("method=") else o for o in run.overrides))
+        score, floor = selection_score(run), selection_score(probe)
+        for needed, got in ((run, score), (probe, floor)):
+            if got is None:
+                raise SystemExit(
+                    f"error: the fallback rule needs the finished run {' '.join(needed.overrides)}: run it first"
+                )
+        lower = fallback_rate(score, floor, choices[method].chosen, rates[method])
+        if lower is not None:
+            print(
+                f"fallback: {method} on {task} collapsed at {choices[method].chosen:g} ({score:.2f} <= the probe's "
+                f"{floor:.2f}): every seed trains at {lower:g}",
+                flush=True,
+            )
+            moved[method, task] = lower
+    return moved
+
+
+def check_rates_chosen(
+    stage: DictConfig, study: DictConfig, runs: list[Run], fallback: Mapping[tuple[str, str], float] | None = None
+) -> None:
+    """A stage with ``rates_from: <grid stage>`` trains each method at its grid's choice (or where
+    the fallback rule moved it), or not at all."""
     grid_name = stage.get("rates_from")
     if not grid_name:
         return
-    grid = study.stages[grid_name]
-    overrides = tuple(study.get("overrides") or ())
-    rates = grid_rates(grid)
-    grid_runs = stage_runs(grid_name, grid, study.model, list(study.seeds), overrides, rates)
-    choices = grid_choices(grid, grid_runs, rates)
+    rates, choices = grid_outcome(grid_name, study.stages[grid_name], study)
     for run in runs:
         method = run.value("method")
         if method not in rates:
@@ -155,8 +208,9 @@ def check_rates_chosen(stage: DictConfig, study: DictConfig, runs: list[Run]) ->
             raise SystemExit(
                 f"error: the grid {grid_name!r} has not chosen {method}'s rate yet: run --stage {grid_name} first"
             )
+        expected = (fallback or {}).get((method, run.value("task")), choice.chosen)
         lr = run_config(run.overrides).train.lr
-        if float(lr) != choice.chosen:
+        if float(lr) != expected:
             raise SystemExit(
                 f"error: {method} would train at train.lr={lr} but the grid {grid_name!r} chose {choice.chosen:g}: "
                 "set it in the method's tuning file"
@@ -223,6 +277,17 @@ def run_study(
             continue
         runs = [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides) if keep(r)]
         check_rates_chosen(stage, study, runs)
+        if stage.get("fallback"):  # its first seed decides the rest's rates: run it first, alone
+            first_seed = str(min(stage.get("seeds") or study.seeds))
+            failed += pool([*queued, *(r for r in runs if r.value("seed") == first_seed)])
+            queued = []
+            if failed:
+                return failed
+            moved = fallback_rates(stage, study, runs)
+            runs = [
+                r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, fallback=moved) if keep(r)
+            ]
+            check_rates_chosen(stage, study, runs, moved)
         queued += runs
     return failed + (pool(queued) if queued else [])
 

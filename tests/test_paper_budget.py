@@ -5,6 +5,7 @@ the held-out and paper protocols."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from harness.data import heldout_indices
 from harness.epoch_predictions import read_predictions
 from harness.errors import ConfigError
 from harness.finished_runs import run_dir_of
-from harness.rate_choice import choose_rate, rate_beyond
+from harness.pool import Run
+from harness.rate_choice import choose_rate, fallback_rate, rate_beyond
 from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score
 from harness.study import run_study
@@ -116,31 +118,37 @@ def test_every_rate_collapsed_extends_downwards_and_an_unfinished_grid_decides_n
 # --- the study tool extends a grid by itself ------------------------------------------------------
 
 
+def write_score(run: Run, score: float) -> None:
+    """The result.json a finished run would leave, as far as the rate rules read it."""
+    run_dir, _ = run_dir_of(run.overrides)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    best = {"f1_select": score, "pearson_select": score, "mcc_select": score, "accuracy_select": score}
+    selection_metric = {"mrpc": "f1", "stsb": "pearson", "cola": "mcc", "rte": "accuracy"}[run.value("task")]
+    result = {"status": "completed", "metrics": {"selection_metric": selection_metric, "best": best}}
+    (run_dir / "result.json").write_text(json.dumps(result))
+
+
+def scoring_pool(score: Callable[[Run], float], calls: list[list[Run]]) -> Callable[[list[Run]], list[Run]]:
+    """A stand-in for the study's pool: each run it is handed "finishes" at once with ``score(run)``."""
+
+    def pool(runs: list[Run]) -> list[Run]:
+        calls.append(list(runs))
+        for run in runs:
+            write_score(run, score(run))
+        return []
+
+    return pool
+
+
 def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
     """A fake pool writes each run's result: AFLoRA's score rises up to 9e-2 and falls after, so the
     grid [1e-2, 3e-2] must run 9e-2, then 0.3 (0.27 to one figure), and choose 9e-2; the probe is interior at once."""
     peak = {"aflora": 9e-2, "head": 1e-1}
-    calls: list[list[str]] = []
+    runs_handed: list[list[Run]] = []
 
-    def fake_pool(runs):
-        calls.append([f"{r.value('method')}@{r.value('train.lr')}/{r.value('task')}" for r in runs])
-        for run in runs:
-            run_dir, _ = run_dir_of(run.overrides)
-            lr, method = float(run.value("train.lr")), run.value("method")
-            score = (0.6 if method == "aflora" else 0.3) - 0.1 * abs(np.log10(lr / peak[method]))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "result.json").write_text(
-                json.dumps(
-                    {
-                        "status": "completed",
-                        "metrics": {
-                            "selection_metric": "f1" if run.value("task") == "mrpc" else "pearson",
-                            "best": {"f1_select": score, "pearson_select": score},
-                        },
-                    }
-                )
-            )
-        return []
+    def score(run: Run) -> float:
+        lr, method = float(run.value("train.lr")), run.value("method")
+        return (0.6 if method == "aflora" else 0.3) - 0.1 * abs(np.log10(lr / peak[method]))
 
     study = OmegaConf.create(
         {
@@ -158,11 +166,80 @@ def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
             },
         }
     )
-    assert run_study(study, None, lambda run: True, fake_pool) == []
+    assert run_study(study, None, lambda run: True, scoring_pool(score, runs_handed)) == []
+    calls = [[f"{r.value('method')}@{r.value('train.lr')}/{r.value('task')}" for r in runs] for runs in runs_handed]
     assert len(calls) == 3  # the first round, then 9e-2, then 0.3
     # Each round hands the pool the whole grid (it steps over finished runs): the new runs are the extension.
     assert set(calls[1]) - set(calls[0]) == {"aflora@0.09/mrpc"}
     assert set(calls[2]) - set(calls[1]) == {"aflora@0.3/mrpc"}
+
+
+def test_a_cell_whose_first_seed_collapses_outside_the_grid_trains_every_seed_one_rate_lower(tmp_path):
+    """The fallback rule: the grid (MRPC) chooses each method's tuning-file rate; on RTE, AFLoRA's seed 1
+    there scores under the probe's, so all its RTE seeds run at the grid's next lower rate, and
+    nothing else moves. Seed 1 runs alone first, since it decides the others."""
+    centre = {
+        m: compose(["task=rte", "model=minilm", f"method={m}", "budget=paper"]).train.lr for m in ("head", "aflora")
+    }
+    grid = {m: [c / 2, c, 2 * c] for m, c in centre.items()}
+
+    def score(run: Run) -> float:
+        method, task = run.value("method"), run.value("task")
+        lr = float(run.value("train.lr") or centre[method])
+        if task == "rte" and method == "aflora":
+            return 0.4 if lr == centre["aflora"] else 0.55  # at or under the probe's 0.5 at the chosen rate
+        return (0.5 if method == "head" else 0.7) - 0.1 * abs(np.log2(lr / centre[method]))
+
+    study = OmegaConf.create(
+        {
+            "model": "minilm",
+            "seeds": [1, 2],
+            "overrides": ["budget=paper"],
+            "stages": {
+                "grid": {
+                    "tasks": ["mrpc"],
+                    "seeds": [1],
+                    "runs_dir": str(tmp_path / "grid"),
+                    "extend": True,
+                    "probe": "head",
+                    "lr": grid,
+                },
+                "table": {
+                    "tasks": ["rte", "mrpc"],
+                    "methods": ["head", "aflora"],
+                    "runs_dir": str(tmp_path / "table"),
+                    "rates_from": "grid",
+                    "fallback": {"tasks": ["rte"], "probe": "head"},
+                },
+            },
+        }
+    )
+    handed: list[list[Run]] = []
+    assert run_study(study, None, lambda run: True, scoring_pool(score, handed)) == []
+    grid_round, first_seed, the_rest = handed  # the grid chose at once: every choice is interior
+    assert len(grid_round) == 6 and {r.value("seed") for r in first_seed} == {"1"} and len(first_seed) == 4
+    assert all(r.value("train.lr") is None for r in first_seed)  # the tuning files' rates, the grid's choices
+    moved = {(r.value("method"), r.value("task"), r.value("seed")): r.value("train.lr") for r in the_rest}
+    lower = str(grid["aflora"][0])
+    # The whole table goes to the pool (it steps over finished runs): AFLoRA's collapsed RTE run is not in it.
+    assert len(the_rest) == len(moved) == 8
+    assert moved == {
+        ("head", "rte", "1"): None,
+        ("aflora", "rte", "1"): lower,  # seed 1 again, at the lower rate
+        ("head", "mrpc", "1"): None,
+        ("aflora", "mrpc", "1"): None,
+        ("head", "rte", "2"): None,
+        ("aflora", "rte", "2"): lower,
+        ("head", "mrpc", "2"): None,
+        ("aflora", "mrpc", "2"): None,  # on a grid task the rule does not apply
+    }
+
+
+def test_the_fallback_is_the_next_lower_rate_and_only_at_or_below_the_probe():
+    rates = [1e-3, 2e-3, 5e-3, 1e-2]
+    assert fallback_rate(60.0, 55.0, 5e-3, rates) is None
+    assert fallback_rate(55.0, 55.0, 5e-3, rates) == 2e-3  # at the probe's score is collapsed
+    assert fallback_rate(10.0, 55.0, 2e-3, rates) == 1e-3
 
 
 # --- kept predictions, read back into both protocols ----------------------------------------------
