@@ -155,18 +155,21 @@ def run_grid(
         ran = rates
 
 
-def fallback_rates(stage: DictConfig, study: DictConfig, runs: list[Run]) -> dict[tuple[str, str], float]:
+def fallback_rates(
+    stage: DictConfig, study: DictConfig, runs: list[Run]
+) -> tuple[dict[tuple[str, str], float], list[Run]]:
     """(method, task) -> the rate the fallback rule moves that cell to, for a stage with
     ``fallback: {tasks: [...], probe: <method>}``: a method whose first-seed run at the grid's choice
     collapsed on one of those tasks (at or below the probe's first-seed run there) trains there at
     the grid's next lower rate, every seed (conf/protocol/minilm-paper/README.md, "Fallback").
-    ``runs`` are the stage's runs at the grid's choices; their first seed, and the probe's, must have finished."""
+    ``runs`` are the stage's runs at the grid's choices. Returns the moves, and the first-seed runs
+    (the method's or the probe's) not finished yet, whose cells are not decided."""
     rule = stage.get("fallback")
     if not rule:
-        return {}
+        return {}, []
     rates, choices = grid_outcome(stage.rates_from, study.stages[stage.rates_from], study)
     first_seed = str(min(stage.get("seeds") or study.seeds))
-    moved = {}
+    moved, undecided = {}, []
     for run in runs:
         method, task = run.value("method"), run.value("task")
         if run.value("seed") != first_seed or task not in rule.tasks or method == rule.probe or method not in rates:
@@ -174,20 +177,13 @@ def fallback_rates(stage: DictConfig, study: DictConfig, runs: list[Run]) -> dic
         # The probe's run on the same command line: the same task, seed, budget and runs_dir.
         probe = Run(tuple(f"method={rule.probe}" if o.startswith("method=") else o for o in run.overrides))
         score, floor = selection_score(run), selection_score(probe)
-        for needed, got in ((run, score), (probe, floor)):
-            if got is None:
-                raise SystemExit(
-                    f"error: the fallback rule needs the finished run {' '.join(needed.overrides)}: run it first"
-                )
+        if score is None or floor is None or choices[method].chosen is None or choices[method].extend_to is not None:
+            undecided += [r for r, got in ((run, score), (probe, floor)) if got is None]
+            continue
         lower = fallback_rate(score, floor, choices[method].chosen, rates[method])
         if lower is not None:
-            print(
-                f"fallback: {method} on {task} collapsed at {choices[method].chosen:g} ({score:.2f} <= the probe's "
-                f"{floor:.2f}): every seed trains at {lower:g}",
-                flush=True,
-            )
             moved[method, task] = lower
-    return moved
+    return moved, undecided
 
 
 def check_rates_chosen(
@@ -283,7 +279,12 @@ def run_study(
             queued = []
             if failed:
                 return failed
-            moved = fallback_rates(stage, study, runs)
+            moved, undecided = fallback_rates(stage, study, runs)
+            if undecided:
+                needed = " ".join(undecided[0].overrides)
+                raise SystemExit(f"error: the fallback rule needs the finished run {needed}: run it first")
+            for (method, task), rate in moved.items():
+                print(f"fallback: {method} collapsed on {task} at the grid's rate: every seed trains at {rate:g}")
             runs = [
                 r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, fallback=moved) if keep(r)
             ]

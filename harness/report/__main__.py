@@ -1,4 +1,5 @@
-"""CLI: python -m harness.report --runs runs --out reports [--model minilm]; --paper only prints."""
+"""CLI: python -m harness.report --runs runs --out reports [--model minilm]; --paper only prints;
+--study conf/study/<name>.yaml --out <dir>: a study's own report (report/study_report.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from harness.errors import HarnessError, print_user_error
 from harness.report.build import build_reports, paper_comparisons
+from harness.report.load import ReportError
+from harness.report.study_report import build_study_report
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,6 +44,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="only print each model's comparison with the paper's published numbers (Markdown; make paper-tables): "
         "nothing is written, --out and the other outputs are ignored",
+    )
+    p.add_argument(
+        "--study",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a study file (conf/study/<name>.yaml): write that study's own report into --out itself, from "
+        "the runs its table stages name (the grid's rates, the fallback rule's moves) under both protocols; "
+        "--runs, --model, --grid and --evidence are not used",
     )
     p.add_argument(
         "--grid",
@@ -77,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = shlex.join(["python", "-m", "harness.report", *argv])
     try:
+        if args.study is not None:
+            if not args.study.is_file():
+                raise ReportError(f"{args.study}: no such study file (--study)")
+            paths = build_study_report(args.study, args.out, command)
+            print(f"{args.study}: wrote {len(paths)} files under {args.out}")
+            return 0
         if args.paper:  # the committed report stays as `make report` wrote it
             print("\n".join(paper_comparisons(args.runs, args.model).values()), end="")
             return 0
