@@ -17,15 +17,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from harness import cli_help  # noqa: F401  registers ${conf_options:...} for --help
-from harness.cli_errors import SweepRunFailed, exit_code_and_line
 from harness.config.lengths import command_line_wins
 from harness.config.schema import register_schema
 from harness.config.validation import register_resolver
-from harness.distributed import replica_overrides, setup_process
-from harness.errors import INTERRUPTED
-from harness.identity import variant
-from harness.quiet import quiet_libraries
+from harness.core import cli_help  # noqa: F401  registers ${conf_options:...} for --help
+from harness.core.cli_errors import SweepRunFailed, exit_code_and_line
+from harness.core.errors import INTERRUPTED
+from harness.execution.distributed import replica_overrides, setup_process
+from harness.execution.quiet import quiet_libraries
+from harness.storage.identity import variant
 
 register_schema()  # the typed schema conf/config.yaml's defaults start from
 register_resolver()  # ${run_subdir:...}: the run directory of a config that passed validation
@@ -37,9 +37,9 @@ FAILED_IN_SWEEP: list[str] = []  # the runs of this process's sweep that failed
 def run(cfg: DictConfig) -> None:
     setup_process()  # ranks of a multi-task SLURM job; quiet logs on ranks > 0
     quiet_libraries()  # progress bars on a terminal only; no library warnings about their internals
-    from harness import lifecycle
-    from harness.budget import check_budget
-    from harness.errors import ConfigError, print_user_error
+    from harness.config.budget import check_budget
+    from harness.core.errors import ConfigError, print_user_error
+    from harness.execution import lifecycle
 
     hydra_cfg = HydraConfig.get()
     try:

@@ -29,11 +29,11 @@ from omegaconf import MISSING
 from peft import AdaLoraConfig, get_peft_model
 from peft.tuners.adalora import AdaLoraLayer
 
-from harness.checkpoints import saved_checkpoint
 from harness.config.lengths import one_length
 from harness.config.schema import check_count
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
+from harness.core.errors import ConfigError
+from harness.execution.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
+from harness.storage.checkpoints import saved_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from aflora.freezing import RULES
 from aflora.scoring import SENSITIVITIES
 from harness.config.lengths import Length, one_length
 from harness.config.schema import check_choice, check_count, check_range
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
+from harness.core.errors import ConfigError
+from harness.execution.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
 
 logger = logging.getLogger(__name__)
 

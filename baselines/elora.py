@@ -19,7 +19,7 @@ from peft import get_peft_model
 from aflora import AFLoraConfig, AFLoraLayer
 from baselines.vera import check_wrapped_modules
 from harness.config.schema import check_count
-from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.execution.methods import BuildContext, MethodBuild, MethodSettings, register_method
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.execution.methods import BuildContext, MethodBuild, MethodSettings, register_method
 
 
 @register_method("full")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
-from harness.params import is_head_param
+from harness.execution.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.execution.params import is_head_param
 
 
 @register_method("head")

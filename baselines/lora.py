@@ -9,7 +9,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from harness.config.schema import check_count, check_range
-from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.execution.methods import BuildContext, MethodBuild, MethodSettings, register_method
 
 
 @dataclass

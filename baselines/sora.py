@@ -26,7 +26,7 @@ What the official code does (TsinghuaC3I/SoRA, commit 7ca93d5; docs/method.md, "
   transformers ``AdamW``: betas (0.9, 0.999), eps 1e-6, no weight decay) at ``sparse_lr``
   (default: the learning rate), with its own linear warm-up schedule over the same steps. Here
   they are one more parameter group of the harness's optimizer (``train.optimizer``, whose groups
-  for everything else are ``harness.optim.parameter_groups``'), eps 1e-6, no weight decay, at
+  for everything else are ``harness.execution.optim.parameter_groups``'), eps 1e-6, no weight decay, at
   ``method.gate_lr`` (null: ``train.lr``), on the Trainer's schedule; so the optimizer's state,
   the gates' moments included, is in every checkpoint.
 - After each Adam step the gates are thresholded by ``sparse_lambda_2`` (xi), a constant: not
@@ -68,9 +68,9 @@ from torch import nn
 
 from baselines.lora import LoraSettings, lora_config
 from harness.config.schema import check_choice
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodCallback, OptimizerFactory, register_method
-from harness.optim import OPTIMIZERS, parameter_groups
+from harness.core.errors import ConfigError
+from harness.execution.methods import BuildContext, MethodBuild, MethodCallback, OptimizerFactory, register_method
+from harness.execution.optim import OPTIMIZERS, parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def restore_gates(peft_model: nn.Module, folder: str | Path) -> bool:
 
 def load_sora(backbone: nn.Module, folder: Path) -> nn.Module:
     """A saved SoRA adapter on ``backbone``, gates included, trainable as in training (the method's
-    ``load_weights``, ``harness.methods.WeightsLoader``)."""
+    ``load_weights``, ``harness.execution.methods.WeightsLoader``)."""
     model = PeftModel.from_pretrained(backbone, folder, is_trainable=True)
     restore_gates(model, folder)
     return model
@@ -208,7 +208,7 @@ def _threshold_gate_groups(optimizer: torch.optim.Optimizer, args: Any, kwargs: 
 
 
 def sora_optimizer(cfg: Any) -> OptimizerFactory:
-    """The harness's optimizer (``train.optimizer``, ``harness.optim.parameter_groups`` for every
+    """The harness's optimizer (``train.optimizer``, ``harness.execution.optim.parameter_groups`` for every
     other parameter) plus a group for the gates, thresholded after every step."""
 
     def build(model: nn.Module, train_cfg: Any, head_modules: Any) -> torch.optim.Optimizer:

@@ -20,8 +20,8 @@ from peft import VeraConfig, get_peft_model
 from peft.tuners.vera import VeraLayer
 
 from harness.config.schema import MAX_SEED, check_count, check_range
-from harness.errors import ConfigError
-from harness.methods import BuildContext, MethodBuild, MethodSettings, register_method
+from harness.core.errors import ConfigError
+from harness.execution.methods import BuildContext, MethodBuild, MethodSettings, register_method
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@
 The model is rebuilt as the run built it (its resolved config is in result.json): the backbone
 from ``model`` (after ``set_seed(seed)``, so a random-weight backbone comes out the same), then the
 adapter from ``<run_dir>/best/``, by the method's ``load_weights`` if it registered one (SoRA: its
-gates; ``harness.methods.method_weights_loader``), else by peft, or the probe's classifier; a fully
-fine-tuned model loads from there on its own (harness/weights_format.py). Before predicting, the
+gates; ``harness.execution.methods.method_weights_loader``), else by peft, or the probe's classifier; a fully
+fine-tuned model loads from there on its own (harness/storage/weights_format.py). Before predicting, the
 validation split(s) are evaluated again, with the run's batch size and sample limit, and each metric
 is compared with the best epoch's in result.json.
 """
@@ -35,19 +35,19 @@ from transformers import (
     set_seed,
 )
 
-from harness.best_weights import BEST_DIR
-from harness.data import load_raw_splits, reported_set, take_examples, tokenize_splits
-from harness.errors import HarnessError, print_user_error
-from harness.methods import WeightsLoader, method_weights_loader
-from harness.metrics import compute_metrics_fn, to_predictions
-from harness.models import load_model, load_tokenizer
-from harness.quiet import progress_bars, quiet_libraries
-from harness.result_schema import COMPLETED, RunResult
-from harness.results import RESULT_FILE, load_result
+from harness.core.errors import HarnessError, print_user_error
+from harness.execution.methods import WeightsLoader, method_weights_loader
+from harness.execution.quiet import progress_bars, quiet_libraries
+from harness.execution.training import resolve_device, set_threads
+from harness.inputs.data import load_raw_splits, reported_set, take_examples, tokenize_splits
+from harness.inputs.metrics import compute_metrics_fn, to_predictions
+from harness.inputs.models import load_model, load_tokenizer
+from harness.inputs.tasks import TaskSpec, task_spec
+from harness.storage.best_weights import BEST_DIR
+from harness.storage.result_schema import COMPLETED, RunResult
+from harness.storage.results import RESULT_FILE, load_result
+from harness.storage.weights_format import PEFT_ADAPTER, WHOLE_MODEL, format_of, load_head
 from harness.submission import PREDICTIONS_DIR, TEST_FILES, write_tsv
-from harness.tasks import TaskSpec, task_spec
-from harness.training import resolve_device, set_threads
-from harness.weights_format import PEFT_ADAPTER, WHOLE_MODEL, format_of, load_head
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def inference_trainer(
 
 def evaluate_validation(trainer: Trainer, cfg: DictConfig, task: TaskSpec, data_dir: str | None) -> dict[str, float]:
     """The task's metrics on its validation split(s), keyed as result.json keys them (``accuracy_mm``);
-    under data.protocol=heldout on the part of each split the run reported (harness/data.py)."""
+    under data.protocol=heldout on the part of each split the run reported (harness/inputs/data.py)."""
     splits = list(task.eval_splits)
     raw = load_raw_splits(task, data_dir, cfg.data.hub_name, splits)
     tokenized = tokenize_splits(

@@ -2,7 +2,7 @@
 
     python -m harness.publish runs/minilm/rte/aflora/seed1 --push-to-hub you/minilm-rte-aflora
 
-What goes up is ``<run_dir>/best/`` as the run wrote it (harness/best_weights.py), with one change
+What goes up is ``<run_dir>/best/`` as the run wrote it (harness/storage/best_weights.py), with one change
 in the uploaded copy: ``adapter_config.json``'s ``base_model_name_or_path`` becomes the card's hub
 id of the base model, since the local folder the run loaded it from means nothing to a hub reader.
 ``upload`` is the one call that reaches the hub (``huggingface_hub``'s ``create_repo`` and
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard
 
-from harness.best_weights import BEST_DIR
-from harness.errors import HarnessError, print_user_error
+from harness.core.errors import HarnessError, print_user_error
+from harness.storage.best_weights import BEST_DIR
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError, print_user_error
-from harness.result_schema import COMPLETED, RunResult
-from harness.results import load_result
+from harness.core.errors import HarnessError, print_user_error
+from harness.storage.result_schema import COMPLETED, RunResult
+from harness.storage.results import load_result
 
 
 def summary(result: RunResult) -> str:

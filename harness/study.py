@@ -19,9 +19,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
-from harness.grid_scores import grid_scores, selection_score
-from harness.pool import REPO, Run, run_all
-from harness.rate_choice import RateChoice, choose_rate, fallback_rate
+from harness.studies.grid_scores import grid_scores, selection_score
+from harness.studies.pool import REPO, Run, run_all
+from harness.studies.rate_choice import RateChoice, choose_rate, fallback_rate
 
 
 def _run(study_overrides: tuple[str, ...], model: str, task: str, method: str, seed: int, *extra: str) -> Run:
@@ -29,7 +29,7 @@ def _run(study_overrides: tuple[str, ...], model: str, task: str, method: str, s
 
 
 def grid_rates(stage: DictConfig, extended: Mapping[str, list[float]] | None = None) -> dict[str, list[float]]:
-    """Each method's rates: the stage's, plus those an edge extension added (harness/rate_choice.py)."""
+    """Each method's rates: the stage's, plus those an edge extension added (harness/studies/rate_choice.py)."""
     extended = extended or {}
     return {m: sorted({*map(float, rates), *extended.get(m, [])}) for m, rates in stage.lr.items()}
 
@@ -77,7 +77,7 @@ def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
 
 
 def grid_choices(stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]]) -> dict[str, RateChoice]:
-    """Each method's choice by the rule (harness/rate_choice.py). With a ``probe``, the probe is judged
+    """Each method's choice by the rule (harness/studies/rate_choice.py). With a ``probe``, the probe is judged
     first and alone; the others wait for its choice, which is their collapse floor."""
     tasks = list(stage.tasks)
     scores = grid_scores(runs)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import print_user_error
+from harness.core.errors import print_user_error
 
 log = logging.getLogger(__name__)
 

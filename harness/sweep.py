@@ -5,7 +5,7 @@
 With a local copy (GLUE_DIR), tasks whose train or validation files are missing are skipped with
 a message; without one, every task is read from the hub. Finished runs are skipped by run.py
 itself, so rerunning the sweep only trains what is missing. On this machine the runs go --jobs at
-a time, each with cores / jobs torch threads (harness/pool.py); --launcher hands the whole sweep
+a time, each with cores / jobs torch threads (harness/studies/pool.py); --launcher hands the whole sweep
 to a Hydra launcher instead (SLURM, a submitit pool).
 """
 
@@ -19,12 +19,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from harness.data import required_splits, split_files
-from harness.errors import ConfigError, DataError, print_user_error
-from harness.paths import CONF_DIR, REPO, RUN_PY, conf_file
-from harness.pool import Run, run_all
+from harness.core.errors import ConfigError, DataError, print_user_error
+from harness.core.paths import CONF_DIR, REPO, RUN_PY, conf_file
+from harness.inputs.data import required_splits, split_files
+from harness.inputs.tasks import TaskSpec
 from harness.report.paper import PAPER_TASKS  # the paper's table, in its order
-from harness.tasks import TaskSpec
+from harness.studies.pool import Run, run_all
 
 
 def missing_splits(task: str, glue_dir: Path) -> list[str]:

@@ -14,9 +14,9 @@ import os
 import sys
 
 from harness.config.compose import run_config
-from harness.data import load_raw_splits, required_splits
-from harness.models import load_tokenizer
-from harness.tasks import TaskSpec
+from harness.inputs.data import load_raw_splits, required_splits
+from harness.inputs.models import load_tokenizer
+from harness.inputs.tasks import TaskSpec
 
 
 def token_counts(tokenizer, task: TaskSpec, texts: dict[str, list[str]]) -> list[int]:

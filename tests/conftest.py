@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 from tests.glue_fixture import write_glue
 
 # Everything here is local: never wait on hub look-ups.
@@ -70,7 +70,7 @@ def run_cli(args: list[str], glue: Path | None, timeout: int = 300) -> subproces
 
 def run_dir_of(runs: Path, model: str, task: str, method: str, seed: int = 1) -> Path:
     """The one run directory below ``<runs>/<model>/<task>/<method>/seed<seed>`` (overrides outside
-    the standard axes add a folder named after them: harness/identity.py)."""
+    the standard axes add a folder named after them: harness/storage/identity.py)."""
     seed_dir = runs / model / task / method / f"seed{seed}"
     found = {p.parent for name in ("result.json", "fingerprint.json") for p in seed_dir.rglob(name)}
     found = {p for p in found if not p.name.startswith(("previous-", "damaged-"))}

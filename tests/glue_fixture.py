@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
-from harness.paths import CONF_DIR, conf_file
+from harness.core.paths import CONF_DIR, conf_file
 from harness.report.paper import PAPER_TASKS
 
 WORDS = "the a cat dog sat on mat ran fast slow big small red blue house tree river saw ate".split()

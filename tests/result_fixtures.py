@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.result_schema import (
+from harness.storage.result_schema import (
     COMPLETED,
     Env,
     EpochRecord,
@@ -16,7 +16,7 @@ from harness.result_schema import (
 
 
 def completed(**changes) -> RunResult:
-    """A result built the way harness/experiment.py builds one: flat history records, the tracker's
+    """A result built the way harness/execution/experiment.py builds one: flat history records, the tracker's
     [step, count] lists."""
     records = [
         {

@@ -7,13 +7,13 @@ import torch
 from omegaconf import OmegaConf
 
 from aflora.freezing import time_weighted_average
-from harness.errors import ConfigError
-from harness.history import best_and_final, per_epoch_records
-from harness.optim import parameter_groups
-from harness.params import TrainableParamTracker, count_parameters, is_head_param
-from harness.params import time_weighted_average as run_average
-from harness.tasks import TaskSpec
-from harness.training import batch_layout, optimizer_steps
+from harness.core.errors import ConfigError
+from harness.execution.history import best_and_final, per_epoch_records
+from harness.execution.optim import parameter_groups
+from harness.execution.params import TrainableParamTracker, count_parameters, is_head_param
+from harness.execution.params import time_weighted_average as run_average
+from harness.execution.training import batch_layout, optimizer_steps
+from harness.inputs.tasks import TaskSpec
 from tests.conftest import compose
 
 
@@ -32,7 +32,7 @@ def test_time_weighted_average_by_hand():
 
 
 def test_the_run_s_time_weighted_average_by_hand():
-    """The harness's average over a whole run (harness/params.py), apart from AFLoRA's own."""
+    """The harness's average over a whole run (harness/execution/params.py), apart from AFLoRA's own."""
     history = [[0, 100], [10, 60], [25, 20]]
     assert run_average(history, 40) == pytest.approx((10 * 100 + 15 * 60 + 15 * 20) / 40)
     assert run_average(history, 20) == pytest.approx((10 * 100 + 10 * 60) / 20)  # cut at 20

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from aflora import FREEZER_STATE_FILE, AFLoraFreezer, ClipGradNormCallback
-from harness.errors import ConfigError
-from harness.methods import method_builder, method_settings
-from harness.paths import conf_file
+from harness.core.errors import ConfigError
+from harness.core.paths import conf_file
+from harness.execution.methods import method_builder, method_settings
 from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx, wrap_aflora
 
 METHOD_YAML = conf_file("method", "aflora")

@@ -16,9 +16,9 @@ from peft.tuners.vera import VeraLayer
 from transformers import TrainerControl, TrainerState
 
 from harness.config.lengths import command_line_wins
-from harness.errors import ConfigError
-from harness.methods import BuildContext, get_builder, method_settings
-from harness.paths import conf_file
+from harness.core.errors import ConfigError
+from harness.core.paths import conf_file
+from harness.execution.methods import BuildContext, get_builder, method_settings
 from tests.tiny_models import DEBERTA_TARGETS, deberta_v3_base_on_meta, tiny_bert, tiny_ctx
 
 SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module

@@ -9,8 +9,8 @@ from datasets import Dataset
 from transformers import Trainer, TrainerControl, TrainerState
 
 from baselines.adalora import ALLOCATOR_FILE, resolve_schedule
-from harness.errors import ConfigError
-from harness.methods import method_settings
+from harness.core.errors import ConfigError
+from harness.execution.methods import method_settings
 from tests.test_baselines import batch, build, method_cfg
 from tests.tiny_models import cpu_training_args, tiny_bert, tiny_ctx
 

@@ -11,10 +11,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from baselines.adalora import resolve_schedule
-from harness.methods import method_settings
-from harness.paths import CONF_DIR, REPO
+from harness.core.paths import CONF_DIR, REPO
+from harness.execution.methods import method_settings
+from harness.execution.training import optimizer_steps
 from harness.report.paper import PAPER_TASKS, task_title
-from harness.training import optimizer_steps
 from tests.conftest import compose
 from tests.tiny_models import tiny_ctx
 

@@ -12,8 +12,8 @@ from torch import nn
 from transformers import Trainer, set_seed
 
 from baselines.sora import GATE, GATE_GROUP, gate_of, lora_layers, threshold_
-from harness.errors import ConfigError
-from harness.paths import CONF_DIR
+from harness.core.errors import ConfigError
+from harness.core.paths import CONF_DIR
 from tests.conftest import compose
 from tests.test_baselines import DEBERTA_CTX, batch, build, per_model
 from tests.tiny_models import cpu_training_args, deberta_v3_base_on_meta, tiny_bert, tiny_ctx

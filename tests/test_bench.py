@@ -17,7 +17,7 @@ from harness.bench.epoch import metric_noise, run_overrides
 from harness.bench.rows import CONF_DIR, ROWS, method_of
 from harness.bench.timing import Timing
 from harness.bench.variants import Variant, parse_variant
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 # tiny-bert (conf/model/tiny-bert.yaml): 2 layers, hidden 32, FFN 64. Per token, each layer runs
 # q, k, v, attention.output (32 -> 32), intermediate (32 -> 64) and output (64 -> 32).

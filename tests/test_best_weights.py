@@ -14,16 +14,16 @@ from peft import AutoPeftModelForSequenceClassification
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from harness import lifecycle
-from harness.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
-from harness.errors import HarnessError
-from harness.models import load_model, load_tokenizer
-from harness.paths import CONF_DIR, REPO
+from harness.core.errors import HarnessError
+from harness.core.paths import CONF_DIR, REPO
+from harness.execution import lifecycle
+from harness.inputs.models import load_model, load_tokenizer
+from harness.inputs.tasks import TaskSpec
 from harness.predict import evaluate_validation, inference_trainer, load_adapter, load_run, load_saved_model
-from harness.results import load_result
 from harness.show import summary
-from harness.tasks import TaskSpec
-from harness.weights_format import CLASSIFIER_HEAD, HEAD_FILE, PEFT_ADAPTER, WHOLE_MODEL, load_head, save_head
+from harness.storage.best_weights import BEST_DIR, SELECTION_FILE, _finish_interrupted_save
+from harness.storage.results import load_result
+from harness.storage.weights_format import CLASSIFIER_HEAD, HEAD_FILE, PEFT_ADAPTER, WHOLE_MODEL, load_head, save_head
 from tests.conftest import compose
 from tests.tiny_models import tiny_bert, wrap_aflora
 
@@ -206,7 +206,7 @@ def test_git_keeps_weights_out_and_results_in():
 
 
 def test_a_resumed_run_keeps_byte_identical_best_weights(tmp_path, glue_dir, monkeypatch):
-    from harness.checkpoints import MarkCompleteCheckpoints
+    from harness.storage.checkpoints import MarkCompleteCheckpoints
 
     overrides = [
         "task=rte",

@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from harness import lifecycle
-from harness.cli_errors import exit_code_and_line, one_line
-from harness.errors import USER_ERROR, ConfigError, DataError
-from harness.paths import REPO
+from harness.core.cli_errors import exit_code_and_line, one_line
+from harness.core.errors import USER_ERROR, ConfigError, DataError
+from harness.core.paths import REPO
+from harness.execution import lifecycle
 from tests.conftest import compose, run_cli
 
 BASE = ["task=rte", "model=tiny-bert", "debug=default"]
@@ -77,9 +77,9 @@ def test_a_wrong_type_or_an_unknown_key_is_refused_while_composing(override, wor
     ],
 )
 def test_bad_values_fail_in_one_line_before_loading_or_writing_anything(tmp_path, caplog, monkeypatch, override, words):
-    import harness.experiment
+    import harness.execution.experiment
 
-    monkeypatch.setattr(harness.experiment, "load_tokenizer", lambda *a: pytest.fail("validated too late"))
+    monkeypatch.setattr(harness.execution.experiment, "load_tokenizer", lambda *a: pytest.fail("validated too late"))
     with caplog.at_level(logging.ERROR):
         assert lifecycle.run(compose([*BASE, "method=lora", override]), tmp_path) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -112,9 +112,9 @@ def test_a_sweep_with_no_task_data_says_what_to_set(tmp_path, monkeypatch, capsy
 
 
 def test_offline_without_data_or_model_names_what_to_set():
-    from harness.data import load_raw_splits
-    from harness.models import load_tokenizer
-    from harness.tasks import TaskSpec
+    from harness.inputs.data import load_raw_splits
+    from harness.inputs.models import load_tokenizer
+    from harness.inputs.tasks import TaskSpec
 
     cfg = compose(["model=deberta-v3-base"])
     with pytest.raises(DataError, match="set GLUE_DIR"):
@@ -150,7 +150,7 @@ def test_a_hub_model_without_the_hub_fails_at_once_in_one_line_saying_what_to_do
 
 
 def _fail_with(monkeypatch, error: BaseException) -> None:
-    import harness.experiment
+    import harness.execution.experiment
 
     def fail(cfg, run_dir, claim):
         claim()
@@ -158,7 +158,7 @@ def _fail_with(monkeypatch, error: BaseException) -> None:
         (run_dir / "checkpoint-3" / "checkpoint-complete").write_text("3\n")
         raise error
 
-    monkeypatch.setattr(harness.experiment, "run_experiment", fail)
+    monkeypatch.setattr(harness.execution.experiment, "run_experiment", fail)
 
 
 def test_an_interrupt_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, monkeypatch, caplog):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.methods import method_builder
-from harness.paths import CONF_DIR
+from harness.core.paths import CONF_DIR
+from harness.execution.methods import method_builder
+from harness.inputs.tasks import TaskSpec
 from harness.report.paper import PAPER_TASKS
-from harness.tasks import TaskSpec
 from tests.conftest import compose
 
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkpoints import MARKER
-from harness.lifecycle import run as run_lifecycle
+from harness.execution.lifecycle import run as run_lifecycle
+from harness.storage.checkpoints import MARKER
 from tests.conftest import compose
 
 AFLORA = ["task=rte", "model=tiny-bert", "method=aflora", "debug=default", "method.t_i_steps=2", "method.t_f_steps=2"]
@@ -83,7 +83,7 @@ def test_an_earlier_complete_checkpoint_is_used_when_the_last_is_damaged(tmp_pat
 def test_a_callback_state_that_does_not_fit_fails_once_then_the_rerun_starts_over(tmp_path, killed, glue_dir, caplog):
     import torch
 
-    from harness.checkpoint_manifest import write_manifest
+    from harness.storage.checkpoint_manifest import write_manifest
 
     run_dir = tmp_path / "run"
     shutil.copytree(killed, run_dir)

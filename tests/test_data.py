@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.data import load_raw_splits, take_examples, tokenize_splits
-from harness.errors import DataError
-from harness.models import load_tokenizer
-from harness.tasks import TaskSpec
+from harness.core.errors import DataError
+from harness.inputs.data import load_raw_splits, take_examples, tokenize_splits
+from harness.inputs.models import load_tokenizer
+from harness.inputs.tasks import TaskSpec
 from tests.conftest import compose
 from tests.glue_fixture import TASKS, write_glue
 

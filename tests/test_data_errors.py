@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import lifecycle
-from harness.history import UndefinedMetric, best_and_final
-from harness.results import write_json_atomic
-from harness.tasks import TaskSpec
+from harness.execution import lifecycle
+from harness.execution.history import UndefinedMetric, best_and_final
+from harness.inputs.tasks import TaskSpec
+from harness.storage.results import write_json_atomic
 from tests.conftest import compose
 from tests.glue_fixture import write_glue
 

@@ -16,8 +16,8 @@ from huggingface_hub import ModelCard
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer, DebertaV2Config, DebertaV2ForSequenceClassification
 
-from harness import lifecycle
-from harness.models import load_tokenizer
+from harness.execution import lifecycle
+from harness.inputs.models import load_tokenizer
 from tests.conftest import compose
 
 WORDS = "the a cat dog sat on mat quickly slowly red blue green house car runs jumps over under good bad not".split()

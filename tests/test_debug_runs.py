@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from harness import lifecycle
-from harness.paths import CONF_DIR
-from harness.tasks import TaskSpec
+from harness.core.paths import CONF_DIR
+from harness.execution import lifecycle
+from harness.inputs.tasks import TaskSpec
 from tests.conftest import compose
 
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))

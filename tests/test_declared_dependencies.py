@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 # The standard library reads TOML from Python 3.11 on; the check needs one interpreter, not every one.
 tomllib = pytest.importorskip("tomllib")

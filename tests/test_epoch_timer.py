@@ -10,9 +10,9 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from harness.config.validation import validate_config
-from harness.epoch_timer import EpochTimer
-from harness.errors import ConfigError
-from harness.training import set_threads
+from harness.core.errors import ConfigError
+from harness.execution.epoch_timer import EpochTimer
+from harness.execution.training import set_threads
 from tests.conftest import compose
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.numpy import load
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 from tests.conftest import compose
 from tools.gpu_check import plan, summary
 from tools.gpu_check.__main__ import Check, parse_args, set_aside

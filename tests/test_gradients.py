@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerControl, TrainerState
 
 from aflora import ClipGradNormCallback
-from harness.gradients import ClipAndCheckGradients, NonFiniteGradientError
+from harness.execution.gradients import ClipAndCheckGradients, NonFiniteGradientError
 
 
 def model_with_grads(weight: float, bias: float) -> torch.nn.Linear:

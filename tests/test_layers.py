@@ -5,6 +5,11 @@ builders. The harness finds methods through the registry (``conf/method/*.yaml``
 so it never imports ``baselines`` either; ``baselines`` puts methods under the harness's contract.
 ``tools`` (the lent GPU machine's check) sits outside the installed packages and above them all.
 No two modules share a file name, so a name says which module it is.
+
+Inside the harness, its subpackages are layers, and a module imports only from its own layer or a
+lower one: ``core`` <- ``config`` <- ``inputs`` <- ``storage`` <- ``execution`` <- ``studies`` <- the
+commands at the top of ``harness/`` (``python -m harness.X``), ``report/`` and ``bench/``. The imports
+that reach up today are listed in ``UPWARD`` with their reason; the list may only shrink.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 # package -> the first-party packages it may import
 ALLOWED = {
@@ -38,6 +43,39 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             names.add(path.relative_to(REPO).parts[0] if node.level else node.module.split(".")[0])
     return names
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def first_party_imports(path: Path) -> dict[str, int]:
+    """Every harness module ``path`` imports, lazily or not (``from harness.x import y`` names
+    ``harness.x.y`` when that is a module) -> the line of its first import."""
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    [*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])]
+                )
+            targets = [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            if target.split(".")[0] == "harness":
+                found.setdefault(target, node.lineno)
+    return found
+
+
+def _is_module(name: str) -> bool:
+    path = REPO.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def modules(package: str) -> list[Path]:
@@ -64,9 +102,71 @@ def test_no_two_modules_share_a_name():
 
 def test_the_architecture_doc_lists_every_harness_module():
     doc = (REPO / "docs" / "architecture.md").read_text()
-    parts = {p for p in (REPO / "harness").glob("*.py")} | set((REPO / "harness" / "config").glob("*.py"))
+    parts = set((REPO / "harness").glob("*.py"))
+    for package in LAYERS:
+        parts |= set((REPO / "harness" / package).glob("*.py"))
     unlisted = sorted(p.name for p in parts if p.name != "__init__.py" and f"`{p.name}`" not in doc)
     assert unlisted == []
+
+
+# The harness's layers, lowest first: a module may import its own layer and the ones below it.
+LAYERS = ["core", "config", "inputs", "storage", "execution", "studies"]
+TOP = len(LAYERS)  # the commands at the top of harness/ (python -m harness.X), report/ and bench/
+COMMANDS = {"predict", "publish", "show", "study", "submission", "sweep", "token_lengths"}
+
+# The imports that reach a higher layer today, (importing file, imported module): each one a reason.
+UPWARD = {
+    # The one check of a config, before any folder exists, asks the parts that own each rule.
+    ("harness/config/validation.py", "harness.inputs.tasks"),  # task_spec: how the task's fields fit
+    ("harness/config/validation.py", "harness.storage.identity"),  # run_subdir: the run directory's names
+    ("harness/config/validation.py", "harness.execution.methods"),  # lazy: method_settings, the method's dataclass
+    ("harness/config/schema.py", "harness.execution.optim"),  # lazy: OPTIMIZERS, the names train.optimizer takes
+    # Run-directory files written by Trainer callbacks, which build on the execution's contracts.
+    ("harness/storage/best_weights.py", "harness.execution.history"),  # best_and_final, per_epoch_records
+    ("harness/storage/checkpoints.py", "harness.execution.distributed"),  # barrier
+    ("harness/storage/checkpoints.py", "harness.execution.methods"),  # MethodCallback
+    ("harness/storage/epoch_predictions.py", "harness.execution.tracking"),  # ScalarLoggingTrainer
+    ("harness/storage/rundir.py", "harness.execution.methods"),  # MethodCallback
+}
+
+
+def layer(module: str) -> int:
+    """The layer of ``harness.<part>[...]``; the top for the commands, report/ and bench/."""
+    part = module.split(".")[1] if module.count(".") else ""
+    return LAYERS.index(part) if part in LAYERS else TOP
+
+
+def harness_imports() -> dict[tuple[str, str], int]:
+    """(importing file, imported harness module) -> line, over every module of the harness."""
+    found = {}
+    for path in modules("harness"):
+        for target, line in first_party_imports(path).items():
+            found[(str(path.relative_to(REPO)), target)] = line
+    return found
+
+
+def test_every_harness_module_has_a_layer():
+    """The top of harness/ holds the commands a user types (each runs as ``python -m harness.X``) and
+    the report and bench packages; every other module sits in one of the layers."""
+    top = {p.name for p in (REPO / "harness").iterdir() if p.name not in ("__init__.py", "__pycache__")}
+    assert top == {f"{name}.py" for name in COMMANDS} | set(LAYERS) | {"report", "bench"}
+    for name in COMMANDS:
+        assert 'if __name__ == "__main__":' in (REPO / "harness" / f"{name}.py").read_text(), name
+
+
+def test_harness_imports_follow_the_layer_order():
+    upward = {
+        f"{file}:{line} imports {target}"
+        for (file, target), line in harness_imports().items()
+        if layer(target) > layer(module_name(REPO / file)) and (file, target) not in UPWARD
+    }
+    assert sorted(upward) == []
+
+
+def test_every_listed_upward_import_is_still_there():
+    """An upward import that was removed leaves the list, so that the list says what is true."""
+    assert sorted(UPWARD - harness_imports().keys()) == []
+    assert all(layer(target) > layer(module_name(REPO / file)) for file, target in UPWARD)
 
 
 def test_aflora_imports_nothing_but_torch_transformers_peft_and_the_standard_library():

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from harness.config.lengths import Length, one_length
-from harness.errors import ConfigError
-from harness.methods import method_settings
+from harness.core.errors import ConfigError
+from harness.execution.methods import method_settings
 from tests.conftest import compose
 
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
 

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-# Functions that start another process (tests/conftest.py, harness/pool.py, tools/gpu_check/jobs.py,
+# Functions that start another process (tests/conftest.py, harness/studies/pool.py, tools/gpu_check/jobs.py,
 # tests/test_scale.py); any call into ``subprocess``, and ``os.kill``/``os.killpg``, count as well.
 SPAWNERS = {"run_cli", "run_all", "run_pool", "_run_group"}
 

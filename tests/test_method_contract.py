@@ -1,4 +1,4 @@
-"""The method contract (harness/methods.py): what a builder returns is what the assembled run uses.
+"""The method contract (harness/execution/methods.py): what a builder returns is what the assembled run uses.
 
 A probe method (LoRA underneath) returns its own optimizer factory, trainable counter and callback;
 a real run must train with that optimizer (built after the callback's state is back on resume),
@@ -16,17 +16,17 @@ import pytest
 import torch
 
 from baselines.lora import LoraSettings
-from harness.assembly import assemble
-from harness.best_weights import SaveBestWeights
-from harness.checkpoints import MarkCompleteCheckpoints
-from harness.epoch_timer import EpochTimer
-from harness.gradients import ClipAndCheckGradients
-from harness.history import LogAtEpochEnd
-from harness.lifecycle import run as run_lifecycle
-from harness.methods import MethodBuild, MethodCallback, get_builder, register_method
-from harness.params import TrainableParamTracker
-from harness.paths import REPO
-from harness.tasks import TaskSpec
+from harness.core.paths import REPO
+from harness.execution.assembly import assemble
+from harness.execution.epoch_timer import EpochTimer
+from harness.execution.gradients import ClipAndCheckGradients
+from harness.execution.history import LogAtEpochEnd
+from harness.execution.lifecycle import run as run_lifecycle
+from harness.execution.methods import MethodBuild, MethodCallback, get_builder, register_method
+from harness.execution.params import TrainableParamTracker
+from harness.inputs.tasks import TaskSpec
+from harness.storage.best_weights import SaveBestWeights
+from harness.storage.checkpoints import MarkCompleteCheckpoints
 from tests.conftest import compose
 
 PROBE = "contract-probe"
@@ -130,6 +130,13 @@ def test_the_callbacks_in_their_order(tmp_path, glue_dir):
 def test_no_hasattr_probe_of_method_objects_is_left():
     """A complement to the tests above: the harness asks the contract, never an object's attributes."""
     harness = REPO / "harness"
-    for name in ["assembly.py", "experiment.py", "methods.py", "rundir.py", "tracking.py", "bench/rows.py"]:
+    for name in [
+        "execution/assembly.py",
+        "execution/experiment.py",
+        "execution/methods.py",
+        "storage/rundir.py",
+        "execution/tracking.py",
+        "bench/rows.py",
+    ]:
         text = (harness / name).read_text()
         assert not re.search(r"hasattr\(\s*(cb|callback|built|method)\b", text), name

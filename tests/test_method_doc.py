@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 CITED = re.compile(r'docs/method\.md,?\s+\(?((?:"[^"]+"(?:,|\s+and)?\s*)+)')
 

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import rankdata
 from transformers import EvalPrediction
 
-from harness.metrics import compute_metrics_fn, to_predictions
-from harness.tasks import TaskSpec
+from harness.inputs.metrics import compute_metrics_fn, to_predictions
+from harness.inputs.tasks import TaskSpec
 from tests.conftest import compose
 from tests.glue_fixture import TASKS
 

@@ -13,18 +13,18 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, f1_score
 
-from harness import lifecycle
-from harness.budget import check_budget
-from harness.data import heldout_indices
-from harness.epoch_predictions import read_predictions
-from harness.errors import ConfigError
-from harness.finished_runs import run_dir_of
-from harness.pool import Run
-from harness.rate_choice import choose_rate, fallback_rate, rate_beyond
+from harness.config.budget import check_budget
+from harness.core.errors import ConfigError
+from harness.execution import lifecycle
+from harness.inputs.data import heldout_indices
+from harness.inputs.tasks import TaskSpec
 from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score
+from harness.storage.epoch_predictions import read_predictions
+from harness.studies.finished_runs import run_dir_of
+from harness.studies.pool import Run
+from harness.studies.rate_choice import choose_rate, fallback_rate, rate_beyond
 from harness.study import run_study
-from harness.tasks import TaskSpec
 from harness.token_lengths import share_over
 from tests.conftest import compose
 from tests.glue_fixture import write_glue

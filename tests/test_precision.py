@@ -12,7 +12,8 @@ import torch
 from transformers import TrainerCallback
 
 from aflora import AFLoraFreezer
-from harness import experiment, lifecycle, predict
+from harness import predict
+from harness.execution import experiment, lifecycle
 from tests.conftest import compose
 from tests.test_predict import glue_with_test_splits
 

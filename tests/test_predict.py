@@ -14,12 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from harness import identity, lifecycle, predict, submission
-from harness.paths import conf_file
-from harness.result_schema import FAILED
-from harness.results import load_result, write_result
+from harness import predict, submission
+from harness.core.paths import conf_file
+from harness.execution import lifecycle
+from harness.inputs.tasks import TaskSpec
+from harness.storage import identity
+from harness.storage.result_schema import FAILED
+from harness.storage.results import load_result, write_result
 from harness.submission import ALL_FILES, HEADER, LABEL_NAMES, TEST_FILES, prediction_strings
-from harness.tasks import TaskSpec
 from tests.conftest import compose
 from tests.glue_fixture import split_table, write_glue
 from tests.result_fixtures import completed

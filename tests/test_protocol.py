@@ -10,15 +10,15 @@ import pytest
 import torch
 from datasets import Dataset
 
-from harness import lifecycle
 from harness.config.validation import validate_config
-from harness.data import HELDOUT_TRAIN_EXAMPLES, heldout_indices, load_raw_splits, protocol_splits
-from harness.errors import ConfigError, DataError
-from harness.history import best_and_final, per_epoch_records
-from harness.models import load_tokenizer
-from harness.paths import CONF_DIR
+from harness.core.errors import ConfigError, DataError
+from harness.core.paths import CONF_DIR
+from harness.execution import lifecycle
+from harness.execution.history import best_and_final, per_epoch_records
+from harness.inputs.data import HELDOUT_TRAIN_EXAMPLES, heldout_indices, load_raw_splits, protocol_splits
+from harness.inputs.models import load_tokenizer
+from harness.inputs.tasks import SELECTION_SPLIT, TaskSpec
 from harness.predict import evaluate_validation, inference_trainer, load_run, load_saved_model
-from harness.tasks import SELECTION_SPLIT, TaskSpec
 from tests.conftest import compose
 from tests.glue_fixture import write_glue
 

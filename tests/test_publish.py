@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from harness import lifecycle, publish
-from harness.best_weights import BEST_DIR
+from harness import publish
+from harness.execution import lifecycle
+from harness.storage.best_weights import BEST_DIR
 from tests.conftest import compose
 
 

@@ -1,4 +1,4 @@
-"""Quiet runs (harness/quiet.py, harness/load_report.py): a log file gets plain lines, the new head is
+"""Quiet runs (harness/execution/quiet.py, harness/inputs/load_report.py): a log file gets plain lines, the new head is
 said once in the harness's words, and the libraries' warnings about their own internals stay out."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import torch
 from setuptools.config.pyprojecttoml import apply_configuration
 from setuptools.dist import Distribution
 
-from harness import load_report
-from harness.models import load_model, load_tokenizer
-from harness.paths import REPO
+from harness.core.paths import REPO
+from harness.execution.training import training_arguments
+from harness.inputs import load_report
+from harness.inputs.models import load_model, load_tokenizer
+from harness.inputs.tasks import TaskSpec
 from harness.predict import inference_trainer
-from harness.tasks import TaskSpec
-from harness.training import training_arguments
 from tests.conftest import compose, run_cli
 
 
@@ -41,10 +41,10 @@ def test_the_new_head_is_said_once_per_process_and_the_librarys_table_not_at_all
     monkeypatch.setattr(load_report, "_said", set())  # a fresh process's
     cfg = compose(["task=mrpc", "model=minilm", "method=lora"])
     task = TaskSpec.from_config(cfg.task)
-    with caplog.at_level(logging.INFO, logger="harness.load_report"):
+    with caplog.at_level(logging.INFO, logger="harness.inputs.load_report"):
         for _ in range(2):  # as the bench loads one model per row
             model = load_model(cfg.model, task)
-    said = [r.getMessage() for r in caplog.records if r.name == "harness.load_report"]
+    said = [r.getMessage() for r in caplog.records if r.name == "harness.inputs.load_report"]
     assert said == [
         "new for mrpc, from random weights (the checkpoint has no head for it): classifier.bias, classifier.weight"
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 TOP_LEVEL = ("metrics.", "runtime.", "weights.", "config.", "params.")
 

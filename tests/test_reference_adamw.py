@@ -1,4 +1,4 @@
-"""transformers 4.31's AdamW (harness/reference_adamw.py): its formula by hand, exact resume, the switch."""
+"""transformers 4.31's AdamW (harness/execution/reference_adamw.py): its formula by hand, exact resume, the switch."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from transformers import Trainer
 
 from harness.config.validation import validate_config
-from harness.errors import ConfigError
-from harness.optim import build_optimizer
-from harness.reference_adamw import ReferenceAdamW
+from harness.core.errors import ConfigError
+from harness.execution.optim import build_optimizer
+from harness.execution.reference_adamw import ReferenceAdamW
 from tests.conftest import compose
 from tests.tiny_models import cpu_training_args, tiny_bert
 

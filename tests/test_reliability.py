@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import lifecycle
-from harness.paths import REPO
-from harness.results import write_json_atomic
+from harness.core.paths import REPO
+from harness.execution import lifecycle
+from harness.storage.results import write_json_atomic
 from tests.conftest import compose, run_cli, run_dir_of
 from tests.glue_fixture import write_glue
 
@@ -41,7 +41,7 @@ METHOD_ARGS = {
 
 KILL_AFTER_FIRST_CHECKPOINT = """
 import os, runpy, signal, sys
-from harness.checkpoints import MarkCompleteCheckpoints
+from harness.storage.checkpoints import MarkCompleteCheckpoints
 save = MarkCompleteCheckpoints.on_save
 def save_then_die(self, args, state, control, **kwargs):
     save(self, args, state, control, **kwargs)
@@ -268,12 +268,12 @@ def test_a_crash_while_writing_keeps_the_previous_result(tmp_path, monkeypatch):
 
 
 def test_disk_full_is_reported_as_such(tmp_path, monkeypatch, caplog):
-    import harness.experiment
+    import harness.execution.experiment
 
     def no_space(cfg, run_dir, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(harness.experiment, "run_experiment", no_space)
+    monkeypatch.setattr(harness.execution.experiment, "run_experiment", no_space)
     with caplog.at_level(logging.ERROR):
         assert lifecycle.run(compose(["model=tiny-bert"]), tmp_path) == 2
     assert "disk full" in caplog.text

@@ -12,11 +12,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from harness.errors import USER_ERROR
+from harness.core.errors import USER_ERROR
 from harness.report import ReportError, build_reports, load_runs, model_tables, parse_result
 from harness.report.__main__ import main
 from harness.report.paper import PAPER_COLUMNS, PAPER_TABLE
-from harness.results import ResultFileError
+from harness.storage.results import ResultFileError
 
 MODEL = "tinybert"
 METRICS = {"rte": ("accuracy",), "mnli": ("accuracy", "accuracy_mm"), "stsb": ("pearson", "spearmanr")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import USER_ERROR
+from harness.core.errors import USER_ERROR
 from harness.report.__main__ import main
 from harness.report.load import ReportError
 from harness.report.readme_block import replace_block

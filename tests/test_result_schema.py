@@ -1,4 +1,4 @@
-"""result.json's one definition (harness/result_schema.py): what a run writes is what the report
+"""result.json's one definition (harness/storage/result_schema.py): what a run writes is what the report
 reads back, field for field; a bad file names its dotted field; a method's own fields survive."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from harness.report import parse_result
-from harness.result_schema import (
+from harness.storage.result_schema import (
     COMPLETED,
     FAILED,
     SCHEMA_VERSION,
     RunResult,
 )
-from harness.results import RESULT_FILE, ResultFileError, is_completed, load_result, write_result
+from harness.storage.results import RESULT_FILE, ResultFileError, is_completed, load_result, write_result
 from tests.result_fixtures import completed
 
 # The top-level keys of every result.json since variant and fingerprint, in the order they are written.
@@ -113,7 +113,7 @@ def test_a_file_from_before_the_newer_fields_still_reads(tmp_path: Path) -> None
 
 
 def test_failed_run_is_written_and_read_by_the_same_type(tmp_path: Path) -> None:
-    from harness.lifecycle import _record_failure
+    from harness.execution.lifecycle import _record_failure
     from tests.conftest import compose
 
     cfg = compose(["task=rte", "model=tiny-bert", "method=lora", "debug=default"])
@@ -132,7 +132,7 @@ def test_failed_run_is_written_and_read_by_the_same_type(tmp_path: Path) -> None
 
 
 def test_a_failure_never_replaces_a_completed_result(tmp_path: Path) -> None:
-    from harness.lifecycle import _record_failure
+    from harness.execution.lifecycle import _record_failure
     from tests.conftest import compose
 
     write_result(tmp_path, completed())

@@ -43,7 +43,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, method):
 def test_completed_run_is_not_retrained_unless_forced(tmp_path, glue_dir, caplog):
     import logging
 
-    from harness.lifecycle import run as run_lifecycle
+    from harness.execution.lifecycle import run as run_lifecycle
     from tests.conftest import compose
 
     cfg = compose(["task=rte", "model=tiny-bert", "method=lora", f"data.dir={glue_dir}", *TINY])

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness.paths import CONF_DIR
+from harness.core.paths import CONF_DIR
 from tests.conftest import run_cli
 
 MAIN_KEYS = ("train.epochs", "train.lr", "train.batch_size", "model.path", "data.dir", "runs_dir", "force")

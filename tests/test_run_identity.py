@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import identity
-from harness.errors import ConfigError
-from harness.lifecycle import run as run_lifecycle
+from harness.core.errors import ConfigError
+from harness.execution.lifecycle import run as run_lifecycle
 from harness.report.aggregate import score_stats, scores_frame
 from harness.report.load import load_runs
-from harness.rundir import locked, set_aside
+from harness.storage import identity
+from harness.storage.rundir import locked, set_aside
 from tests.conftest import compose, run_cli
 from tests.test_report import result as fake_result
 from tests.test_report import write as write_fake

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from harness.paths import REPO, RUN_PY
+from harness.core.paths import REPO, RUN_PY
 
 # 32 examples, effective batch 8, 2 epochs = 8 optimizer steps whatever the number of processes.
 # No dropout: each rank would draw its own masks, and runs on 1 and 2 processes are compared.
@@ -85,7 +85,7 @@ def _env(glue: Path) -> dict[str, str]:
 @pytest.mark.parametrize("processes", [1, 2, 4, 8])
 @pytest.mark.parametrize("per_device", [None, 4])
 def test_batch_layout_keeps_the_effective_batch(processes, per_device):
-    from harness.training import batch_layout, optimizer_steps
+    from harness.execution.training import batch_layout, optimizer_steps
 
     train = OmegaConf.create({"batch_size": 32, "per_device_batch_size": per_device, "max_steps": -1, "epochs": 3})
     size, accumulation = batch_layout(train, processes)
@@ -98,7 +98,7 @@ def test_batch_layout_keeps_the_effective_batch(processes, per_device):
 
 
 def test_replica_overrides(monkeypatch):
-    from harness.distributed import replica_overrides
+    from harness.execution.distributed import replica_overrides
 
     monkeypatch.setenv("RANK", "0")
     assert replica_overrides(["task=rte"]) == []
@@ -113,7 +113,7 @@ def test_replica_overrides(monkeypatch):
 
 def test_ranks_of_a_multi_task_submitit_job_are_exported(monkeypatch):
     pytest.importorskip("submitit", reason="the scale extra is not installed: pip install -e '.[scale]'")
-    from harness.distributed import _export_submitit_ranks
+    from harness.execution.distributed import _export_submitit_ranks
 
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")})
     job = {
@@ -316,17 +316,19 @@ def test_torchrun_two_ranks_write_one_run_and_decide_alike(ddp_run):
 def test_one_process_trains_as_two(ddp_run, glue_dir, tmp_path, monkeypatch, per_device):
     """The recipe's batch of 8 on 2 ranks x 4 (DDP), on 1 process x 8, and on 1 process x 4 with 2
     accumulation steps: the same examples, gradients, AFLoRA scores and freezing at every step."""
-    import harness.assembly
-    import harness.experiment
+    import harness.execution.assembly
+    import harness.execution.experiment
     from tests.conftest import compose
 
     ddp = [rank["aflora"] for rank in ddp_run[1]]
     recorders: list = []
     monkeypatch.setattr(
-        harness.assembly, "method_builder", _recording_builder(harness.assembly.method_builder, recorders)
+        harness.execution.assembly,
+        "method_builder",
+        _recording_builder(harness.execution.assembly.method_builder, recorders),
     )
     overrides = [*TINY, *METHOD_ARGS["aflora"], f"train.per_device_batch_size={per_device}", f"data.dir={glue_dir}"]
-    result = harness.experiment.run_experiment(compose(overrides), tmp_path)
+    result = harness.execution.experiment.run_experiment(compose(overrides), tmp_path)
     one = recorders[-1].record()
 
     # BERT pads with token 0, so a batch's checksum is the sum of its halves'
@@ -364,7 +366,7 @@ def test_submitit_local_sweep_writes_one_result_per_seed(glue_dir, tmp_path):
 def _recording_builder(method_builder, recorders: list):
     """``method_builder`` whose builds add a recorder right after the method's own callback (before
     clipping): per step, the gradients and the statistics the method decides from."""
-    from harness.methods import MethodCallback
+    from harness.execution.methods import MethodCallback
 
     class Recorder(MethodCallback):  # a method callback as the contract has it: the harness calls its hooks
         def __init__(self, method_callback):
@@ -420,10 +422,10 @@ def _probe(out: Path, plan: dict[str, list[str]]) -> None:
     import torch
     from hydra.core.global_hydra import GlobalHydra
 
-    import harness.assembly
+    import harness.execution.assembly
 
     recorders: list = []
-    harness.assembly.method_builder = _recording_builder(harness.assembly.method_builder, recorders)
+    harness.execution.assembly.method_builder = _recording_builder(harness.execution.assembly.method_builder, recorders)
     seen = {}
     for method, overrides in plan.items():
         sys.argv = [str(RUN_PY), *overrides]

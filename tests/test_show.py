@@ -1,12 +1,12 @@
-"""harness.show's one-screen summary of a result.json, read through harness.results.load_result."""
+"""harness.show's one-screen summary of a result.json, read through harness.storage.results.load_result."""
 
 from __future__ import annotations
 
 import json
 
-from harness.errors import USER_ERROR
-from harness.results import RESULT_FILE, write_result
+from harness.core.errors import USER_ERROR
 from harness.show import freezing_line, main
+from harness.storage.results import RESULT_FILE, write_result
 from tests.result_fixtures import completed
 
 

@@ -1,4 +1,4 @@
-"""harness.study and harness.pool: the study's run order, and N runs at once with cores / N threads."""
+"""harness.study and harness.studies.pool: the study's run order, and N runs at once with cores / N threads."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from harness import identity, pool
-from harness.finished_runs import is_finished, run_dir_of
-from harness.methods import method_names
-from harness.paths import REPO
-from harness.pool import Run, plan_line, run_all, threads_per_job
-from harness.result_schema import FAILED
-from harness.results import write_result
+from harness.core.paths import REPO
+from harness.execution.methods import method_names
+from harness.storage import identity
+from harness.storage.result_schema import FAILED
+from harness.storage.results import write_result
+from harness.studies import pool
+from harness.studies.finished_runs import is_finished, run_dir_of
+from harness.studies.pool import Run, plan_line, run_all, threads_per_job
 from harness.study import study_runs
 from tests.result_fixtures import completed
 
@@ -120,7 +121,8 @@ def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen
     stage = {"tasks": ["rte", "mrpc", "stsb", "cola"], "methods": ["lora"], "overrides": [f"runs_dir={tmp_path}"]}
     OmegaConf.save(OmegaConf.create({"model": "tiny-bert", "seeds": [1], "stages": {"table": stage}}), study)
     driver = (
-        "import sys; from harness import pool, study; pool.RUN_PY = sys.argv[1]; sys.exit(study.main(sys.argv[2:]))"
+        "import sys; from harness import study; from harness.studies import pool; "
+        "pool.RUN_PY = sys.argv[1]; sys.exit(study.main(sys.argv[2:]))"
     )
     logs = tmp_path / "logs"
     command = [sys.executable, "-c", driver, str(stand_in), str(study), "--jobs", "2", "--logs", str(logs)]

@@ -8,9 +8,9 @@ from statistics import fmean
 
 import pytest
 
-from harness import lifecycle
-from harness.errors import ConfigError
-from harness.tracking import report_targets
+from harness.core.errors import ConfigError
+from harness.execution import lifecycle
+from harness.execution.tracking import report_targets
 from tests.conftest import compose
 
 
@@ -82,10 +82,10 @@ def test_an_unknown_tracker_is_named(tmp_path):
 
 
 def test_wandb_and_mlflow_write_under_the_run_dir_unless_the_user_says_otherwise(tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.tracking.importlib.util.find_spec", lambda name: object())  # as if installed
+    monkeypatch.setattr("harness.execution.tracking.importlib.util.find_spec", lambda name: object())  # as if installed
     monkeypatch.delenv("WANDB_DIR", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example")
-    monkeypatch.setattr("harness.tracking._set_by_harness", set())
+    monkeypatch.setattr("harness.execution.tracking._set_by_harness", set())
     report_targets(["wandb", "mlflow"], tmp_path / "run1")
     assert os.environ["WANDB_DIR"] == str((tmp_path / "run1").resolve())
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://tracking.example"  # the user's own, kept

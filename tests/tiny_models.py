@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from aflora import AFLoraConfig
-from harness.methods import BuildContext
+from harness.execution.methods import BuildContext
 
 # Full suffixes: a bare "dense" would also take pooler.dense.
 DENSE_SUFFIXES = ["attention.output.dense", "intermediate.dense", "output.dense"]

@@ -27,8 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.paths import REPO
-from harness.quiet import quiet_libraries
+from harness.core.paths import REPO
+from harness.execution.quiet import quiet_libraries
 
 # Per-device defaults. CPU: a few minutes on 2 shared cores (ELoRA and VeRA at r = 1024 cost ~5x
 # the backbone there), timed in CPU time on one thread (timing.py: wall time on a shared machine
@@ -100,7 +100,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def machine(device: Any) -> dict[str, Any]:
     import torch
 
-    from harness.env import environment
+    from harness.execution.env import environment
 
     info = environment(device)
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "unknown")
@@ -123,7 +123,7 @@ def run_speed(opts: argparse.Namespace, command: str) -> dict[str, Any]:
 
     from harness.bench import flops, peak, report, rows, timing
     from harness.bench.variants import PRECISIONS
-    from harness.training import resolve_device
+    from harness.execution.training import resolve_device
 
     device = resolve_device(opts.device)
     names, skipped = rows.available_rows(opts.rows.split(",") if opts.rows else list(rows.ROWS))
@@ -188,7 +188,7 @@ def run_flops(opts: argparse.Namespace, command: str) -> str:
     from transformers import TrainingArguments
 
     from harness.bench import flops, rows
-    from harness.params import count_parameters
+    from harness.execution.params import count_parameters
 
     names, _ = rows.available_rows(opts.rows.split(",") if opts.rows else list(rows.ROWS))
     macs, params = {}, {}

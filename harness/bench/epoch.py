@@ -7,7 +7,7 @@ Two ``run.py`` runs of one epoch, same task, model, method and seed, both trunca
 It reads ``runtime.seconds_per_epoch`` (training only, evaluation excluded) and the validation
 metric from the two ``result.json`` files. Target: padded / dynamic >= 2.
 
-Data caching: a second run of the same task must not tokenise again (``harness.data`` caches the
+Data caching: a second run of the same task must not tokenise again (``harness.inputs.data`` caches the
 tokenised splits under a datasets fingerprint). Measured as the time to load + tokenise the task
 in two fresh processes sharing an empty datasets cache: cold, then warm (``cache_timings=false``
 skips it).
@@ -25,9 +25,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.paths import REPO, RUN_PY
-from harness.result_schema import COMPLETED
-from harness.results import RESULT_FILE, load_result
+from harness.core.paths import REPO, RUN_PY
+from harness.storage.result_schema import COMPLETED
+from harness.storage.results import RESULT_FILE, load_result
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def run_variant(opts: Any, variant: str, root: Path, glue_dir: str) -> dict[str,
     cmd = [sys.executable, str(RUN_PY), *run_overrides(opts, variant, runs_dir)]
     log.info("epoch mode, %s: %s", variant, " ".join(cmd[1:]))
     subprocess.run(cmd, cwd=REPO, env=_env(opts, glue_dir), check=True)
-    # the overrides name a folder below seed1/ (harness/identity.py); this runs_dir holds one run
+    # the overrides name a folder below seed1/ (harness/storage/identity.py); this runs_dir holds one run
     (path,) = (runs_dir / opts.model / opts.task / opts.method / "seed1").rglob(RESULT_FILE)
     result = load_result(path)
     if result.status != COMPLETED:
@@ -92,14 +92,14 @@ def run_variant(opts: Any, variant: str, root: Path, glue_dir: str) -> dict[str,
 
 
 def tokenise_seconds(task_name: str, model_name: str, glue_dir: str, max_length: int) -> dict[str, Any]:
-    """Seconds to load the raw splits and to tokenise them, as ``harness.experiment`` does, and the
+    """Seconds to load the raw splits and to tokenise them, as ``harness.execution.experiment`` does, and the
     number of examples of each split (the metrics' noise depends on the evaluation split's size)."""
     import time
 
     from harness.bench.rows import compose_config
-    from harness.data import load_raw_splits, tokenize_splits
-    from harness.models import load_tokenizer
-    from harness.tasks import TaskSpec
+    from harness.inputs.data import load_raw_splits, tokenize_splits
+    from harness.inputs.models import load_tokenizer
+    from harness.inputs.tasks import TaskSpec
 
     cfg = compose_config(model_name, "full", task_name)
     task = TaskSpec.from_config(cfg.task)

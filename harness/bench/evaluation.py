@@ -21,12 +21,12 @@ import subprocess
 import sys
 from typing import Any
 
-from harness.paths import REPO
+from harness.core.paths import REPO
 
 _STARTUP = """
 import json, sys, time
 start = time.perf_counter(), time.process_time()
-import harness.experiment, harness.lifecycle  # what run.py imports before it trains
+import harness.execution.experiment, harness.execution.lifecycle  # what run.py imports before it trains
 imported = time.perf_counter(), time.process_time()
 from harness.bench.evaluation import build_model, tokenised_validation
 build_model(sys.argv[1], sys.argv[2], sys.argv[3], "fp32")
@@ -40,10 +40,10 @@ print(json.dumps({k: {"wall": b[0] - a[0], "cpu": b[1] - a[1]} for k, (a, b) in 
 
 def build_model(model_name: str, method: str, task_name: str, variant_label: str) -> Any:
     """The backbone with ``method`` built on it, as a run assembles it, for the variant's attention."""
-    from harness.assembly import assemble
     from harness.bench.rows import compose_config
     from harness.bench.variants import parse_variant
-    from harness.tasks import TaskSpec
+    from harness.execution.assembly import assemble
+    from harness.inputs.tasks import TaskSpec
 
     cfg = compose_config(model_name, method, task_name)
     for key, value in parse_variant(variant_label).train_overrides.items():
@@ -54,9 +54,9 @@ def build_model(model_name: str, method: str, task_name: str, variant_label: str
 def tokenised_validation(model_name: str, task_name: str, glue_dir: str, include_train: bool = False) -> Any:
     """The task's first validation split tokenised as a run does (and the training split, loaded alone)."""
     from harness.bench.rows import compose_config
-    from harness.data import load_raw_splits, tokenize_splits
-    from harness.models import load_tokenizer
-    from harness.tasks import TaskSpec
+    from harness.inputs.data import load_raw_splits, tokenize_splits
+    from harness.inputs.models import load_tokenizer
+    from harness.inputs.tasks import TaskSpec
 
     cfg = compose_config(model_name, "full", task_name)
     task = TaskSpec.from_config(cfg.task)

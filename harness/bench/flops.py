@@ -31,7 +31,7 @@ from __future__ import annotations
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from harness.params import is_head_param
+from harness.execution.params import is_head_param
 
 PER_SEQUENCE = ("classifier", "pooler")  # applied to one position per sequence: not per-token cost
 

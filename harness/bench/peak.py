@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.bench.flops import PER_SEQUENCE
-from harness.params import is_head_param
+from harness.execution.params import is_head_param
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

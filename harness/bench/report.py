@@ -205,7 +205,7 @@ def _frozen_share() -> float:
     from omegaconf import OmegaConf
 
     from aflora.schedule import CubicSchedule
-    from harness.paths import CONF_DIR
+    from harness.core.paths import CONF_DIR
 
     method = OmegaConf.load(CONF_DIR / "method" / "aflora.yaml")
     total = 10_000

@@ -1,5 +1,5 @@
 """The benchmark's rows: one model + optimizer + callbacks per method (and AFLoRA phase), put
-together by ``harness.assembly.assemble`` as every run is, through the method registry.
+together by ``harness.execution.assembly.assemble`` as every run is, through the method registry.
 
 Rows:
 - ``floor``: the backbone with only the head trainable and gradients flowing back through every
@@ -30,13 +30,13 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, set_seed
 
-from harness.assembly import assemble
 from harness.bench.variants import Variant, adapt_optimizer
 from harness.config.compose import run_config
-from harness.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
-from harness.params import count_parameters
-from harness.paths import CONF_DIR
-from harness.tasks import TaskSpec
+from harness.core.paths import CONF_DIR
+from harness.execution.assembly import assemble
+from harness.execution.methods import BuildContext, MethodBuild, MethodCallback, method_builder, method_names
+from harness.execution.params import count_parameters
+from harness.inputs.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Row:
 
     @property
     def callbacks(self) -> list[TrainerCallback]:
-        # The order of Assembly.callbacks (harness/assembly.py): the method's see raw gradients.
+        # The order of Assembly.callbacks (harness/execution/assembly.py): the method's see raw gradients.
         return [*self.method_callbacks, *self.harness_callbacks]
 
 

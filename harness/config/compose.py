@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from harness.config.lengths import command_line_wins
 from harness.config.schema import register_schema
 from harness.config.validation import register_resolver
-from harness.paths import CONF_DIR
+from harness.core.paths import CONF_DIR
 
 
 def run_config(overrides: Sequence[str]) -> DictConfig:

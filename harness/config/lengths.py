@@ -21,7 +21,7 @@ from typing import Literal
 
 from omegaconf import DictConfig
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 Unit = Literal["steps", "epochs", "fraction"]
 Rounding = Literal["truncate", "nearest"]

@@ -7,10 +7,10 @@ structured configs). The ranges are checked by each dataclass's ``__post_init__`
 ``harness.config.validation.validate_config`` runs once on the composed config, before anything is written.
 The protocol, tuning and recipe groups (``@package _global_``) set ``train`` and ``data`` keys, so
 these schemas check them too. A method's own keys are typed by the dataclass its module registers
-(``harness.methods.MethodSettings``).
+(``harness.execution.methods.MethodSettings``).
 
 Fields without a default (``MISSING``) must come from the yaml. A field with a default is one that
-some yamls leave out (``task.label_range``, ``model.hub_id``); ``harness/identity.py`` leaves such a
+some yamls leave out (``task.label_range``, ``model.hub_id``); ``harness/storage/identity.py`` leaves such a
 key out of a run's fingerprint while it holds that default, as it was absent before this schema.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 ATTENTION = (None, "sdpa", "eager")  # train.attn_implementation
 
@@ -90,12 +90,12 @@ class TrainConfig:
     group_by_length: bool = MISSING
     precision: str = MISSING
     # transformers' attention kernel; None keeps the model's default (sdpa). A default here, so runs
-    # from before the key keep their fingerprint (harness/identity.py) and predict reads them as None.
+    # from before the key keep their fingerprint (harness/storage/identity.py) and predict reads them as None.
     attn_implementation: Optional[str] = None  # noqa: UP045
     device: str = MISSING
     threads: Optional[int] = MISSING  # noqa: UP045
     logging_steps: int = MISSING
-    report_to: Any = MISSING  # a name or a list of names (harness/tracking.py checks them)
+    report_to: Any = MISSING  # a name or a list of names (harness/execution/tracking.py checks them)
     keep_checkpoints: bool = MISSING
     save_best: bool = MISSING
     keep_predictions: bool = MISSING
@@ -106,7 +106,7 @@ class TrainConfig:
         # Their modules import torch: only validate_config runs this, in a process that trains.
         from transformers import SchedulerType
 
-        from harness.optim import OPTIMIZERS
+        from harness.execution.optim import OPTIMIZERS
 
         check_count("train.epochs", self.epochs, 1, MAX_EPOCHS)
         check_count("train.batch_size", self.batch_size, 1, MAX_BATCH)
@@ -175,7 +175,7 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """``conf/task/<name>.yaml``; ``harness.tasks.TaskSpec`` checks how its fields fit together."""
+    """``conf/task/<name>.yaml``; ``harness.inputs.tasks.TaskSpec`` checks how its fields fit together."""
 
     name: str = MISSING
     text_fields: list[str] = MISSING
@@ -193,7 +193,7 @@ class RunConfig:
 
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    method: Any = MISSING  # harness.methods.method_settings types it with the method's dataclass
+    method: Any = MISSING  # harness.execution.methods.method_settings types it with the method's dataclass
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = MISSING
@@ -208,7 +208,7 @@ class RunConfig:
 
 SCHEMA_NAME = "run_schema"  # the first entry of conf/config.yaml's defaults list
 # Keys the schema adds with a default to configs whose yaml leaves them out: not in a fingerprint
-# while they hold that default (harness/identity.py).
+# while they hold that default (harness/storage/identity.py).
 SCHEMA_DEFAULTS = {"model.hub_id": None, "model.license": None, "task.label_range": None, "task.select_on": None}
 
 

@@ -2,11 +2,11 @@
 
 Hydra merges the values into the typed schema (``harness/config/schema.py``) as it composes, refusing
 unknown keys and values of the wrong type. ``validate_config`` adds the ranges of each group (the
-dataclasses' ``__post_init__``), the method's own settings (``harness.methods.method_settings``),
-how the task's fields fit together (``harness.tasks.TaskSpec``) and the run directory's names.
+dataclasses' ``__post_init__``), the method's own settings (``harness.execution.methods.method_settings``),
+how the task's fields fit together (``harness.inputs.tasks.TaskSpec``) and the run directory's names.
 run.py runs it while Hydra resolves the run directory (``${run_subdir:...}`` in conf/config.yaml),
 so a refused config leaves nothing behind: Hydra has made no folder and opened no log yet. In a
-sweep (``-m``) a refused job must not stop the others: ``harness.lifecycle`` refuses it instead,
+sweep (``-m``) a refused job must not stop the others: ``harness.execution.lifecycle`` refuses it instead,
 writing no result (Hydra's run.log of the job stays).
 """
 
@@ -21,9 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.config.lengths import command_line_wins
 from harness.config.schema import DataConfig, ModelConfig, TaskConfig, TrainConfig
-from harness.errors import ConfigError
-from harness.identity import run_subdir
-from harness.tasks import task_spec
+from harness.core.errors import ConfigError
+from harness.inputs.tasks import task_spec
+from harness.storage.identity import run_subdir
 
 GROUPS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig, "data": DataConfig}
 
@@ -38,7 +38,7 @@ def _typed(schema: type, node: Any, key: str) -> Any:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError, in one line naming the key, for anything wrong in ``cfg``."""
-    from harness.methods import method_settings  # imports the method's module: torch, peft
+    from harness.execution.methods import method_settings  # imports the method's module: torch, peft
 
     try:
         OmegaConf.to_container(cfg, resolve=True)

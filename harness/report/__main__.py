@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessError, print_user_error
+from harness.core.errors import HarnessError, print_user_error
 from harness.report.build import build_reports, paper_comparisons
 from harness.report.load import ReportError
 from harness.report.study_report import build_study_report

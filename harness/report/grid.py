@@ -8,7 +8,7 @@ disagrees with its folder is refused: a grid point must be the rate it claims.
 The study's rule also reads every other run it is given (the table's, the archived ones) as
 evidence against a rate: one that trained the grid point's exact config but another seed, and
 fell below the probe, makes that rate ineligible (conf/protocol/minilm/README.md, "A rate must not
-collapse"). "Exact config" is the run-identity content (harness/identity.py) with the seed left out.
+collapse"). "Exact config" is the run-identity content (harness/storage/identity.py) with the seed left out.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import identity
 from harness.report import render
 from harness.report.load import ReportError, Run, parse_result, refuse_doubles
 from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.render import MISSING, Table
-from harness.result_schema import COMPLETED
-from harness.results import RESULT_FILE
+from harness.storage import identity
+from harness.storage.result_schema import COMPLETED
+from harness.storage.results import RESULT_FILE
 
-LR_FOLDER = "train.lr="  # the folder a train.lr override gets (harness/identity.py)
+LR_FOLDER = "train.lr="  # the folder a train.lr override gets (harness/storage/identity.py)
 
 
 COLUMNS = ["model", "task", "method", "seed", "lr", "score", "metric", "content"]
@@ -33,7 +33,7 @@ POINT = ["model", "task", "method", "lr"]
 
 
 def _content(config: dict) -> dict:
-    """What the run trained, seed aside (harness/identity.py): two seeds of one grid point agree."""
+    """What the run trained, seed aside (harness/storage/identity.py): two seeds of one grid point agree."""
     content = identity.content(config)
     content.pop("seed", None)
     return content

@@ -1,6 +1,6 @@
 """Find result.json files and read them as checked RunResults; nothing else is read by the report.
 
-The format and its checks are harness/result_schema.py's, the reading harness/results.py's. They
+The format and its checks are harness/storage/result_schema.py's, the reading harness/storage/results.py's. They
 run here, at the boundary, so that a malformed or old-schema file fails with one line naming the
 file and the dotted field instead of a pandas traceback deep inside a table.
 """
@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import identity
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.report.paper import Column, column_for
-from harness.result_schema import COMPLETED, FAILED, RunResult
-from harness.results import RESULT_FILE, fields_of, read_result_file
+from harness.storage import identity
+from harness.storage.result_schema import COMPLETED, FAILED, RunResult
+from harness.storage.results import RESULT_FILE, fields_of, read_result_file
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Run:
 
 
 def _variant(path: Path, recorded: str | None) -> str:
-    """The run's variant: as recorded, else the folders below ``seed<n>/`` (harness/identity.py),
+    """The run's variant: as recorded, else the folders below ``seed<n>/`` (harness/storage/identity.py),
     with its values in their one spelling (``train.lr=1e-3`` is ``train.lr=0.001``)."""
     if recorded is not None:
         return identity.canonical_variant(recorded)
@@ -110,7 +110,7 @@ def find_results(runs_dir: Path) -> list[Path]:
 
 def refuse_doubles(runs: list[Run]) -> None:
     """Refuse two result files of one (config, seed), naming both folders: two of one (model, task,
-    method and variant, seed), or two whose configs have one fingerprint (harness/identity.py),
+    method and variant, seed), or two whose configs have one fingerprint (harness/storage/identity.py),
     however their folders are spelled. Counting a seed twice would silently move a mean and shrink
     a std; the user must pick one."""
     seen: dict[str, Path] = {}

@@ -1,4 +1,4 @@
-"""A run's score under either protocol, read back from its kept predictions (harness/epoch_predictions.py).
+"""A run's score under either protocol, read back from its kept predictions (harness/storage/epoch_predictions.py).
 
 A run trained with ``data.protocol=heldout`` and ``train.keep_predictions=true`` holds, for every
 epoch, its predictions of both halves of the validation split: ``selection`` (the half the epoch is
@@ -8,7 +8,7 @@ chosen on) and ``validation`` (the other half). From them, with no retraining:
 - **paper**: the epoch with the best score on the whole validation split, scored there (AFLoRA's
   reference code: chosen and reported on the same examples, optimistic).
 
-Ties go to the earliest epoch, as the harness chooses (harness/history.py, ``best_and_final``).
+Ties go to the earliest epoch, as the harness chooses (harness/execution/history.py, ``best_and_final``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data import heldout_indices
-from harness.epoch_predictions import SplitPredictions, read_predictions
-from harness.glue_metric.glue_metric import METRICS
-from harness.tasks import SELECTION_SPLIT, TaskSpec
+from harness.inputs.data import heldout_indices
+from harness.inputs.glue_metric.glue_metric import METRICS
+from harness.inputs.tasks import SELECTION_SPLIT, TaskSpec
+from harness.storage.epoch_predictions import SplitPredictions, read_predictions
 
 HELDOUT, PAPER = "heldout", "paper"
 REPORTED_SPLIT = "validation"

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from harness.inputs.tasks import DEFAULT_PROTOCOL
 from harness.report.aggregate import completed, machine
 from harness.report.load import Run
 from harness.report.paper import PAPER_MODEL, PAPER_MODEL_LABEL
 from harness.report.render import Table
-from harness.tasks import DEFAULT_PROTOCOL
 
 FIGURE_TEXT = {
     "trainable_params.png": "Trainable parameters (head excluded) over optimizer steps; AFLoRA's "

@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError, print_user_error
-from harness.paths import REPO, RUN_PY
+from harness.core.errors import HarnessError, print_user_error
+from harness.core.paths import REPO, RUN_PY
 from tools.gpu_check import plan as plans
 from tools.gpu_check.carry import CARRY_DIR
 from tools.gpu_check.jobs import Job, run_pool

@@ -34,8 +34,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from harness.errors import HarnessError, print_user_error
-from harness.paths import REPO, conf_file
+from harness.core.errors import HarnessError, print_user_error
+from harness.core.paths import REPO, conf_file
 
 CARRY_DIR = REPO / ".gpu-carry"
 # Distributions the device image lacks (or has at another version: peft), by their PyPI names.
@@ -115,11 +115,11 @@ def build_half_minilm(dest: Path) -> Path:
 
 
 def copy_glue(source: Path, dest: Path, tasks: tuple[str, ...] = GLUE_TASKS) -> list[Path]:
-    """The splits each task trains and evaluates on (harness.data decides which), in the hub layout."""
+    """The splits each task trains and evaluates on (harness.inputs.data decides which), in the hub layout."""
     from omegaconf import OmegaConf
 
-    from harness.data import required_splits, split_files
-    from harness.tasks import TaskSpec
+    from harness.inputs.data import required_splits, split_files
+    from harness.inputs.tasks import TaskSpec
 
     copied = []
     for task in tasks:

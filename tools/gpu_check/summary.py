@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.result_schema import COMPLETED, RunResult
-from harness.results import RESULT_FILE, ResultFileError, load_result
+from harness.storage.result_schema import COMPLETED, RunResult
+from harness.storage.results import RESULT_FILE, ResultFileError, load_result
 from tools.gpu_check.plan import DRY_RUN, GPU, Plan, study_cells
 
 # The paper's runtime over whole training runs, normalised to ELoRA (docs/method.md, "Published numbers";

@@ -1,0 +1,166 @@
+"""Many ``run.py`` runs on this machine, N at a time, each with cores / N torch threads.
+
+Every torch process starts one thread per core by default, so two trainings at once on a 2-core
+machine would each run on 2 threads and slow each other down (measured: each step 2.3x slower
+than with one thread each). Here each of the N jobs gets ``train.threads = cores // N``. Runs start
+in list order and are reported as they end; each one's output goes to ``<logs>/<run>.log``.
+
+Ctrl-C (or SIGTERM, SIGHUP) stops the pool: no queued run starts, each running one gets one SIGINT
+and stops as ``run.py`` does on its own (its log says what it kept), and the pool exits 130 with one
+line; a second Ctrl-C kills the runs that have not stopped yet. Each run has its own process group,
+so a terminal's Ctrl-C reaches the runs only through the pool, exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.errors import INTERRUPTED
+from harness.core.paths import REPO, RUN_PY
+from harness.studies.finished_runs import is_finished
+
+POLL_SECONDS = 0.5  # how often the pool looks for ended runs; a training run lasts minutes
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class Run:
+    overrides: tuple[str, ...]  # run.py's command line, e.g. ("task=rte", "model=minilm", ...)
+
+    def value(self, key: str) -> str | None:
+        """The value this run sets for ``key`` on its command line (None when it sets none)."""
+        return next((o.split("=", 1)[1] for o in self.overrides if o.startswith(f"{key}=")), None)
+
+    @property
+    def label(self) -> str:
+        return "_".join(o.split("=", 1)[1].replace("/", "-") for o in self.overrides)
+
+
+@dataclass
+class _Started:
+    process: subprocess.Popen
+    start: float
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    return max((cores or os.cpu_count() or 1) // jobs, 1)
+
+
+def _overrides(run: Run, threads: int) -> list[str]:
+    return [*run.overrides, f"train.threads={threads}"]
+
+
+def _start(run: Run, threads: int, logs: Path) -> _Started:
+    command = [sys.executable, str(RUN_PY), *_overrides(run, threads)]
+    with open(logs / f"{run.label}.log", "a") as log:
+        log.write(f"$ {' '.join(command[1:])}\n")
+        log.flush()
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return _Started(process, time.monotonic())
+
+
+def plan_line(total: int, todo: int, jobs: int, threads: int, logs: Path) -> str:
+    """What a (re)started pool is about to do, in one line."""
+    if todo == 0:
+        return f"{total} runs, all finished earlier: nothing to run."
+    thread_s = "thread" if threads == 1 else "threads"
+    return (
+        f"{total} runs, {total - todo} finished earlier; running the other {todo}, {jobs} at a time "
+        f"with {threads} {thread_s} each; logs in {logs}/"
+    )
+
+
+class _StopRequests:
+    """Ctrl-C, SIGTERM and SIGHUP while the pool runs, counted. The handler only counts, so no signal
+    can fall between starting a run and keeping its process."""
+
+    def __init__(self) -> None:
+        self.count, self.event = 0, threading.Event()
+
+    def __call__(self, *_: object) -> None:
+        self.count += 1
+        self.event.set()
+
+
+@contextmanager
+def _stop_requests() -> Iterator[_StopRequests]:
+    requests = _StopRequests()
+    previous = {sig: signal.signal(sig, requests) for sig in STOP_SIGNALS}
+    try:
+        yield requests
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_each(running: list[_Started], sig: signal.Signals) -> None:
+    for started in running:
+        try:
+            os.killpg(started.process.pid, sig)
+        except ProcessLookupError:  # it ended in between
+            pass
+
+
+def _interrupt(running: dict[Run, _Started], not_started: int, requests: _StopRequests) -> None:
+    """Ctrl-C's way out: one SIGINT to each running run, wait for them, one line, exit 130. A second
+    Ctrl-C while they stop kills those still running (SIGKILL; their last checkpoint is kept)."""
+    _signal_each(list(running.values()), signal.SIGINT)
+    presses, killed = requests.count, []
+    while alive := [s for s in running.values() if s.process.poll() is None]:
+        if requests.count > presses and not killed:
+            killed = alive
+            _signal_each(killed, signal.SIGKILL)
+        requests.event.clear()
+        requests.event.wait(POLL_SECONDS)
+    how = f", {len(killed)} killed by a second Ctrl-C" if killed else ""
+    print(
+        f"interrupted: stopped {len(running)} running run(s){how} (each log says what it kept), {not_started} not "
+        "started; rerun the same command to resume",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(INTERRUPTED)
+
+
+def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) -> list[Run]:
+    """Run everything not finished yet, ``jobs`` at a time in list order, each with ``threads`` torch
+    threads (default: its share of the cores); list and return the runs that failed. A finished run
+    (harness/studies/finished_runs.py) is stepped over here, without starting run.py for it. Ctrl-C: see the
+    module's docstring (SystemExit 130)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = threads or threads_per_job(jobs)
+    todo = [run for run in runs if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
+    print(plan_line(len(runs), len(todo), jobs, threads, logs), flush=True)
+    failed, queue, running, done = [], list(todo), {}, 0
+    with _stop_requests() as requests:
+        while queue or running:
+            if requests.count:
+                _interrupt(running, len(queue), requests)
+            while queue and len(running) < jobs and not requests.count:
+                run = queue.pop(0)
+                running[run] = _start(run, threads, logs)
+            # Reported as each one ends: a short run's line should not wait behind a long one's.
+            for run in [r for r, s in running.items() if s.process.poll() is not None]:
+                started, done = running.pop(run), done + 1
+                code = started.process.returncode
+                status = "ok" if code == 0 else f"FAILED (exit {code})"
+                print(
+                    f"[{done}/{len(todo)}] {run.label}: {status}, {time.monotonic() - started.start:.0f} s", flush=True
+                )
+                if code:
+                    failed.append(run)
+            if running:
+                requests.event.wait(POLL_SECONDS)
+    failed.sort(key=todo.index)
+    if failed:
+        print(f"{len(failed)} run(s) failed (see their logs):", *(f"  {r.label}" for r in failed), sep="\n")
+    return failed
