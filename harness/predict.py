@@ -37,8 +37,8 @@ from transformers import (
 
 from harness.core.errors import HarnessError, print_user_error
 from harness.execution.methods import WeightsLoader, method_weights_loader
-from harness.execution.quiet import progress_bars, quiet_libraries
-from harness.execution.training import resolve_device, set_threads
+from harness.execution.quiet import quiet_libraries
+from harness.execution.training import evaluation_arguments, resolve_device, set_threads
 from harness.inputs.data import load_raw_splits, reported_set, take_examples, tokenize_splits
 from harness.inputs.metrics import compute_metrics_fn, to_predictions
 from harness.inputs.models import load_model, load_tokenizer
@@ -115,15 +115,8 @@ def inference_trainer(
 ) -> Trainer:
     """A Trainer that evaluates and predicts exactly as the training run's did (batch size, precision, collator)."""
     device = resolve_device(cfg.train.device)
-    args = TrainingArguments(
-        output_dir=str(out_dir),
-        per_device_eval_batch_size=cfg.train.eval_batch_size,
-        bf16=cfg.train.precision == "bf16",
-        use_cpu=device.type == "cpu",
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=not progress_bars(),  # a bar on a terminal; in a log, the lines predict_test writes
-    )
+    # A bar on a terminal; in a log, the lines predict_test writes.
+    args = TrainingArguments(output_dir=str(out_dir), report_to="none", **evaluation_arguments(cfg.train, device))
     return Trainer(
         model=model,
         args=args,

@@ -204,16 +204,16 @@ def test_a_heldout_run_on_every_task(tmp_path, heldout_glue, task):
 
 
 def test_the_report_names_the_protocol_of_its_runs(tmp_path):
-    from harness.report.load import Run
+    from harness.report.load import RunRecord
     from harness.report.readme import _protocol_line
 
-    def run(config: dict | None) -> Run:  # the line reads a completed run's config alone
-        return Run(tmp_path, "completed", "rte", "m", "lora", 1, result=SimpleNamespace(config=config))
+    def run(config: dict | None) -> RunRecord:  # the line reads a completed run's config alone
+        return RunRecord(tmp_path, "completed", "rte", "m", "lora", 1, result=SimpleNamespace(config=config))
 
     before_the_key = run({"data": {"max_seq_length": 128}})  # a result.json from before data.protocol
     line = _protocol_line([before_the_key, run({"data": {"protocol": "paper"}})])
     assert line.startswith("- Evaluation protocol (`data.protocol`): `paper` for every run:")
     mixed = _protocol_line([before_the_key, run({"data": {"protocol": "heldout"}})])
     assert "`heldout` for 1 runs" in mixed and "`paper` for 1 runs" in mixed
-    failed = Run(tmp_path, "failed", "rte", "m", "lora", 1, result=SimpleNamespace(config=None))
+    failed = RunRecord(tmp_path, "failed", "rte", "m", "lora", 1, result=SimpleNamespace(config=None))
     assert _protocol_line([failed]) == _protocol_line([])  # only completed runs count

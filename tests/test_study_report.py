@@ -12,11 +12,11 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, f1_score
 
-from harness import lifecycle
-from harness.data import heldout_indices
-from harness.epoch_predictions import read_predictions
-from harness.finished_runs import run_dir_of
+from harness.execution import lifecycle
+from harness.inputs.data import heldout_indices
 from harness.report.study_report import build_study_report
+from harness.storage.epoch_predictions import read_predictions
+from harness.studies.finished_runs import run_dir_of
 from harness.study import study_runs
 from tests.conftest import compose
 from tests.glue_fixture import write_glue

@@ -72,6 +72,18 @@ def optimizer_steps(n_train: int, train_cfg: Any, processes: int) -> tuple[int, 
     return per_epoch, per_epoch * train_cfg.epochs
 
 
+def evaluation_arguments(train_cfg: Any, device: torch.device) -> dict[str, Any]:
+    """The TrainingArguments a run's evaluation depends on, shared by training and by
+    ``harness.predict``, so that a saved run predicts exactly as it evaluated while training."""
+    return {
+        "per_device_eval_batch_size": train_cfg.eval_batch_size,
+        "bf16": train_cfg.precision == "bf16",
+        "use_cpu": device.type == "cpu",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": not progress_bars(),  # in a log file: the logged numbers as plain lines
+    }
+
+
 def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.device) -> TrainingArguments:
     per_device, accumulation = batch_layout(train_cfg, world_size())
     return TrainingArguments(
@@ -80,7 +92,6 @@ def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.de
         max_steps=train_cfg.max_steps,
         per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation,
-        per_device_eval_batch_size=train_cfg.eval_batch_size,
         lr_scheduler_type=train_cfg.lr_scheduler,
         warmup_steps=train_cfg.warmup_ratio,  # a float below 1 is a ratio in transformers 5
         max_grad_norm=0.0,  # clipped by ClipAndCheckGradients after the method callbacks saw raw grads
@@ -91,13 +102,10 @@ def training_arguments(train_cfg: Any, run_dir: str, seed: int, device: torch.de
         logging_steps=train_cfg.logging_steps,
         logging_nan_inf_filter=False,  # a NaN loss must show, not be averaged away
         train_sampling_strategy="group_by_length" if train_cfg.group_by_length else "random",
-        bf16=train_cfg.precision == "bf16",
-        use_cpu=device.type == "cpu",
         seed=seed,
         report_to=report_targets(train_cfg.report_to, run_dir),  # harness/execution/tracking.py
-        dataloader_num_workers=0,
         save_only_model=False,
-        disable_tqdm=not progress_bars(),  # in a log file: the logged numbers as plain lines
+        **evaluation_arguments(train_cfg, device),
     )
 
 

@@ -13,15 +13,15 @@ import math
 
 import pandas as pd
 
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import PAPER_COLUMNS, PAPER_TASKS, Column, method_sort_key
 
 
-def completed(runs: list[Run]) -> list[Run]:
+def completed(runs: list[RunRecord]) -> list[RunRecord]:
     return [r for r in runs if r.status == "completed"]
 
 
-def machine(run: Run) -> str:
+def machine(run: RunRecord) -> str:
     """Where the run trained: runtime.device (or env.device) on env.hostname."""
     env = run.result.env
     device = run.result.runtime.device or env.device or "unknown device"
@@ -33,7 +33,7 @@ def _float(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def runs_frame(runs: list[Run]) -> pd.DataFrame:
+def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per completed run with the scalar fields the tables use."""
     rows = []
     for r in completed(runs):
@@ -77,7 +77,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def scores_frame(runs: list[Run]) -> pd.DataFrame:
+def scores_frame(runs: list[RunRecord]) -> pd.DataFrame:
     """Long frame: one row per (run, reported metric), value in percent at the best epoch."""
     rows = []
     for r in completed(runs):
@@ -102,7 +102,7 @@ def score_stats(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def failure_counts(runs: list[Run]) -> dict[tuple[str, str], int]:
+def failure_counts(runs: list[RunRecord]) -> dict[tuple[str, str], int]:
     """Number of failed seeds per (method, task), shown in the table cells."""
     counts: dict[tuple[str, str], int] = {}
     for r in runs:

@@ -10,7 +10,7 @@ import pandas as pd
 from harness.report.efficiency import params_table, runtime_summary_table, runtime_table
 from harness.report.figures import all_figures
 from harness.report.grid import evidence_frame, grid_choice_table, grid_frame, grid_table
-from harness.report.load import ReportError, Run, load_runs
+from harness.report.load import ReportError, RunRecord, load_runs
 from harness.report.precision import is_bf16_variant, precision_parity_table
 from harness.report.readme import readme
 from harness.report.readme_block import markers, replace_block, table_block
@@ -21,13 +21,13 @@ from harness.report.tables import comparison_table, glue_table, runs_table
 log = logging.getLogger(__name__)
 
 
-def method_runs(runs: list[Run]) -> list[Run]:
+def method_runs(runs: list[RunRecord]) -> list[RunRecord]:
     """The runs of the methods compared, without AFLoRA's variants and without the bf16 repeats of
     the precision check (a precision is a protocol's choice, not another method)."""
     return [r for r in runs if r.method not in AFLORA_VARIANTS and not is_bf16_variant(r)]
 
 
-def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
+def model_tables(runs: list[RunRecord], model: str) -> dict[str, Table]:
     """All tables of one model's report, keyed by file stem. AFLoRA's variants (its ablations and
     its reference optimizer) appear in the ablation table, the paired comparisons and the runs list
     only, so the method tables compare methods."""
@@ -49,7 +49,7 @@ def model_tables(runs: list[Run], model: str) -> dict[str, Table]:
 
 
 def build_model_report(
-    runs: list[Run],
+    runs: list[RunRecord],
     model: str,
     out_dir: Path,
     command: str,
@@ -113,7 +113,7 @@ def paper_comparisons(runs_dir: Path, models: list[str] | None) -> dict[str, str
     return texts
 
 
-def _wanted_models(runs_dir: Path, runs: list[Run], models: list[str] | None) -> list[str]:
+def _wanted_models(runs_dir: Path, runs: list[RunRecord], models: list[str] | None) -> list[str]:
     found = sorted({r.model for r in runs})
     unknown = [m for m in models or [] if m not in found]
     if unknown:

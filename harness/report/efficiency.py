@@ -20,14 +20,14 @@ from harness.report.aggregate import (
     runtime_clock,
     sorted_methods,
 )
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import PAPER_RUNTIME_VS_ELORA, PAPER_TABLE, method_label, task_title
 from harness.report.render import FLAG, MISSING, Table, cell
 
 REFERENCES = ("elora", "lora")  # runtime is normalised to both (paper: ELoRA = 1.0)
 
 
-def params_table(runs: list[Run], model: str) -> Table:
+def params_table(runs: list[RunRecord], model: str) -> Table:
     """Per method: start / end / time-weighted average trainable parameters, ratio to LoRA r=8."""
     frame = runs_frame(runs)
     pm = params_by_method(frame) if len(frame) else pd.DataFrame()
@@ -96,7 +96,7 @@ def runtime_ratios(frame: pd.DataFrame, references: tuple[str, ...] = REFERENCES
     return rt
 
 
-def runtime(runs: list[Run], references: tuple[str, ...] = REFERENCES) -> tuple[pd.DataFrame, str, str]:
+def runtime(runs: list[RunRecord], references: tuple[str, ...] = REFERENCES) -> tuple[pd.DataFrame, str, str]:
     """The ratios on one clock (aggregate.runtime_clock), the clock's name and the reason for it."""
     frame, clock, why = runtime_clock(runs_frame(runs))
     return (runtime_ratios(frame, references) if len(frame) else pd.DataFrame()), clock, why
@@ -108,7 +108,7 @@ def ratio_cell(x: float, flagged: bool, fmt: str) -> str:
     return text + FLAG[fmt] if flagged and text != MISSING[fmt] else text
 
 
-def runtime_table(runs: list[Run], model: str) -> Table:
+def runtime_table(runs: list[RunRecord], model: str) -> Table:
     """Seconds per epoch and training samples/s per task and method, normalised to ELoRA, LoRA."""
     rt, clock, why = runtime(runs)
     rows = []
@@ -150,7 +150,7 @@ def geomean(values: pd.Series) -> float:
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else math.nan
 
 
-def runtime_summary_table(runs: list[Run], model: str) -> Table:
+def runtime_summary_table(runs: list[RunRecord], model: str) -> Table:
     """Per method: geometric mean over tasks of each runtime ratio (ratios average in log space)."""
     rt, clock, why = runtime(runs)
     ratio_cols = [f"{q}_over_{ref}" for q in ("seconds_per_epoch", "train_samples_per_second") for ref in REFERENCES]

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from harness.report.aggregate import completed, paper_task_order, sorted_methods
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import METHOD_ORDER, method_label, method_sort_key, metric_label, task_title
 from harness.report.study_tables import FLOOR
 
@@ -158,7 +158,7 @@ def freezing_heatmap(matrix: np.ndarray, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def freezing_by_task(runs: list[Run]) -> dict[str, list[Mapping[str, int | None]]]:
+def freezing_by_task(runs: list[RunRecord]) -> dict[str, list[Mapping[str, int | None]]]:
     """Per task (paper order), the `freezing` of each completed AFLoRA run. AFLoRA's own config
     only: a variant freezes on another schedule, and would blur the mean."""
     by_task: dict[str, list[Mapping[str, int | None]]] = {}
@@ -168,7 +168,7 @@ def freezing_by_task(runs: list[Run]) -> dict[str, list[Mapping[str, int | None]
     return {task: by_task[task] for task in paper_task_order(by_task)}
 
 
-def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
+def freezing_figures(runs: list[RunRecord], model: str, out_dir: Path) -> list[Path]:
     """One heatmap per task from AFLoRA runs' `freezing`, averaged over seeds."""
     paths = []
     for task, freezings in freezing_by_task(runs).items():
@@ -183,7 +183,7 @@ def freezing_figures(runs: list[Run], model: str, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _last_step(run: Run) -> int:
+def _last_step(run: RunRecord) -> int:
     """The run's final optimizer step (runtime.steps, else the last evaluation's step)."""
     steps = [run.result.runtime.steps or 0]
     steps += [e.step or 0 for e in run.result.metrics.per_epoch]
@@ -191,7 +191,9 @@ def _last_step(run: Run) -> int:
     return int(max(steps))
 
 
-def _per_task_figure(runs: list[Run], suptitle: str, panel: Callable[[Axes, list[Run]], None]) -> Figure | None:
+def _per_task_figure(
+    runs: list[RunRecord], suptitle: str, panel: Callable[[Axes, list[RunRecord]], None]
+) -> Figure | None:
     """A grid with one panel per task (paper order), each drawn by `panel` from that task's
     completed runs, one legend for the grid; None when no run completed."""
     done = completed(runs)
@@ -238,7 +240,7 @@ def method_marker(method: str) -> str:
     return MARKERS[_method_index(method) % len(MARKERS)]
 
 
-def _step_line(run: Run) -> tuple[np.ndarray, np.ndarray]:
+def _step_line(run: RunRecord) -> tuple[np.ndarray, np.ndarray]:
     """The trainable count as a step function: its change points and the run's last step."""
     hist = sorted(run.result.params.trainable_history)
     x = [s for s, _ in hist] + [max(_last_step(run), hist[-1][0])]
@@ -255,7 +257,7 @@ def _with_marks(x: np.ndarray, y: np.ndarray, phase: float) -> tuple[np.ndarray,
     return xs, ys, [int(np.searchsorted(xs, m)) for m in marks]
 
 
-def _trainable_panel(ax: Axes, runs: list[Run]) -> None:
+def _trainable_panel(ax: Axes, runs: list[RunRecord]) -> None:
     labelled = set()
     methods = sorted_methods({r.method for r in runs})
     for r in sorted(runs, key=lambda r: (method_sort_key(r.method), r.seed)):
@@ -285,17 +287,17 @@ def _trainable_panel(ax: Axes, runs: list[Run]) -> None:
     ax.set_ylabel("trainable parameters (0, then log)")
 
 
-def trainable_figure(runs: list[Run], model: str) -> Figure | None:
+def trainable_figure(runs: list[RunRecord], model: str) -> Figure | None:
     """Trainable parameters (head excluded) against optimizer step, a step line per run."""
     title = f"Trainable parameters during training, head excluded ({model}; one line per seed)"
     return _per_task_figure(runs, title, _trainable_panel)
 
 
-def _main_metric(run: Run) -> str:
+def _main_metric(run: RunRecord) -> str:
     return run.column.metrics[0]
 
 
-def score_panel(ax: Axes, runs: list[Run]) -> None:
+def score_panel(ax: Axes, runs: list[RunRecord]) -> None:
     metric = _main_metric(runs[0])
     for m in sorted_methods({r.method for r in runs}):
         rs = [r for r in runs if r.method == m]
@@ -311,7 +313,7 @@ def score_panel(ax: Axes, runs: list[Run]) -> None:
     ax.set_ylabel(f"{metric_label(metric)} (%) at best epoch")
 
 
-def metric_vs_params(runs: list[Run], model: str) -> Figure | None:
+def metric_vs_params(runs: list[RunRecord], model: str) -> Figure | None:
     """Each method's mean score (± std over seeds) against its average trainable parameters; the
     probe, with none, as a dashed line."""
     title = f"Score vs trainable parameters ({model}; mean ± sample std over seeds)"
@@ -321,7 +323,7 @@ def metric_vs_params(runs: list[Run], model: str) -> Figure | None:
 _DODGE = 0.3  # of an epoch: the width over which the methods' bars at one epoch are spread
 
 
-def _epoch_panel(ax: Axes, runs: list[Run]) -> None:
+def _epoch_panel(ax: Axes, runs: list[RunRecord]) -> None:
     """Per method, the mean over seeds at each epoch with a bar from the lowest seed to the highest,
     each method shifted a little along x so that no bar hides another (a shaded band per method
     overlapped the others)."""
@@ -357,13 +359,13 @@ def _epoch_panel(ax: Axes, runs: list[Run]) -> None:
     ax.set_ylabel(f"validation {metric_label(metric)} (%)")
 
 
-def metric_per_epoch(runs: list[Run], model: str) -> Figure | None:
+def metric_per_epoch(runs: list[RunRecord], model: str) -> Figure | None:
     """Validation metric per epoch, one line per method (mean over seeds, bar = min..max)."""
     title = f"Validation metric per epoch ({model}; mean over seeds, bar = min–max, methods side by side)"
     return _per_task_figure(runs, title, _epoch_panel)
 
 
-def all_figures(runs: list[Run], model: str, fig_dir: Path) -> list[Path]:
+def all_figures(runs: list[RunRecord], model: str, fig_dir: Path) -> list[Path]:
     """Write every figure; stale heatmaps of tasks that no longer have AFLoRA runs are removed."""
     for old in fig_dir.glob("freezing_*.png"):
         old.unlink()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report import render
-from harness.report.load import ReportError, Run, parse_result, refuse_doubles
+from harness.report.load import ReportError, RunRecord, parse_result, refuse_doubles
 from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.render import MISSING, Table
 from harness.storage import identity
@@ -77,7 +77,7 @@ def grid_frame(grid_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def evidence_frame(dirs: list[Path], loaded: dict[Path, list[Run]] | None = None) -> pd.DataFrame:
+def evidence_frame(dirs: list[Path], loaded: dict[Path, list[RunRecord]] | None = None) -> pd.DataFrame:
     """Every completed run under ``dirs``, in grid_frame's columns: the runs that can rule a rate out.
     ``loaded``: runs already read, by their directory, which are not read again (the table's)."""
     loaded = {Path(d).resolve(): runs for d, runs in (loaded or {}).items()}

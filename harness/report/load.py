@@ -26,7 +26,7 @@ class ReportError(HarnessError):
 
 
 @dataclass
-class Run:
+class RunRecord:
     """One result.json as the report sees it: its identity, and the checked file (``result``) of a
     completed or failed run; None for one still in progress, whose file is only listed."""
 
@@ -55,7 +55,7 @@ def _variant(path: Path, recorded: str | None) -> str:
     return "/".join(identity.canonical_variant(part) for part in parts[seeds[-1] + 1 :]) if seeds else ""
 
 
-def _with_variant(run: Run, recorded: str | None) -> Run:
+def _with_variant(run: RunRecord, recorded: str | None) -> RunRecord:
     """Runs of another config are another row: the method is labelled with the variant. The names
     pass run.py's own check first: the report names its folders and files after them."""
     for key in ("model", "task", "method"):
@@ -69,7 +69,7 @@ def _with_variant(run: Run, recorded: str | None) -> Run:
     return run
 
 
-def _incomplete_run(path: Path, status: str, data: dict[str, Any]) -> Run:
+def _incomplete_run(path: Path, status: str, data: dict[str, Any]) -> RunRecord:
     """A run still in progress (or killed) has nothing to report yet; it is only listed. Its
     identity may be partial, so fall back on the path layout <model>/<task>/<method>/seed<n>/."""
     parts = path.parent.parts
@@ -83,11 +83,11 @@ def _incomplete_run(path: Path, status: str, data: dict[str, Any]) -> Run:
     seed = data.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         seed = int(seed_dir[4:]) if seed_dir.startswith("seed") and seed_dir[4:].isdigit() else None
-    run = Run(path, status, ident["task"], ident["model"], ident["method"], seed)
+    run = RunRecord(path, status, ident["task"], ident["model"], ident["method"], seed)
     return _with_variant(run, data["variant"] if isinstance(data.get("variant"), str) else None)
 
 
-def parse_result(path: Path) -> Run:
+def parse_result(path: Path) -> RunRecord:
     """Read and validate one result.json; raise ResultFileError naming the file and field."""
     data = read_result_file(path)
     status = data["status"]
@@ -97,7 +97,7 @@ def parse_result(path: Path) -> Run:
         result = RunResult.from_json(data)
         if status == COMPLETED:  # what the tables need besides the format: the column's scores
             result.check_scores(column_for(result.task, result.metrics.selection_metric).metrics)
-    run = Run(path, status, result.task, result.model, result.method, result.seed, result.error, result)
+    run = RunRecord(path, status, result.task, result.model, result.method, result.seed, result.error, result)
     return _with_variant(run, result.variant)
 
 
@@ -108,7 +108,7 @@ def find_results(runs_dir: Path) -> list[Path]:
     return sorted(runs_dir.rglob(RESULT_FILE))
 
 
-def refuse_doubles(runs: list[Run]) -> None:
+def refuse_doubles(runs: list[RunRecord]) -> None:
     """Refuse two result files of one (config, seed), naming both folders: two of one (model, task,
     method and variant, seed), or two whose configs have one fingerprint (harness/storage/identity.py),
     however their folders are spelled. Counting a seed twice would silently move a mean and shrink
@@ -131,7 +131,7 @@ def refuse_doubles(runs: list[Run]) -> None:
             seen[key] = run.path
 
 
-def load_runs(runs_dir: Path) -> list[Run]:
+def load_runs(runs_dir: Path) -> list[RunRecord]:
     """Parse every result.json; refuse two files of one (config, seed) (``refuse_doubles``)."""
     paths = find_results(runs_dir)
     if not paths:

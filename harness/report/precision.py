@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.report import render
 from harness.report.aggregate import completed, paper_task_order
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import method_label, task_title
 from harness.report.render import MISSING, Table
 from harness.report.study_tables import CONFIDENCE, paired_difference, task_scores
@@ -24,19 +24,19 @@ from harness.report.study_tables import CONFIDENCE, paired_difference, task_scor
 BF16_VARIANT = "train.precision=bf16"
 
 
-def is_bf16_variant(run: Run) -> bool:
+def is_bf16_variant(run: RunRecord) -> bool:
     return run.variant == BF16_VARIANT
 
 
-def base_method(run: Run) -> str:
+def base_method(run: RunRecord) -> str:
     return run.method.removesuffix(f" [{BF16_VARIANT}]")
 
 
-def _freezing_steps(run: Run) -> dict[str, int | None]:
+def _freezing_steps(run: RunRecord) -> dict[str, int | None]:
     return dict(run.result.freezing or {})
 
 
-def freezing_agreement(fp32: list[Run], bf16: list[Run]) -> tuple[float, float, int, int]:
+def freezing_agreement(fp32: list[RunRecord], bf16: list[RunRecord]) -> tuple[float, float, int, int]:
     """AFLoRA, seed by seed: the mean step at which its trained projections froze under each
     precision, and how many of them froze at the same step (mean fp32, mean bf16, same, compared)."""
     by_seed = {r.seed: _freezing_steps(r) for r in bf16}
@@ -57,7 +57,7 @@ def freezing_agreement(fp32: list[Run], bf16: list[Run]) -> tuple[float, float, 
     return mean(means32), mean(means16), same, compared
 
 
-def precision_parity_table(runs: list[Run], model: str) -> Table:
+def precision_parity_table(runs: list[RunRecord], model: str) -> Table:
     """Per (method, task) with bf16 runs: fp32 and bf16 means, the paired difference with its t
     interval, whether |difference of means| <= the fp32 seed std, and AFLoRA's freezing steps."""
     done = completed(runs)

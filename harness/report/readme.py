@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.inputs.tasks import DEFAULT_PROTOCOL
 from harness.report.aggregate import completed, machine
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import PAPER_MODEL, PAPER_MODEL_LABEL
 from harness.report.render import Table
 
@@ -55,12 +55,12 @@ def _figures(figures: list[Path], out_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def protocol(run: Run) -> str:
+def protocol(run: RunRecord) -> str:
     """The run's data.protocol; a config from before the key has the only protocol there was, paper."""
     return (run.result.config.get("data") or {}).get("protocol", DEFAULT_PROTOCOL)  # a completed run has its config
 
 
-def _protocol_line(runs: list[Run]) -> str:
+def _protocol_line(runs: list[RunRecord]) -> str:
     """Which evaluation protocol produced the scores (conf/config.yaml, data.protocol)."""
     counts = Counter(protocol(r) for r in completed(runs))
     what = {
@@ -78,7 +78,7 @@ def _protocol_line(runs: list[Run]) -> str:
 
 def readme(
     model: str,
-    runs: list[Run],
+    runs: list[RunRecord],
     tables: dict[str, Table],
     figures: list[Path],
     out_dir: Path,

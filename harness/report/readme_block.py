@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from harness.report.aggregate import completed
-from harness.report.load import ReportError, Run
+from harness.report.load import ReportError, RunRecord
 from harness.report.render import MISSING, Table
 
 
@@ -23,7 +23,7 @@ def markers(model: str) -> tuple[str, str]:
     return f"<!-- report:{model} -->", f"<!-- /report:{model} -->"
 
 
-def table_block(table: Table, runs: list[Run], report_dir: str) -> str:
+def table_block(table: Table, runs: list[RunRecord], report_dir: str) -> str:
     """The report's GLUE table without the columns no run has reached yet, and where it came from."""
     empty = [c for c in table.md.columns if (table.md[c] == MISSING["md"]).all()]
     body = table.md.drop(columns=empty).to_markdown(index=False, disable_numparse=True)

@@ -24,22 +24,22 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from harness.finished_runs import run_dir_of
-from harness.grid_scores import grid_scores
+from harness.inputs.tasks import TaskSpec
 from harness.report import render
 from harness.report.aggregate import completed, paper_task_order
 from harness.report.bootstrap import ScoreFn, paired_bootstrap
 from harness.report.build import method_runs, model_tables
 from harness.report.figures import all_figures
-from harness.report.load import Run, parse_result
+from harness.report.load import RunRecord, parse_result
 from harness.report.paper import method_label, method_sort_key, task_title
 from harness.report.protocols import HELDOUT, PAPER, protocol_score, score
 from harness.report.readme import readme
 from harness.report.render import MISSING, Table
-from harness.result_schema import COMPLETED, EpochRecord
-from harness.results import RESULT_FILE
+from harness.storage.result_schema import COMPLETED, EpochRecord
+from harness.storage.results import RESULT_FILE
+from harness.studies.finished_runs import run_dir_of
+from harness.studies.grid_scores import grid_scores
 from harness.study import fallback_rates, grid_outcome, stage_runs
-from harness.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ HEADLINE_PAIRS = (("aflora", "lora"), ("aflora", "elora"))  # the paper's two cl
 Moves = dict[tuple[str, str], float]  # (method, task) -> the rate the fallback rule moved the cell to
 
 
-def table_runs(study: DictConfig) -> tuple[list[Run], Moves]:
+def table_runs(study: DictConfig) -> tuple[list[RunRecord], Moves]:
     """Every result file of the study's table stages (the stages with ``methods``), each labelled by
     its method alone (a cell's rate is the study's, not another method), and the fallback's moves."""
     overrides = tuple(study.get("overrides") or ())
-    runs: list[Run] = []
+    runs: list[RunRecord] = []
     moves: Moves = {}
     for name, stage in study.stages.items():
         if "methods" not in stage:
@@ -70,12 +70,12 @@ def table_runs(study: DictConfig) -> tuple[list[Run], Moves]:
     return runs, moves
 
 
-def _task_spec(run: Run) -> TaskSpec:
+def _task_spec(run: RunRecord) -> TaskSpec:
     config = run.result.config
     return TaskSpec.from_config(OmegaConf.create(config["task"]), config["data"]["protocol"])
 
 
-def under_paper_protocol(runs: list[Run]) -> list[Run]:
+def under_paper_protocol(runs: list[RunRecord]) -> list[RunRecord]:
     """The runs with the best epoch the paper protocol chooses (on the whole validation split, scored
     there) in place of their own, from their kept predictions; other runs as they are."""
     chosen = []
@@ -99,7 +99,7 @@ def _task_score(spec: TaskSpec, metrics: tuple[str, ...] | list[str]) -> ScoreFn
     return task_score
 
 
-def bootstrap_table(runs: list[Run], model: str) -> Table:
+def bootstrap_table(runs: list[RunRecord], model: str) -> Table:
     """AFLoRA against LoRA and ELoRA per task on the reported half: an example-level paired bootstrap
     over the seeds both ran (report/bootstrap.py), each run at its held-out epoch."""
     done = completed(runs)

@@ -14,7 +14,7 @@ from scipy import stats
 from harness.report import render
 from harness.report.aggregate import completed, paper_task_order, runs_frame, sorted_methods
 from harness.report.efficiency import geomean, ratio_cell, runtime
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import REFERENCE_OPTIMIZER, method_label, task_title
 from harness.report.render import MISSING, Table
 
@@ -28,7 +28,7 @@ PAIRS = (("aflora", "lora"), ("aflora", "elora"), *((variant, "aflora") for vari
 CONFIDENCE = 0.95
 
 
-def task_scores(runs: list[Run]) -> pd.DataFrame:
+def task_scores(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per completed run: its task score (the mean of the task column's metrics), in percent."""
     rows = []
     for r in completed(runs):
@@ -46,7 +46,7 @@ def _cell(mean: float, std: float, n: int, fmt: str) -> str:
     return f"{render.mean_std(mean, std, fmt)} (n={n})" if n else MISSING[fmt]
 
 
-def floor_check_table(runs: list[Run], model: str) -> Table:
+def floor_check_table(runs: list[RunRecord], model: str) -> Table:
     """Per task and method: does the method's mean beat the probe's by more than their two seed stds?"""
     scores = task_scores(runs)
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
@@ -116,7 +116,7 @@ def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float, 
     return mean, mean - half, mean + half, n
 
 
-def paired_table(runs: list[Run], model: str) -> Table:
+def paired_table(runs: list[RunRecord], model: str) -> Table:
     """AFLoRA against LoRA and ELoRA, and each of AFLoRA's variants against AFLoRA, per task:
     seed-paired mean difference with a 95 % t interval."""
     scores = task_scores(runs)
@@ -157,7 +157,7 @@ def paired_table(runs: list[Run], model: str) -> Table:
     return Table.from_rows("paired_comparisons", title, cells, csv, notes)
 
 
-def ablation_table(runs: list[Run], model: str) -> Table:
+def ablation_table(runs: list[RunRecord], model: str) -> Table:
     """AFLoRA and its variants side by side: score per task, trainable parameters, and training
     time per epoch relative to AFLoRA's (freezing is meant to save both)."""
     variants = ("aflora", *AFLORA_VARIANTS)

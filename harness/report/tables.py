@@ -22,7 +22,7 @@ from harness.report.aggregate import (
     scores_frame,
     sorted_methods,
 )
-from harness.report.load import Run
+from harness.report.load import RunRecord
 from harness.report.paper import (
     PAPER_COLUMNS,
     PAPER_MODEL,
@@ -48,7 +48,7 @@ AVG_NOTE = (
 )
 
 
-def table_columns(runs: list[Run]) -> list[Column]:
+def table_columns(runs: list[RunRecord]) -> list[Column]:
     """The paper's eight columns always (missing ones show as missing), then extra tasks."""
     extra: dict[str, Column] = {}
     for r in runs:
@@ -60,7 +60,7 @@ def table_columns(runs: list[Run]) -> list[Column]:
     return list(PAPER_COLUMNS) + [extra[t] for t in sorted(extra)]
 
 
-def reported_methods(runs: list[Run]) -> list[str]:
+def reported_methods(runs: list[RunRecord]) -> list[str]:
     return sorted_methods(r.method for r in runs if r.status in ("completed", "failed"))
 
 
@@ -119,13 +119,13 @@ def avg_cell(avg: float, n_tasks: int, fmt: str, is_best: bool = False) -> str:
     return text if n_tasks in (0, N_PAPER) else f"{text} ({n_tasks}/{N_PAPER} tasks)"
 
 
-def _params_avg(runs: list[Run]) -> pd.Series:
+def _params_avg(runs: list[RunRecord]) -> pd.Series:
     """Per method: the time-weighted average of trainable parameters (head excluded)."""
     frame = runs_frame(runs)
     return params_by_method(frame)["trainable_avg"] if len(frame) else pd.Series(dtype=float)
 
 
-def glue_table(runs: list[Run], model: str) -> Table:
+def glue_table(runs: list[RunRecord], model: str) -> Table:
     """Table 1 layout: rows = methods, columns = #Params, tasks, Avg; best per column marked."""
     stats = score_stats(scores_frame(runs))
     fails = failure_counts(runs)
@@ -181,7 +181,7 @@ def _paper_avg(method: str, tasks: tuple[str, ...]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def comparison_table(runs: list[Run], model: str) -> Table:
+def comparison_table(runs: list[RunRecord], model: str) -> Table:
     """Per method three rows: reproduced, published, and their difference, in Table 1 layout."""
     stats = score_stats(scores_frame(runs))
     fails = failure_counts(runs)
@@ -285,7 +285,7 @@ def comparison_notes(model: str, methods: list[str]) -> list[str]:
     return notes
 
 
-def runs_table(runs: list[Run], model: str) -> Table:
+def runs_table(runs: list[RunRecord], model: str) -> Table:
     """Failed runs with their error, and incomplete ones (e.g. still running), which are skipped."""
     rows = [r for r in runs if r.status != "completed"]
     rows.sort(key=lambda r: (r.status, r.task, r.method, r.seed if r.seed is not None else -1))
