@@ -63,8 +63,9 @@ study: setup ## the MiniLM study (conf/study/STUDY.yaml), JOBS runs at once; STA
 glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. SEEDS=1,2,3), JOBS runs at once (offline with GLUE_DIR)
 	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1) $(PY) -m harness.sweep --method $(METHOD) --model $(MODEL) --seeds $(SEEDS) --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
-report: setup ## tables and figures for every model under runs/ into reports/, and the GLUE table into README.md
+report: setup ## tables and figures for every model under runs/ into reports/, the GLUE table into README.md, and the paper-budget study's report
 	$(PY) -m harness.report --runs runs --out reports --readme README.md $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
+	$(if $(wildcard runs_paper_grid),$(PY) -m harness.report --study conf/study/minilm-paper.yaml --out reports/minilm-paper-budget)
 
 paper-tables: setup ## print the paper's Table 1 layout with the published numbers beside ours (writes nothing)
 	$(PY) -m harness.report --runs runs --paper $(if $(REPORT_MODEL),--model $(REPORT_MODEL))

@@ -69,8 +69,10 @@ def _protocol_line(runs: list[RunRecord]) -> str:
         "heldout": "the best epoch chosen on a fixed held-out selection split and scored on validation "
         "data that split does not contain, as SoRA's code does",
     }
-    if len(counts) <= 1:
-        name = next(iter(counts), "paper")
+    if not counts:
+        return "- Evaluation protocol (`data.protocol`): no completed run yet."
+    if len(counts) == 1:
+        name = next(iter(counts))
         return f"- Evaluation protocol (`data.protocol`): `{name}` for every run: {what.get(name, name)}."
     parts = [f"`{name}` for {n} runs ({what.get(name, name)})" for name, n in sorted(counts.items())]
     return f"- Evaluation protocol (`data.protocol`): {'; '.join(parts)}."
