@@ -217,3 +217,4 @@ def test_the_report_names_the_protocol_of_its_runs(tmp_path):
     assert "`heldout` for 1 runs" in mixed and "`paper` for 1 runs" in mixed
     failed = RunRecord(tmp_path, "failed", "rte", "m", "lora", 1, result=SimpleNamespace(config=None))
     assert _protocol_line([failed]) == _protocol_line([])  # only completed runs count
+    assert _protocol_line([]).endswith("no completed run yet.")  # not a protocol claimed for no run
