@@ -14,6 +14,7 @@ Ties go to the earliest epoch, as the harness chooses (harness/execution/history
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,12 @@ def whole_split(parts: dict[str, SplitPredictions]) -> SplitPredictions:
     )
 
 
-def score(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The task's metrics in percent, by the functions of the metric module the runs use (called
-    directly: a bootstrap scores thousands of resamples)."""
-    return {name: 100 * float(METRICS[name](predictions, labels)) for name in task.metrics}
+def score(
+    task: TaskSpec, predictions: np.ndarray, labels: np.ndarray, metrics: Sequence[str] | None = None
+) -> dict[str, float]:
+    """The task's metrics (or only ``metrics`` of them) in percent, by the functions of the metric
+    module the runs use (called directly: a bootstrap scores thousands of resamples)."""
+    return {name: 100 * float(METRICS[name](predictions, labels)) for name in metrics or task.metrics}
 
 
 def _best_epoch(task: TaskSpec, split: SplitPredictions) -> tuple[int, float]:

@@ -93,8 +93,7 @@ def _task_score(spec: TaskSpec, metrics: tuple[str, ...] | list[str]) -> ScoreFn
     """The GLUE table's task score (the mean of its column's metrics, in percent) of some predictions."""
 
     def task_score(predictions: np.ndarray, labels: np.ndarray) -> float:
-        scores = score(spec, predictions, labels)
-        return float(np.mean([scores[m] for m in metrics]))
+        return float(np.mean(list(score(spec, predictions, labels, metrics).values())))
 
     return task_score
 
