@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from harness.studies import pool
 from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.pool import Run, plan_line, run_all, threads_per_job
 from harness.study import study_runs
+from tests.conftest import wait_for
 from tests.result_fixtures import completed
 
 STUDY = OmegaConf.create(
@@ -132,12 +132,6 @@ def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen
     wait_for(lambda: len(list(started.iterdir())) >= 2 or study_process.poll() is not None)
     assert sorted(p.name for p in started.iterdir()) == ["task=mrpc", "task=rte"], study_process.communicate()
     return study_process, started, logs
-
-
-def wait_for(condition, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds  # a guard against a hang, not a measurement
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def ctrl_c(process: subprocess.Popen) -> None:
