@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,9 @@ def run_dir_of(runs: Path, model: str, task: str, method: str, seed: int = 1) ->
     found = {p for p in found if not p.name.startswith(("previous-", "damaged-"))}
     assert len(found) == 1, f"expected one run directory below {seed_dir}, found {sorted(found)}"
     return found.pop()
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds  # a guard against a hang, not a measurement
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)

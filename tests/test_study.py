@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from harness.studies import pool
 from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.pool import Run, plan_line, run_all, threads_per_job
 from harness.study import study_runs
+from tests.conftest import wait_for
 from tests.result_fixtures import completed
 
 STUDY = OmegaConf.create(
@@ -134,12 +134,6 @@ def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen
     return study_process, started, logs
 
 
-def wait_for(condition, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds  # a guard against a hang, not a measurement
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def ctrl_c(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGINT)  # what a terminal sends: the foreground process group
 
@@ -202,7 +196,9 @@ def test_two_runs_at_once_each_on_its_thread_share_and_a_failure_is_reported(glu
     monkeypatch.setenv("GLUE_DIR", str(glue_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     common = ("task=rte", "model=tiny-bert", "method=lora", "debug=default", f"runs_dir={tmp_path}")
-    runs = [Run((*common, "seed=1")), Run((*common, "seed=2")), Run((*common, "seed=3", "train.epochs=0"))]
+    # The failing run is refused at composition, before run.py imports torch: about 1 CPU second
+    # instead of 8, and the pool sees the same thing, a run.py that exits 2.
+    runs = [Run((*common, "seed=1")), Run((*common, "seed=2")), Run((*common, "seed=3", "train.no_such_key=1"))]
     failed = run_all(runs, jobs=2, logs=tmp_path / "logs")
     assert failed == [runs[2]]
     assert "1 run(s) failed" in capsys.readouterr().out
