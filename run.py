@@ -17,7 +17,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from harness.config.lengths import command_line_wins
 from harness.config.schema import register_schema
 from harness.config.validation import register_resolver
 from harness.core import cli_help  # noqa: F401  registers ${conf_options:...} for --help
@@ -48,7 +47,6 @@ def run(cfg: DictConfig) -> None:
         sys.exit(print_user_error(err))
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    cfg = command_line_wins(cfg, hydra_cfg.overrides.task)
     code = lifecycle.run(cfg, run_dir, in_sweep=in_sweep, variant=variant(hydra_cfg.overrides.task))
     if code and (not in_sweep or code == INTERRUPTED):
         sys.exit(code)

@@ -22,14 +22,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 from omegaconf import MISSING
 from peft import AdaLoraConfig, get_peft_model
 from peft.tuners.adalora import AdaLoraLayer
 
-from harness.config.lengths import one_length
+from harness.config.lengths import Length
 from harness.config.schema import check_count
 from harness.core.errors import ConfigError
 from harness.execution.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
@@ -42,9 +41,9 @@ ALLOCATOR_FILE = "adalora_allocator.pt"
 
 @dataclass
 class AdaLoraSettings(MethodSettings):
-    """``conf/method/adalora.yaml``. ``tinit`` / ``tfinal`` are lengths (harness/config/lengths.py): steps
-    (the AdaLoRA paper's Table 8, used by the DeBERTaV3 recipes) or ``*_frac``, a fraction of the
-    run's steps, so short runs (MiniLM on CPU, debug) keep the same shape of schedule."""
+    """``conf/method/adalora.yaml``. ``tinit`` / ``tfinal`` are lengths with their unit
+    (harness/config/lengths.py): steps (the AdaLoRA paper's Table 8, used by the DeBERTaV3 recipes)
+    or a percentage of the run's steps, so short runs (MiniLM on CPU, debug) keep the same shape of schedule."""
 
     init_r: int = MISSING
     target_r: int = MISSING
@@ -54,10 +53,8 @@ class AdaLoraSettings(MethodSettings):
     beta2: float = MISSING
     orth_reg_weight: float = MISSING
     deltaT: int = MISSING  # noqa: N815 (peft's name)
-    tinit: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
-    tfinal: Optional[int] = MISSING  # noqa: UP045
-    tinit_frac: Optional[float] = MISSING  # noqa: UP045
-    tfinal_frac: Optional[float] = MISSING  # noqa: UP045
+    tinit: str = MISSING
+    tfinal: str = MISSING
 
     def __post_init__(self) -> None:
         check_count("method.init_r", self.init_r, 1, 65_536)
@@ -69,18 +66,23 @@ class AdaLoraSettings(MethodSettings):
         check_count("method.deltaT", self.deltaT, 1, 1_000_000)
         if self.orth_reg_weight < 0:
             raise ConfigError(f"method.orth_reg_weight = {self.orth_reg_weight} must be >= 0")
-        one_length(self, "tinit"), one_length(self, "tfinal")
+        self.lengths  # noqa: B018 (both lengths parse: checked here, before the run)
+
+    @property
+    def lengths(self) -> tuple[Length, Length]:
+        """(tinit, tfinal) as lengths."""
+        return Length.parse("method.tinit", self.tinit), Length.parse("method.tfinal", self.tfinal)
 
 
 def resolve_schedule(cfg: AdaLoraSettings, ctx: BuildContext) -> tuple[int, int]:
     """(tinit, tfinal) in optimizer steps."""
     # Rounded to the nearest step: kept as every existing AdaLoRA run computed it.
-    tinit, tfinal = (ctx.steps(one_length(cfg, key), rounding="nearest") for key in ("tinit", "tfinal"))
+    tinit, tfinal = (ctx.steps(length, rounding="nearest") for length in cfg.lengths)
     if tinit >= ctx.total_steps - tfinal:
         raise ConfigError(
             f"adalora: method.tinit = {tinit} and method.tfinal = {tfinal} steps leave no rank-budgeting phase "
             f"in a run of total_steps = {ctx.total_steps} (need tinit < total_steps - tfinal). For a "
-            "shorter run than the recipe's, set method.tinit_frac and method.tfinal_frac."
+            "shorter run than the recipe's, give them as percentages: method.tinit=15% method.tfinal=45%."
         )
     return tinit, tfinal
 

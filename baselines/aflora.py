@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 from omegaconf import MISSING
 from peft import get_peft_model
@@ -19,7 +18,7 @@ from aflora import AFLoraConfig, AFLoraFreezer
 from aflora.config import TRAINABLE_PROJECTIONS
 from aflora.freezing import RULES
 from aflora.scoring import SENSITIVITIES
-from harness.config.lengths import Length, one_length
+from harness.config.lengths import Length
 from harness.config.schema import check_choice, check_count, check_range
 from harness.core.errors import ConfigError
 from harness.execution.methods import BuildContext, MethodBuild, MethodCallback, MethodSettings, register_method
@@ -42,13 +41,9 @@ class AFLoraSettings(MethodSettings):
     window: int = MISSING
     freezing: bool = MISSING
     last_update: bool = MISSING
-    # The freezing schedule's two lengths, each in steps, epochs or a fraction (harness/config/lengths.py).
-    t_i_steps: Optional[int] = MISSING  # noqa: UP045 (omegaconf reads Optional)
-    t_f_steps: Optional[int] = MISSING  # noqa: UP045
-    t_i_epochs: Optional[float] = MISSING  # noqa: UP045
-    t_f_epochs: Optional[float] = MISSING  # noqa: UP045
-    t_i_frac: Optional[float] = MISSING  # noqa: UP045
-    t_f_frac: Optional[float] = MISSING  # noqa: UP045
+    # The freezing schedule's two lengths, each with its unit: '1 epoch', '600 steps', '5%' (harness/config/lengths.py).
+    t_i: str = MISSING
+    t_f: str = MISSING
 
     def __post_init__(self) -> None:
         check_count("method.r", self.r, 1, 65_536)
@@ -58,17 +53,17 @@ class AFLoraSettings(MethodSettings):
         check_range("method.beta1", self.beta1, 0, 1, high_open=True)
         check_range("method.beta2", self.beta2, 0, 1, high_open=True)
         check_count("method.window", self.window, 1, 1_000_000)
-        self.t_i, self.t_f  # noqa: B018 (each length is set and in range: checked here, before the run)
+        self.warmup, self.final  # noqa: B018 (both lengths parse: checked here, before the run)
 
     @property
-    def t_i(self) -> Length:
-        """Warm-up without freezing."""
-        return one_length(self, "t_i")
+    def warmup(self) -> Length:
+        """``t_i``, the warm-up without freezing."""
+        return Length.parse("method.t_i", self.t_i)
 
     @property
-    def t_f(self) -> Length:
-        """Final steps with every projection frozen."""
-        return one_length(self, "t_f")
+    def final(self) -> Length:
+        """``t_f``, the final phase with every projection frozen."""
+        return Length.parse("method.t_f", self.t_f)
 
 
 class HarnessAFLoraFreezer(AFLoraFreezer, MethodCallback):
@@ -81,13 +76,13 @@ class HarnessAFLoraFreezer(AFLoraFreezer, MethodCallback):
 def build_aflora(model: nn.Module, cfg: AFLoraSettings, ctx: BuildContext) -> MethodBuild:
     """AFLoRA adapters on ``ctx.target_modules`` plus an ``AFLoraFreezer`` over ``ctx.total_steps``."""
     # Truncated (int()): the reference code's convention, which every AFLoRA run so far followed.
-    t_i = ctx.steps(cfg.t_i, rounding="truncate")
-    t_f = ctx.steps(cfg.t_f, rounding="truncate")
+    t_i = ctx.steps(cfg.warmup, rounding="truncate")
+    t_f = ctx.steps(cfg.final, rounding="truncate")
     if t_i + t_f >= ctx.total_steps:
         raise ConfigError(
-            f"{cfg.t_i.key} + {cfg.t_f.key} must be below the run's {ctx.total_steps} optimizer steps "
-            f"({ctx.steps_per_epoch} per epoch), got t_i={t_i} + t_f={t_f} steps: set "
-            "method.t_i_/t_f_ steps, epochs or frac for this run length"
+            f"method.t_i + method.t_f must be below the run's {ctx.total_steps} optimizer steps "
+            f"({ctx.steps_per_epoch} per epoch), got t_i={cfg.warmup} ({t_i} steps) + t_f={cfg.final} ({t_f} steps): "
+            "set shorter lengths for this run, e.g. method.t_i=5% method.t_f=70%"
         )
     config = AFLoraConfig(
         r=cfg.r,

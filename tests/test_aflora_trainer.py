@@ -123,9 +123,11 @@ def test_builder_from_the_method_yaml():
 
 
 def test_builder_step_overrides_and_schedule_error():
-    (freezer,) = build({"t_i_steps": 3, "t_f_steps": 20, "freeze_rule": "fraction", "window": 1}).callbacks
+    (freezer,) = build({"t_i": "3 steps", "t_f": "20 steps", "freeze_rule": "fraction", "window": 1}).callbacks
     assert (freezer.schedule.t_i, freezer.schedule.t_f, freezer.rule) == (3, 20, "fraction")
     (by_fraction,) = build({}, total_steps=60).callbacks  # the yaml's 5 % / 70 % of the run
     assert (by_fraction.schedule.t_i, by_fraction.schedule.t_f) == (3, 42)
-    with pytest.raises(ConfigError, match=r"t_i=5 \+ t_f=70 steps"):  # the 20-epoch recipe on a short run
-        build({"t_i_epochs": 1, "t_f_epochs": 14}, total_steps=60)
+    with pytest.raises(
+        ConfigError, match=r"t_i=1 epoch \(5 steps\) \+ t_f=14 epochs \(70 steps\)"
+    ):  # the 20-epoch recipe on a short run
+        build({"t_i": "1 epoch", "t_f": "14 epochs"}, total_steps=60)

@@ -15,7 +15,6 @@ from omegaconf import OmegaConf
 from peft.tuners.vera import VeraLayer
 from transformers import TrainerControl, TrainerState
 
-from harness.config.lengths import command_line_wins
 from harness.core.errors import ConfigError
 from harness.core.paths import conf_file
 from harness.execution.methods import BuildContext, get_builder, method_settings
@@ -25,10 +24,8 @@ SHADOW = "original_module"  # peft's frozen copy of a modules_to_save module
 
 
 def method_cfg(name: str, **overrides):
-    """``conf/method/<name>.yaml`` with ``overrides`` given as on the command line (a length given
-    in one unit replaces the yaml's: harness/config/lengths.py)."""
-    cfg = OmegaConf.create({"method": OmegaConf.merge(OmegaConf.load(conf_file("method", name)), overrides)})
-    return command_line_wins(cfg, [f"method.{k}={v}" for k, v in overrides.items()]).method
+    """``conf/method/<name>.yaml`` with ``overrides`` given as on the command line."""
+    return OmegaConf.merge(OmegaConf.load(conf_file("method", name)), overrides)
 
 
 def build(name: str, model, ctx: BuildContext, **overrides):

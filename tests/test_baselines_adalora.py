@@ -24,7 +24,7 @@ def tiny_adalora(total_steps: int, seed: int = 0, **overrides):
 
 def test_ranks_shrink_on_the_cubic_schedule():
     total, tinit, tfinal = 20, 2, 5
-    built = tiny_adalora(total, tinit=tinit, tfinal=tfinal, deltaT=1)
+    built = tiny_adalora(total, tinit=f"{tinit} steps", tfinal=f"{tfinal} steps", deltaT=1)
     (allocator,) = built.callbacks
     model = built.model
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
@@ -69,7 +69,7 @@ def test_ranks_shrink_on_the_cubic_schedule():
 
 def test_orthogonal_regulariser_reaches_the_loss():
     gamma = 0.3
-    built = tiny_adalora(10, tinit=2, tfinal=2, orth_reg_weight=gamma)
+    built = tiny_adalora(10, tinit="2 steps", tfinal="2 steps", orth_reg_weight=gamma)
     inputs = batch(torch.Generator().manual_seed(0))
     out = built.model(**inputs)
     plain = F.cross_entropy(out.logits, inputs["labels"])
@@ -91,15 +91,15 @@ def settings(**overrides):
 
 
 def test_schedule_from_steps_or_fractions():
-    cfg = settings(tinit=600, tfinal=1800)
+    cfg = settings(tinit="600 steps", tfinal="1800 steps")
     assert resolve_schedule(cfg, tiny_ctx(3900, 78)) == (600, 1800)  # RTE: 50 epochs x 78 steps
     with pytest.raises(ConfigError, match=r"method.tinit = 600 and method.tfinal = 1800.*total_steps = 40"):
         resolve_schedule(cfg, tiny_ctx(40))  # a debug run with the DeBERTa recipe's steps
-    assert resolve_schedule(settings(), tiny_ctx(400)) == (60, 180)  # the 0.15 / 0.45 fractions
+    assert resolve_schedule(settings(), tiny_ctx(400)) == (60, 180)  # the yaml's 15 % / 45 %
     # Rounded to the nearest step, as every AdaLoRA run so far: 0.15 x 8 = 1.2 -> 1, 0.45 x 8 = 3.6 -> 4.
     assert resolve_schedule(settings(), tiny_ctx(8)) == (1, 4)
-    with pytest.raises(ConfigError, match="method.tinit_frac"):
-        settings(tinit_frac=1.5)
+    with pytest.raises(ConfigError, match=r"^method.tinit = '150%' must be below 100% of the run$"):
+        settings(tinit="150%")
 
 
 def test_total_step_must_match_the_trainer():
@@ -129,7 +129,7 @@ def _trainer(built, out_dir, resume_steps=None) -> Trainer:
 
 def test_trainer_drives_allocation_and_resumes_exactly(tmp_path):
     # 32 examples / batch 8 = 4 steps per epoch, 3 epochs = 12 steps; masking from step 2 on.
-    kw = {"tinit": 1, "tfinal": 3, "deltaT": 1}
+    kw = {"tinit": "1 step", "tfinal": "3 steps", "deltaT": 1}
     full = tiny_adalora(12, **kw)
     _trainer(full, tmp_path / "a").train()
     assert sum(full.callbacks[0].ranks().values()) == N_MODULES * 2

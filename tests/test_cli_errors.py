@@ -62,6 +62,26 @@ def test_a_wrong_type_or_an_unknown_key_is_refused_while_composing(override, wor
 @pytest.mark.parametrize(
     "override,words",
     [
+        (
+            "method.t_i_frac=0.3",
+            "unknown key 'method.t_i_frac': a schedule length is one key with its unit now, e.g. method.t_i=30%",
+        ),
+        (
+            "method.t_f_epochs=14",
+            "unknown key 'method.t_f_epochs': a schedule length is one key with its unit now, e.g. method.t_f=30%",
+        ),
+    ],
+)
+def test_a_schedule_length_in_its_former_spelling_is_refused_with_the_one_key_it_became(override, words):
+    with pytest.raises(Exception) as refused:
+        compose([*BASE, "method=aflora", override])
+    code, line = exit_code_and_line(refused.value, [])
+    assert code == USER_ERROR and words in line and "\n" not in line, line
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
         ("seed=-1", "seed = -1 must be an integer from 0 to 4,294,967,295"),
         ("train.lr_scheduler=wobbly", "train.lr_scheduler = 'wobbly' is not one of ['linear'"),
         ("train.logging_steps=0", "train.logging_steps = 0 must be an integer from 1 to 10,000,000"),

@@ -15,7 +15,7 @@ from harness.execution.lifecycle import run as run_lifecycle
 from harness.storage.checkpoints import MARKER
 from tests.conftest import compose
 
-AFLORA = ["task=rte", "model=tiny-bert", "method=aflora", "debug=default", "method.t_i_steps=2", "method.t_f_steps=2"]
+AFLORA = ["task=rte", "model=tiny-bert", "method=aflora", "debug=default", "method.t_i=2steps", "method.t_f=2steps"]
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_budget_paper_gives_the_reference_schedule_to_every_method():
         assert (cfg.data.protocol, cfg.data.max_seq_length) == ("heldout", 256)
         assert cfg.train.lr == lr  # the grid's centre until the grid chooses
     aflora = compose(["task=mrpc", "model=minilm", "method=aflora-frozen", "budget=paper"])
-    assert (aflora.method.t_i_epochs, aflora.method.t_f_epochs, aflora.data.max_seq_length) == (1, 14, 128)
+    assert (aflora.method.t_i, aflora.method.t_f, aflora.data.max_seq_length) == ("1 epoch", "14 epochs", 128)
     assert aflora.method.trainable_projections == "none"
 
 

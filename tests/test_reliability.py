@@ -33,7 +33,7 @@ RUN = [
 METHOD_ARGS = {
     "lora": ["method=lora"],
     # the schedule in steps so that freezing happens inside 24 steps
-    "aflora": ["method=aflora", "method.t_i_steps=3", "method.t_f_steps=6", "method.window=2"],
+    "aflora": ["method=aflora", "method.t_i=3steps", "method.t_f=6steps", "method.window=2"],
     "adalora": ["method=adalora", "method.deltaT=2"],
     # a threshold that zeroes some gates inside 24 steps, so the resumed run must prune alike
     "sora": ["method=sora", "method.sparse_lambda_2=0.05"],
@@ -171,8 +171,8 @@ BAD_INPUTS = {
     # name: (overrides, damage to a fixture GLUE copy or None, words the message must contain)
     "batch split": (["train.batch_size=10", "train.per_device_batch_size=4"], None, "train.batch_size"),
     "sequence too long": (["data.max_seq_length=4096"], None, "data.max_seq_length"),
-    "aflora schedule too long": (["method=aflora", "method.t_i_steps=10", "method.t_f_steps=40"], None, "t_f"),
-    "adalora schedule too long": (["method=adalora", "method.tinit=10", "method.tfinal=40"], None, "tfinal"),
+    "aflora schedule too long": (["method=aflora", "method.t_i=10steps", "method.t_f=40steps"], None, "t_f"),
+    "adalora schedule too long": (["method=adalora", "method.tinit=10steps", "method.tfinal=40steps"], None, "tfinal"),
     "task missing": (["task=cola"], lambda f: None, "cola/train-*.parquet"),
     "split missing": ([], _drop_validation, "validation-*.parquet"),
     "truncated parquet": ([], _truncate, "train-00000-of-00001.parquet: not a readable parquet"),

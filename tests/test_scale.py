@@ -34,7 +34,7 @@ TINY = [
 ]
 METHOD_ARGS = {
     # Freezing decisions every step from step 2 on; AdaLoRA re-allocates every step after step 1.
-    "aflora": ["method=aflora", "method.t_i_steps=1", "method.t_f_steps=4", "method.window=1"],
+    "aflora": ["method=aflora", "method.t_i=1step", "method.t_f=4steps", "method.window=1"],
     "adalora": ["method=adalora", "method.deltaT=1"],
 }
 STEPS = 8

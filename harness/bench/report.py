@@ -205,11 +205,16 @@ def _frozen_share() -> float:
     from omegaconf import OmegaConf
 
     from aflora.schedule import CubicSchedule
+    from harness.config.lengths import Length
     from harness.core.paths import CONF_DIR
 
     method = OmegaConf.load(CONF_DIR / "method" / "aflora.yaml")
     total = 10_000
-    schedule = CubicSchedule(total, int(method.t_i_frac * total), int(method.t_f_frac * total), interval=1)
+    t_i, t_f = (
+        Length.parse(f"method.{key}", method[key]).steps(steps_per_epoch=total, total_steps=total, rounding="truncate")
+        for key in ("t_i", "t_f")
+    )
+    schedule = CubicSchedule(total, t_i, t_f, interval=1)
     return statistics.fmean(schedule.fraction(step) for step in range(total))
 
 

@@ -10,7 +10,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from harness.config.lengths import command_line_wins
 from harness.config.schema import register_schema
 from harness.config.validation import register_resolver
 from harness.core.paths import CONF_DIR
@@ -22,4 +21,4 @@ def run_config(overrides: Sequence[str]) -> DictConfig:
         register_schema()
         register_resolver()  # hydra.run.dir, for a caller composing with return_hydra_config
         initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
-    return command_line_wins(compose("config", overrides=list(overrides)), overrides)
+    return compose("config", overrides=list(overrides))

@@ -19,7 +19,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config.lengths import command_line_wins
 from harness.config.schema import DataConfig, ModelConfig, TaskConfig, TrainConfig
 from harness.core.errors import ConfigError
 from harness.inputs.tasks import task_spec
@@ -53,10 +52,10 @@ def validate_config(cfg: DictConfig) -> None:
 
 def checked_run_subdir(model: Any, task: Any, method: Any, seed: Any, overrides: Sequence[str], *, _root_) -> str:
     """``${run_subdir:...}``: the run directory below runs_dir, once the config it is for passes
-    ``validate_config`` (with the command line's schedule lengths winning, as run.py applies them)."""
+    ``validate_config``."""
     if OmegaConf.select(_root_, "hydra.mode") != RunMode.MULTIRUN:
         run_config = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
-        validate_config(command_line_wins(run_config, list(overrides)))
+        validate_config(run_config)
     return run_subdir(model, task, method, seed, overrides)
 
 

@@ -82,6 +82,10 @@ def _chain(err: BaseException):
         err = err.__cause__ or err.__context__
 
 
+# The former spellings of a schedule length: method.t_i_frac, method.tinit_frac, method.t_f_epochs...
+_FORMER_LENGTH = re.compile(r"^(method\.(?:t_i|t_f|tinit|tfinal))_(?:steps|epochs|frac)$")
+
+
 def exit_code_and_line(err: Exception, failed_runs: list[str]) -> tuple[int | None, str]:
     """(exit code, the line to print) for an error that reached run.py; (None, '') for a bug."""
     if isinstance(err, SweepRunFailed):
@@ -94,7 +98,13 @@ def exit_code_and_line(err: Exception, failed_runs: list[str]) -> tuple[int | No
         cause = err.__cause__
         unknown = re.match(r"Could not override '([^']+)'", str(err))
         if unknown and cause is not None and re.search(r"not in struct|Key '[^']+' not in '", str(cause)):
-            return USER_ERROR, f"unknown key '{unknown.group(1)}' (python run.py --help lists every key)"
+            key = unknown.group(1)
+            if former := _FORMER_LENGTH.match(key):  # harness/config/lengths.py: before 2026-12-06
+                return USER_ERROR, (
+                    f"unknown key '{key}': a schedule length is one key with its unit now, "
+                    f"e.g. {former.group(1)}=30% or {former.group(1)}=1epoch or {former.group(1)}=600steps"
+                )
+            return USER_ERROR, f"unknown key '{key}' (python run.py --help lists every key)"
         text = one_line(str(err))
         if isinstance(cause, OmegaConfBaseException):
             text += ": " + one_line(str(cause))

@@ -29,6 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config.lengths import canonical, from_former_spellings
 from harness.config.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
 from harness.core.errors import ConfigError
 from harness.storage.results import RESULT_FILE, ResultFileError, read_result_file, write_json_atomic
@@ -50,7 +51,7 @@ NOT_IDENTITY = (
 )
 # Mappings handed on as they are, where '+' adds a real setting: transformers' model config.
 OPEN_MAPPINGS = ("model.config",)
-_PLAIN_VALUE = re.compile(r"^[\w.+\-]{1,40}$")
+_PLAIN_VALUE = re.compile(r"^[\w.+\-%]{1,40}$")  # '%': a schedule length, method.t_i=30%
 _MAX_VARIANT = 120  # characters; a longer variant is replaced by its hash
 
 
@@ -155,16 +156,19 @@ FORMER_MODULES = {"baselines.aflora": "aflora.builder"}
 
 
 def _as_fingerprinted(key: str, value: Any) -> Any:
-    return FORMER_MODULES.get(value, value) if key == "method.module" else value
+    if key == "method.module":
+        return FORMER_MODULES.get(value, value)
+    return canonical(value) if key.startswith("method.") else value  # '1.0 epochs' trains as '1 epoch'
 
 
 def content(config: DictConfig | dict) -> dict[str, Any]:
     """The training content of a config: dotted key -> resolved value, NOT_IDENTITY removed, and
     so are the keys the typed schema adds while they hold its default (``harness.config.schema.SCHEMA_DEFAULTS``):
-    the configs fingerprinted before the schema did not have them."""
+    the configs fingerprinted before the schema did not have them. Schedule lengths are read in
+    their one-key form, whichever form the config wrote (``harness.config.lengths``)."""
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
-    flat = _flatten(config)
+    flat = from_former_spellings(_flatten(config))
     return {
         k: _as_fingerprinted(k, v)
         for k, v in sorted(flat.items())
@@ -216,7 +220,7 @@ def recorded_content(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / FINGERPRINT_FILE
     if path.is_file():
         try:
-            return json.loads(path.read_text())["content"]
+            return from_former_spellings(json.loads(path.read_text())["content"])
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"{path}: unreadable ({err}); force=true sets the run directory aside") from err
     return _legacy_content(Path(run_dir))
