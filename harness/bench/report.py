@@ -210,10 +210,10 @@ def _frozen_share() -> float:
 
     method = OmegaConf.load(CONF_DIR / "method" / "aflora.yaml")
     total = 10_000
-    t_i, t_f = (
-        Length.parse(f"method.{key}", method[key]).steps(steps_per_epoch=total, total_steps=total, rounding="truncate")
-        for key in ("t_i", "t_f")
-    )
+    lengths = [Length.parse(f"method.{key}", method[key]) for key in ("t_i", "t_f")]
+    if any(length.unit != "fraction" for length in lengths):  # a share of the run has no epochs
+        raise ValueError(f"conf/method/aflora.yaml: t_i and t_f must be percentages of the run, got {lengths}")
+    t_i, t_f = (int(length.value * total) for length in lengths)
     schedule = CubicSchedule(total, t_i, t_f, interval=1)
     return statistics.fmean(schedule.fraction(step) for step in range(total))
 
