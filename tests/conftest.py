@@ -17,6 +17,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the GPU check's dry run now if a collected test needs it (tests/gpu_dry_run.py says why)."""
+    if any("dry_run" in getattr(item, "fixturenames", ()) for item in session.items):
+        from tests import gpu_dry_run
+
+        gpu_dry_run.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if (gpu_dry_run := sys.modules.get("tests.gpu_dry_run")) is not None:  # started by this session
+        gpu_dry_run.stop()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the thread

@@ -8,10 +8,8 @@ import base64
 import hashlib
 import importlib.metadata
 import json
-import os
 import re
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -22,7 +20,7 @@ import pytest
 import torch
 from safetensors.numpy import load
 
-from harness.core.paths import REPO
+from tests import gpu_dry_run
 from tests.conftest import compose, wait_for
 from tools.gpu_check import plan, summary
 from tools.gpu_check.__main__ import Check, parse_args, set_aside
@@ -32,22 +30,10 @@ from tools.gpu_check.jobs import NOT_STARTED, STOPPED, Job, run_pool
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory, glue_dir) -> tuple[Path, subprocess.CompletedProcess]:
-    """One dry run for the module: ``python -m tools.gpu_check --dry-run`` on the GLUE fixture."""
-    work = tmp_path_factory.mktemp("gpu-check")
-    # As `make gpu-check DRY_RUN=1 GLUE_DIR=...` starts it on a fresh clone: GLUE_DIR alone, no --glue,
-    # nothing carried (tests/test_makefile.py checks the recipe).
-    env = {**os.environ, "GLUE_DIR": str(glue_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.gpu_check", "--dry-run", "--carry", str(work / "no-carry")]
-        + ["--work", str(work), "--bundle", str(work / "bundle.tgz")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return work, done
+def dry_run() -> tuple[Path, subprocess.CompletedProcess]:
+    """One dry run for the module: ``python -m tools.gpu_check --dry-run`` on the GLUE fixture,
+    started in the background when the suite was collected (tests/gpu_dry_run.py)."""
+    return gpu_dry_run.result()
 
 
 @pytest.mark.integration
