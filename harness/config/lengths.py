@@ -83,17 +83,21 @@ class Length:
 
 def canonical(value: Any) -> Any:
     """A length's canonical text ('1.0 epochs' -> '1 epoch'); any other value as it is."""
-    if isinstance(value, str) and _TEXT.match(value):
-        try:
-            return str(Length.parse("", value))
-        except ConfigError:
-            return value
-    return value
+    try:
+        return str(Length.parse("", value))
+    except ConfigError:
+        return value
 
 
 # --- runs recorded before a length was one key ------------------------------------------------
 
-_FORMER_UNITS: tuple[tuple[str, Unit], ...] = (("_steps", "steps"), ("", "steps"), ("_epochs", "epochs"))
+# In the former precedence: steps (AdaLoRA's under the bare name), then epochs, then the fraction.
+_FORMER_UNITS: tuple[tuple[str, Unit], ...] = (
+    ("_steps", "steps"),
+    ("", "steps"),
+    ("_epochs", "epochs"),
+    ("_frac", "fraction"),
+)
 
 
 def _former_length(number: Any, unit: Unit) -> str:
@@ -108,7 +112,7 @@ def from_former_spellings(content: dict[str, Any]) -> dict[str, Any]:
     migrated = dict(content)
     for fraction_key in [k for k in content if k.startswith("method.") and k.endswith("_frac")]:
         name = fraction_key.removesuffix("_frac")
-        spelled = [(name + suffix, unit) for suffix, unit in _FORMER_UNITS] + [(fraction_key, "fraction")]
+        spelled = [(name + suffix, unit) for suffix, unit in _FORMER_UNITS]
         given = [(content[key], unit) for key, unit in spelled if content.get(key) is not None]
         for key, _ in spelled:
             migrated.pop(key, None)
