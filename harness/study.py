@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
 from harness.studies.grid_scores import grid_scores, selection_score
-from harness.studies.pool import REPO, Run, run_all
+from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.rate_choice import RateChoice, choose_rate, fallback_rate
 
 
@@ -133,26 +133,28 @@ def grid_outcome(
 
 
 def run_grid(
-    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool], pool: Callable[[list[Run]], list[Run]]
+    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool], pool: Callable[[RunSource], list[Run]]
 ) -> list[Run]:
     """Run a learning-rate grid; with ``extend: true``, grow it past any chosen rate at its edge
-    until every choice is interior (conf/protocol/minilm-paper/README.md). Returns the failed runs."""
+    until every choice is interior (conf/protocol/minilm-paper/README.md). The pool asks for the
+    grid's runs again as each one ends, so a rate the finished runs call for starts in the next free
+    slot. A failed run leaves its method unjudged; the others go on. Returns the failed runs."""
     overrides = tuple(study.get("overrides") or ())
-    ran: dict[str, list[float]] | None = None
-    while True:
-        rates, choices = grid_outcome(name, stage, study)
-        if rates == ran:  # the finished runs ask for no other rate: every choice they allow is made
-            print(
-                f"grid {name!r}, by the rule of the study's protocol:",
-                *(describe(m, c) for m, c in choices.items()),
-                sep="\n",
-                flush=True,
-            )
-            return []
-        failed = pool([r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, rates) if keep(r)])
-        if failed or not stage.get("extend"):
-            return failed
-        ran = rates
+
+    def runs_as_they_stand() -> list[Run]:
+        rates, _ = grid_outcome(name, stage, study)
+        return [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, rates) if keep(r)]
+
+    failed = pool(runs_as_they_stand)
+    if not failed:  # every choice the finished runs allow is made
+        _, choices = grid_outcome(name, stage, study)
+        print(
+            f"grid {name!r}, by the rule of the study's protocol:",
+            *(describe(m, c) for m, c in choices.items()),
+            sep="\n",
+            flush=True,
+        )
+    return failed
 
 
 def fallback_rates(
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_study(
-    study: DictConfig, only: str | None, keep: Callable[[Run], bool], pool: Callable[[list[Run]], list[Run]]
+    study: DictConfig, only: str | None, keep: Callable[[Run], bool], pool: Callable[[RunSource], list[Run]]
 ) -> list[Run]:
     """Every stage in order; consecutive plain stages share one pool, a self-extending grid runs alone."""
     if only is not None and only not in study.stages:

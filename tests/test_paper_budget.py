@@ -22,7 +22,7 @@ from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score
 from harness.storage.epoch_predictions import read_predictions
 from harness.studies.finished_runs import run_dir_of
-from harness.studies.pool import Run
+from harness.studies.pool import Run, RunSource
 from harness.studies.rate_choice import choose_rate, fallback_rate, rate_beyond
 from harness.study import run_study
 from harness.token_lengths import share_over
@@ -128,13 +128,18 @@ def write_score(run: Run, score: float) -> None:
     (run_dir / "result.json").write_text(json.dumps(result))
 
 
-def scoring_pool(score: Callable[[Run], float], calls: list[list[Run]]) -> Callable[[list[Run]], list[Run]]:
-    """A stand-in for the study's pool: each run it is handed "finishes" at once with ``score(run)``."""
+def scoring_pool(score: Callable[[Run], float], calls: list[list[Run]]) -> Callable[[RunSource], list[Run]]:
+    """A stand-in for the study's pool: each run it is handed "finishes" at once with ``score(run)``.
+    Handed a function, it asks it again after each run, as the real pool does when one ends; each
+    call records the runs handed, or added, then."""
 
-    def pool(runs: list[Run]) -> list[Run]:
-        calls.append(list(runs))
-        for run in runs:
-            write_score(run, score(run))
+    def pool(runs: RunSource) -> list[Run]:
+        ran: set[Run] = set()
+        while new := [r for r in (runs() if callable(runs) else runs) if r not in ran]:
+            calls.append(new)
+            for run in new:
+                write_score(run, score(run))
+                ran.add(run)
         return []
 
     return pool
@@ -168,10 +173,12 @@ def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
     )
     assert run_study(study, None, lambda run: True, scoring_pool(score, runs_handed)) == []
     calls = [[f"{r.value('method')}@{r.value('train.lr')}/{r.value('task')}" for r in runs] for runs in runs_handed]
-    assert len(calls) == 3  # the first round, then 9e-2, then 0.3
-    # Each round hands the pool the whole grid (it steps over finished runs): the new runs are the extension.
-    assert set(calls[1]) - set(calls[0]) == {"aflora@0.09/mrpc"}
-    assert set(calls[2]) - set(calls[1]) == {"aflora@0.3/mrpc"}
+    # The grid as written, then each rate the finished runs call for, one at a time.
+    assert calls == [
+        ["head@0.03/mrpc", "head@0.1/mrpc", "head@0.3/mrpc", "aflora@0.01/mrpc", "aflora@0.03/mrpc"],
+        ["aflora@0.09/mrpc"],
+        ["aflora@0.3/mrpc"],
+    ]
 
 
 def test_a_cell_whose_first_seed_collapses_outside_the_grid_trains_every_seed_one_rate_lower(tmp_path):

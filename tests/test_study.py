@@ -109,6 +109,37 @@ def test_each_run_is_reported_when_it_ends_and_the_failures_are_listed_in_run_or
     ]
 
 
+@pytest.mark.integration  # by the marker check's rule: it calls run_all (here run.py is replaced)
+def test_a_run_the_source_adds_when_one_ends_starts_in_the_freed_slot_beside_the_long_one(tmp_path, monkeypatch):
+    """A self-extending grid hands the pool a function: when the short run ends it lists a third run,
+    which must start while the long run still runs (the long one waits for it, and fails if it never
+    comes, as it would with a pool that waits for the whole round)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    body = f"""
+        marks = Path({str(marks)!r})
+        if args[1] == "seed=1":
+            for _ in range(300):
+                if (marks / "seed=3").exists():
+                    sys.exit(0)
+                time.sleep(0.1)
+            sys.exit(4)
+        (marks / args[1]).touch()
+        """
+    monkeypatch.setattr(pool, "RUN_PY", stand_in_run_py(tmp_path, body))
+    monkeypatch.setattr(pool, "is_finished", lambda overrides: False)
+    long, short, added = (Run(("task=rte", f"seed={seed}")) for seed in (1, 2, 3))
+    calls = []
+
+    def runs_as_they_stand() -> list[Run]:
+        calls.append(sorted(p.name for p in marks.iterdir()))
+        return [long, short, added] if (marks / "seed=2").exists() else [long, short]
+
+    assert run_all(runs_as_they_stand, jobs=2, logs=tmp_path / "logs") == []
+    assert calls[:2] == [[], ["seed=2"]]  # asked at the start, then as the short run ended
+    assert (marks / "seed=3").exists()
+
+
 def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen, Path, Path]:
     """``harness.study`` (its own command line) on 4 runs, 2 at a time, with run.py replaced by a
     stand-in: ``body``, which touches MARK (``<tmp>/started/<its first argument>``) once it is ready

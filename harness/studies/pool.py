@@ -5,6 +5,11 @@ machine would each run on 2 threads and slow each other down (measured: each ste
 than with one thread each). Here each of the N jobs gets ``train.threads = cores // N``. Runs start
 in list order and are reported as they end; each one's output goes to ``<logs>/<run>.log``.
 
+The runs may be a function instead of a list: the pool asks it again each time a run ends, and a
+run it lists then for the first time starts in the next free slot. A learning-rate grid that grows
+past an edge (harness/study.py) is one: a rate its finished runs call for starts at once, beside a
+long run of another method, instead of after it.
+
 Ctrl-C (or SIGTERM, SIGHUP) stops the pool: no queued run starts, each running one gets one SIGINT
 and stops as ``run.py`` does on its own (its log says what it kept), and the pool exits 130 with one
 line; a second Ctrl-C kills the runs that have not stopped yet. Each run has its own process group,
@@ -19,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,8 @@ from harness.studies.finished_runs import is_finished
 
 POLL_SECONDS = 0.5  # how often the pool looks for ended runs; a training run lasts minutes
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+RunSource = Sequence["Run"] | Callable[[], Sequence["Run"]]  # the runs, or a function that lists them as things stand
 
 
 @dataclass(frozen=True)
@@ -131,16 +138,27 @@ def _interrupt(running: dict[Run, _Started], not_started: int, requests: _StopRe
     raise SystemExit(INTERRUPTED)
 
 
-def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) -> list[Run]:
+def run_all(runs: RunSource, jobs: int, logs: Path, threads: int | None = None) -> list[Run]:
     """Run everything not finished yet, ``jobs`` at a time in list order, each with ``threads`` torch
     threads (default: its share of the cores); list and return the runs that failed. A finished run
-    (harness/studies/finished_runs.py) is stepped over here, without starting run.py for it. Ctrl-C: see the
-    module's docstring (SystemExit 130)."""
+    (harness/studies/finished_runs.py) is stepped over here, without starting run.py for it. With a
+    function for ``runs``, it is asked again as each run ends, and the runs it adds join the queue
+    (the module's docstring). Ctrl-C: see the module's docstring (SystemExit 130)."""
     logs.mkdir(parents=True, exist_ok=True)
     threads = threads or threads_per_job(jobs)
-    todo = [run for run in runs if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
-    print(plan_line(len(runs), len(todo), jobs, threads, logs), flush=True)
-    failed, queue, running, done = [], list(todo), {}, 0
+    listed: set[Run] = set()  # every run the source has listed so far: each is judged and started once
+    todo: list[Run] = []  # the runs to start, in the order they were listed
+
+    def newly_listed() -> tuple[list[Run], list[Run]]:
+        """The runs the source lists for the first time, and those of them not finished yet."""
+        new = [run for run in (runs() if callable(runs) else runs) if run not in listed]
+        listed.update(new)
+        return new, [run for run in new if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
+
+    new, queue = newly_listed()
+    todo += queue
+    print(plan_line(len(new), len(queue), jobs, threads, logs), flush=True)
+    failed, running, done = [], {}, 0
     with _stop_requests() as requests:
         while queue or running:
             if requests.count:
@@ -158,6 +176,12 @@ def run_all(runs: list[Run], jobs: int, logs: Path, threads: int | None = None) 
                 )
                 if code:
                     failed.append(run)
+                if callable(runs) and (added := newly_listed()[1]):
+                    todo += added
+                    queue += added
+                    print(
+                        f"the finished runs call for {len(added)} more: {', '.join(r.label for r in added)}", flush=True
+                    )
             if running:
                 requests.event.wait(POLL_SECONDS)
     failed.sort(key=todo.index)
