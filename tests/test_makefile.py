@@ -4,6 +4,7 @@ targets start, with the variables a user sets."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -17,11 +18,14 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on
 
 def recipe(target: str, *variables: str) -> list[list[str]]:
     """The commands ``make <target>`` would run (``setup``'s too, when .venv is older), as words, with
-    only ``variables`` set (not the GLUE_DIR of the shell running the tests)."""
+    only ``variables`` set: none of the Makefile's variables from the shell running the tests (its
+    GLUE_DIR), nor from a ``make test GLUE_DIR=... PYTEST_ARGS=...`` running them (make exports those too)."""
+    makefile = (REPO / "Makefile").read_text()
+    inherited = {*re.findall(r"^([A-Z_]+) *[?:]?=", makefile, re.M), "GLUE_DIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
     done = subprocess.run(
         ["make", "--no-print-directory", "-n", target, *variables],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "GLUE_DIR"},
+        env={k: v for k, v in os.environ.items() if k not in inherited},
         capture_output=True,
         text=True,
         check=True,
