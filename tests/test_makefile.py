@@ -31,7 +31,8 @@ def recipe(target: str, *variables: str) -> list[list[str]]:
         check=True,
         timeout=60,
     )
-    return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
+    lines = done.stdout.replace("\\\n", "").splitlines()  # a backslash-newline continues the line, as in sh
+    return [shlex.split(line) for line in lines if line.strip()]
 
 
 def command_of(target: str, program: str, *variables: str) -> list[str]:
@@ -63,3 +64,13 @@ def test_a_local_glue_copy_keeps_every_run_off_the_hub(target, program):
 def test_paper_tables_only_print():
     words = command_of("paper-tables", "harness.report")
     assert "--paper" in words and not {"--out", "--readme", "--grid"} & set(words)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", ["test", "test-fast", "test-all"])
+def test_the_test_targets_run_on_two_workers_or_in_one_process_when_told(target):
+    words = command_of(target, "pytest")
+    at = words.index("-n")
+    assert words[at : at + 4] == ["-n", "2", "--dist", "loadfile"]  # a file's tests (its module fixtures) on one
+    words = command_of(target, "pytest", "TEST_WORKERS=0", "PYTEST_ARGS=--pdb -x")  # pdb needs one process
+    assert words[words.index("-n") + 1] == "0" and "--pdb" in words
