@@ -3,7 +3,8 @@
 # LAUNCHER (a Hydra launcher preset for `glue`: slurm, local_pool, local_submitit; conf/hydra/launcher/),
 # REPORT_MODEL (limit `report` to one model), TORCH_SPEC, DEMO_RUNS (where `demo` trains; the
 # committed runs/ stay as they are), DEMO_TASK, STUDY / STAGE (`study`), JOBS (runs at once for `study`
-# and `glue`; each gets cores / JOBS torch threads).
+# and `glue`; each gets cores / JOBS torch threads), TEST_WORKERS (pytest-xdist workers for the `test`
+# targets; 0 runs the tests in this one process, e.g. to debug with pdb).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,6 +15,13 @@ MODEL ?= minilm
 SEEDS ?= 1
 LAUNCHER ?=
 PYTEST_ARGS ?=
+# Most of the suite's CPU time goes to Python processes starting (run.py, torchrun, the pools): two
+# pytest-xdist workers keep both cores of a 2-core machine busy. --dist loadfile: a test file's tests
+# run on one worker, so a module fixture (torchrun's run, tests/test_reliability.py's reference runs)
+# is built once, as in one process; the files go to whichever worker is free, those with most tests
+# first. (Not --dist loadgroup: under pytest 9.2 it ignores xdist_group marks, pytest-xdist issue #1386.)
+TEST_WORKERS ?= 2
+PYTEST := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 BENCH_ARGS ?=
 # The GPU check (tools/gpu_check/): GPU_CARRY is what `gpu-wheels` fills and a device call carries (git-ignored);
 # DRY_RUN=1 runs `gpu-check` on the CPU at tiny sizes; GPU_CHECK_ARGS passes options (--limit, --bundle).
@@ -44,14 +52,14 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed ## create .venv with pinned CPU torch and the project (editable, with dev tools)
 
 test: setup ## run the test suite offline (real-data tests need GLUE_DIR; slow ones are excluded)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PYTEST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
 test-fast: setup ## the in-process tests alone: without the slow ones and the integration ones (run.py, torchrun, SIGKILL)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow and not integration" $(PYTEST_ARGS)
 
 test-all: setup ## the test suite including tests marked slow
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -m "" $(PYTEST_ARGS)
+	$(PYTEST) -m "" $(PYTEST_ARGS)
 
 demo: setup ## fine-tune MiniLM with AFLoRA on DEMO_TASK (sst2; rte works too) into outputs/demo (offline with GLUE_DIR) and print the result
 	$(if $(GLUE_DIR),HF_HUB_OFFLINE=1) $(PY) run.py task=$(DEMO_TASK) model=minilm method=aflora seed=1 runs_dir=$(DEMO_RUNS)

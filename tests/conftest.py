@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.paths import REPO
+from tests import gpu_dry_run
 from tests.glue_fixture import write_glue
 
 # Everything here is local: never wait on hub look-ups.
@@ -17,16 +18,36 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the GPU check's dry run now if a collected test needs it (tests/gpu_dry_run.py says why)."""
-    if any("dry_run" in getattr(item, "fixturenames", ()) for item in session.items):
-        from tests import gpu_dry_run
+# The GPU check's dry run (tests/gpu_dry_run.py): named by the session's first process, started once
+# by the first process whose collection needs it, stopped by the first process at the end. Under
+# pytest-xdist the first process is the controller, which collects nothing and ends after every
+# worker; each worker collects every test, yet runs only the ones the controller sends it.
 
+
+def _xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _xdist_worker(config):  # before the workers start: they inherit the name
+        gpu_dry_run.name_folder()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reports the collection: no test is sent before this ends
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the GPU check's dry run now if a collected test needs it (tests/gpu_dry_run.py says why).
+    Every xdist worker gets here, not knowing which of them will run those tests: the first one
+    starts it, the others find it started, and whichever runs the tests waits on its folder."""
+    if session.config.option.collectonly:
+        return
+    if any("dry_run" in getattr(item, "fixturenames", ()) for item in session.items):
         gpu_dry_run.start()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if (gpu_dry_run := sys.modules.get("tests.gpu_dry_run")) is not None:  # started by this session
+    if _xdist_worker(session.config):
+        gpu_dry_run.reap()  # another worker may still wait on it: the controller stops it
+    else:
         gpu_dry_run.stop()
 
 

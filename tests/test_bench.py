@@ -70,7 +70,8 @@ def test_hand_computation_itself():
     assert EXPECTED_MACS["aflora"] == 19_968
 
 
-def test_cli_takes_hydra_style_and_flags():
+def test_cli_takes_hydra_style_and_flags(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a quick run's folder: none left behind in /tmp
     a = parse_args(["model=deberta-v3-base-random", "device=cuda"])
     b = parse_args(["--model", "deberta-v3-base-random", "--device", "cuda"])
     assert (
@@ -80,6 +81,7 @@ def test_cli_takes_hydra_style_and_flags():
     )
     quick = parse_args(["model=tiny-bert", "quick=true", "reps=4"])
     assert quick.quick and quick.batch == 2 and quick.reps == 4
+    assert Path(quick.out).parent == tmp_path and Path(quick.out).name.startswith("bench-quick-")
     assert parse_args(["--quick"]).quick
     assert parse_args([]).out == str(REPO / "reports" / "bench")
     with pytest.raises(SystemExit):

@@ -59,9 +59,20 @@ def test_variant_names_only_the_overrides_that_change_what_is_trained():
     assert len(identity.variant([f"method.k{i}=value{i}" for i in range(40)])) < 130
 
 
-def test_the_study_command_keeps_its_directory():
-    from hydra import compose as hydra_compose
+@pytest.fixture
+def hydra_config():
+    """``set(cfg)``: Hydra's global HydraConfig as run.py's job has it, unset again after the test.
+    Left set, it would tell the later tests of this process that run.py started their in-process runs
+    (harness/storage/model_card.py names the command from it)."""
     from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
+    yield HydraConfig.instance().set_config
+    HydraConfig.instance().cfg = before
+
+
+def test_the_study_command_keeps_its_directory(hydra_config):
+    from hydra import compose as hydra_compose
 
     compose([])  # initialises Hydra once for the session
     study = ["task=rte", "model=minilm", "method=lora", "seed=3", "train.threads=1", "runs_dir=runs"]
@@ -70,16 +81,15 @@ def test_the_study_command_keeps_its_directory():
         (["train.lr=0.01"], "runs/minilm/rte/lora/seed3/train.lr=0.01"),
     ):
         cfg = hydra_compose(config_name="config", overrides=[*study, *extra], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
+        hydra_config(cfg)
         assert cfg.hydra.run.dir == expected
 
 
 @pytest.mark.parametrize("multirun", [False, True], ids=["run", "-m"])
 @pytest.mark.parametrize("spelling", ["1e-2", "0.01", "1.0e-2"])
-def test_one_config_trains_in_one_folder_however_its_values_are_spelled(spelling, multirun):
+def test_one_config_trains_in_one_folder_however_its_values_are_spelled(hydra_config, spelling, multirun):
     from hydra import compose as hydra_compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     compose([])  # initialises Hydra once for the session
@@ -87,7 +97,7 @@ def test_one_config_trains_in_one_folder_however_its_values_are_spelled(spelling
     if multirun:  # what Hydra's sweeper hands the one job of `python run.py -m <overrides>`
         ((overrides,),) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
     cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    hydra_config(cfg)
     folder = f"{cfg.hydra.sweep.dir}/{cfg.hydra.sweep.subdir}" if multirun else cfg.hydra.run.dir
     assert folder == "runs/minilm/rte/lora/seed3/train.lr=0.01"
 

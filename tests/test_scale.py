@@ -262,6 +262,7 @@ def ddp_run(glue_dir, tmp_path_factory) -> tuple[Path, list[dict]]:
         "torch.distributed.run",
         "--standalone",
         "--nproc_per_node=2",
+        f"--log-dir={out / 'torchelastic'}",  # not a /tmp/torchelastic_* folder left behind per run
         __file__,
         str(out),
         json.dumps(plan),
