@@ -51,7 +51,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## create .venv with pinned CPU torch and the project (editable, with dev tools)
 
-test: setup ## run the test suite offline (real-data tests need GLUE_DIR; slow ones are excluded)
+test: setup ## run the test suite offline on TEST_WORKERS (2) processes (real-data tests need GLUE_DIR; slow ones are excluded)
 	$(PYTEST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; exit $$rc
 
