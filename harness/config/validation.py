@@ -52,11 +52,13 @@ def validate_config(cfg: DictConfig) -> None:
 
 def checked_run_subdir(model: Any, task: Any, method: Any, seed: Any, overrides: Sequence[str], *, _root_) -> str:
     """``${run_subdir:...}``: the run directory below runs_dir, once the config it is for passes
-    ``validate_config``."""
+    ``validate_config``. The command line's own checks (``run_subdir``: no added or deleted keys, a
+    seed in range) come first: they need no library, where validating the config imports torch."""
+    subdir = run_subdir(model, task, method, seed, overrides)
     if OmegaConf.select(_root_, "hydra.mode") != RunMode.MULTIRUN:
         run_config = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
         validate_config(run_config)
-    return run_subdir(model, task, method, seed, overrides)
+    return subdir
 
 
 def register_resolver() -> None:
