@@ -11,6 +11,7 @@ import pytest
 from harness.core.paths import REPO
 from tests import gpu_dry_run
 from tests.glue_fixture import write_glue
+from tests.warm_run import Starter, cli_env
 
 # Everything here is local: never wait on hub look-ups.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,6 +65,16 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def warm_cli():
+    """``warm_cli(args, glue, timeout=300, prelude="")``: ``python run.py <args>`` in a process forked
+    from a starter that has imported the libraries (tests/warm_run.py), a CompletedProcess as
+    ``run_cli`` returns; 6 CPU seconds less a run."""
+    starter = Starter()
+    yield starter.run
+    starter.close()
+
+
+@pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     """Every GLUE task (MNLI with both validation splits), a few dozen random examples each."""
     return write_glue(tmp_path_factory.mktemp("glue"))
@@ -87,16 +98,12 @@ def compose(overrides: list[str]):
 
 
 def run_cli(args: list[str], glue: Path | None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python run.py <args>`` in a subprocess, as a user would type it."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    if glue is not None:
-        env["GLUE_DIR"] = str(glue)
-    else:
-        env.pop("GLUE_DIR", None)
+    """``python run.py <args>`` in a fresh interpreter, as a user would type it (``warm_cli``: the
+    same from a starter that has imported the libraries, for tests not about the command line)."""
     return subprocess.run(
         [sys.executable, str(REPO / "run.py"), *args],
         cwd=REPO,
-        env=env,
+        env=cli_env(glue),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,9 +8,10 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-# Functions that start another process (tests/conftest.py, harness/studies/pool.py, tools/gpu_check/jobs.py,
-# tests/test_scale.py); any call into ``subprocess``, and ``os.kill``/``os.killpg``, count as well.
-SPAWNERS = {"run_cli", "run_all", "run_pool", "_run_group"}
+# Functions and fixtures that start another process (tests/conftest.py, harness/studies/pool.py,
+# tools/gpu_check/jobs.py, tests/test_scale.py); any call into ``subprocess``, and
+# ``os.kill``/``os.killpg``, count as well.
+SPAWNERS = {"run_cli", "warm_cli", "run_all", "run_pool", "_run_group"}
 
 
 def _called_names(node: ast.AST) -> set[str]:

@@ -6,7 +6,6 @@ import ast
 import errno
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,15 +39,13 @@ METHOD_ARGS = {
 }
 
 KILL_AFTER_FIRST_CHECKPOINT = """
-import os, runpy, signal, sys
+import os, signal
 from harness.storage.checkpoints import MarkCompleteCheckpoints
 save = MarkCompleteCheckpoints.on_save
 def save_then_die(self, args, state, control, **kwargs):
     save(self, args, state, control, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)  # as a preempted job would die: no cleanup at all
 MarkCompleteCheckpoints.on_save = save_then_die
-sys.argv = ["run.py", *sys.argv[1:]]
-runpy.run_path("run.py", run_name="__main__")
 """
 
 
@@ -64,14 +61,14 @@ def comparable(result: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, glue_dir):
+def uninterrupted(tmp_path_factory, glue_dir, warm_cli):
     """One uninterrupted run per method, shared by the resume and repeat tests."""
     cache = {}
 
     def get(method: str) -> dict:
         if method not in cache:
             runs = tmp_path_factory.mktemp(f"straight-{method}")
-            proc = run_cli([*RUN, *METHOD_ARGS[method], f"runs_dir={runs}"], glue_dir)
+            proc = warm_cli([*RUN, *METHOD_ARGS[method], f"runs_dir={runs}"], glue_dir)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
             cache[method] = result_of(runs, method)
         return cache[method]
@@ -81,26 +78,15 @@ def uninterrupted(tmp_path_factory, glue_dir):
 
 @pytest.mark.parametrize("method", ["aflora", "adalora", "sora"])
 @pytest.mark.integration
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, uninterrupted, method):
-    import os
-    import subprocess
-
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, uninterrupted, warm_cli, method):
     args = [*RUN, *METHOD_ARGS[method], f"runs_dir={tmp_path}"]
-    env = {**os.environ, "GLUE_DIR": str(glue_dir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_FIRST_CHECKPOINT, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    killed = warm_cli(args, glue_dir, prelude=KILL_AFTER_FIRST_CHECKPOINT)
     assert killed.returncode == -9, killed.stderr[-3000:]
     run_dir = run_dir_of(tmp_path, "tiny-bert", "rte", method)
     assert not (run_dir / "result.json").exists()
     assert list(run_dir.glob("checkpoint-6/checkpoint-complete"))
 
-    resumed = run_cli(args, glue_dir)
+    resumed = warm_cli(args, glue_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = result_of(tmp_path, method)
     assert result["runtime"]["resumed_from"].endswith("checkpoint-6")
@@ -113,8 +99,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, glue_dir, unin
 
 
 @pytest.mark.integration
-def test_same_command_twice_gives_identical_metrics(tmp_path, glue_dir, uninterrupted):
-    proc = run_cli([*RUN, *METHOD_ARGS["aflora"], f"runs_dir={tmp_path}"], glue_dir)
+def test_same_command_twice_gives_identical_metrics(tmp_path, glue_dir, uninterrupted, warm_cli):
+    proc = warm_cli([*RUN, *METHOD_ARGS["aflora"], f"runs_dir={tmp_path}"], glue_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again, first = result_of(tmp_path, "aflora"), uninterrupted("aflora")
     assert comparable(again) == comparable(first)

@@ -18,8 +18,8 @@ def read(run_dir):
 
 @pytest.mark.parametrize("method", ["lora", pytest.param("full", marks=pytest.mark.slow)])
 @pytest.mark.integration
-def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, method):
-    proc = run_cli(["task=rte", "model=tiny-bert", f"method={method}", f"runs_dir={tmp_path}", *TINY], glue_dir)
+def test_smoke_run_writes_a_complete_result(tmp_path, glue_dir, warm_cli, method):
+    proc = warm_cli(["task=rte", "model=tiny-bert", f"method={method}", f"runs_dir={tmp_path}", *TINY], glue_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = run_dir_of(tmp_path, "tiny-bert", "rte", method)
     result = read(run_dir)
@@ -62,11 +62,11 @@ def test_completed_run_is_not_retrained_unless_forced(tmp_path, glue_dir, caplog
 
 
 @pytest.mark.integration
-def test_missing_task_data_fails_clearly_without_a_completed_result(tmp_path, glue_dir):
+def test_missing_task_data_fails_clearly_without_a_completed_result(tmp_path, glue_dir, warm_cli):
     from tests.glue_fixture import write_glue
 
     only_rte = write_glue(tmp_path / "glue", ["rte"])
-    proc = run_cli(["task=cola", "model=tiny-bert", "method=lora", f"runs_dir={tmp_path}", *TINY], only_rte)
+    proc = warm_cli(["task=cola", "model=tiny-bert", "method=lora", f"runs_dir={tmp_path}", *TINY], only_rte)
     assert proc.returncode == 2
     assert "cola/train-*.parquet: no such file" in proc.stdout + proc.stderr
     result = read(run_dir_of(tmp_path, "tiny-bert", "cola", "lora"))
@@ -84,8 +84,8 @@ def test_unknown_names_list_the_valid_ones(tmp_path, group, bad):
 
 
 @pytest.mark.integration
-def test_minilm_on_real_rte_for_a_few_steps(tmp_path, shared_glue):
-    proc = run_cli(
+def test_minilm_on_real_rte_for_a_few_steps(tmp_path, shared_glue, warm_cli):
+    proc = warm_cli(
         [
             "task=rte",
             "model=minilm",

@@ -16,7 +16,7 @@ from harness.report.aggregate import score_stats, scores_frame
 from harness.report.load import load_runs
 from harness.storage import identity
 from harness.storage.rundir import locked, set_aside
-from tests.conftest import compose, run_cli
+from tests.conftest import compose
 from tests.test_report import result as fake_result
 from tests.test_report import write as write_fake
 
@@ -130,8 +130,8 @@ def test_names_that_leave_runs_dir_and_added_keys_are_refused(args):
 
 
 @pytest.mark.integration
-def test_a_sweep_over_any_key_gives_one_result_per_value_and_lists_its_failures(tmp_path, glue_dir):
-    proc = run_cli(["-m", *TINY, f"runs_dir={tmp_path}", "train.lr=1e-4,-1,1e-2"], glue_dir)
+def test_a_sweep_over_any_key_gives_one_result_per_value_and_lists_its_failures(tmp_path, glue_dir, warm_cli):
+    proc = warm_cli(["-m", *TINY, f"runs_dir={tmp_path}", "train.lr=1e-4,-1,1e-2"], glue_dir)
     assert proc.returncode == 2, proc.stderr[-3000:]
     seed_dir = tmp_path / "tiny-bert" / "rte" / "lora" / "seed1"
     results = {p.parent.name: json.loads(p.read_text()) for p in seed_dir.glob("*/result.json")}
