@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
+from harness.studies.finished_runs import is_finished
 from harness.studies.grid_scores import grid_scores, selection_score
 from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.rate_choice import RateChoice, choose_rate, fallback_rate
@@ -215,6 +216,21 @@ def check_rates_chosen(
             )
 
 
+def emulated_bf16_runs(runs: list[Run]) -> list[Run]:
+    """The runs not finished yet that would train in bf16 on this CPU where it has no bf16
+    instructions (harness/execution/cpu_bf16.py): a study of them would take days, not hours."""
+    trains = [(r, run_config(r.overrides).train) for r in runs if not is_finished(r.overrides)]
+    bf16 = [(r, train.device) for r, train in trains if train.precision == "bf16"]
+    if not bf16:
+        return []
+    import torch  # only now: the study tool otherwise never imports torch
+
+    from harness.execution.cpu_bf16 import emulated_bf16
+
+    on_cpu = [r for r, device in bf16 if device == "cpu" or (device == "auto" and not torch.cuda.is_available())]
+    return on_cpu if on_cpu and emulated_bf16() else []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a study file, e.g. conf/study/minilm.yaml")
@@ -232,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tasks", default=None, help="comma-separated: only these tasks' runs")
     parser.add_argument("--dry-run", action="store_true", help="list the runs in order and exit")
+    parser.add_argument(
+        "--allow-emulated-bf16",
+        action="store_true",
+        help="start bf16 runs on a CPU without bf16 instructions, where PyTorch emulates it (tens of times slower)",
+    )
     args = parser.parse_args(argv)
     if not args.study.is_file():
         parser.error(f"no study file {args.study}")
@@ -249,9 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:  # a grid that extends itself lists its first round
         print("\n".join(" ".join(run.overrides) for run in study_runs(study, args.stage) if keep(run)))
         return 0
-    failed = run_study(
-        study, args.stage, keep, lambda runs: run_all(runs, args.jobs, args.logs / args.study.stem, args.threads)
-    )
+
+    def pool(runs: RunSource) -> list[Run]:
+        listed = runs() if callable(runs) else runs
+        if not args.allow_emulated_bf16 and (slow := emulated_bf16_runs(listed)):
+            from harness.execution.cpu_bf16 import EMULATED_BF16
+
+            parser.exit(
+                2, f"error: {len(slow)} runs to train would use {EMULATED_BF16}; --allow-emulated-bf16 starts them\n"
+            )
+        return run_all(runs, args.jobs, args.logs / args.study.stem, args.threads)
+
+    failed = run_study(study, args.stage, keep, pool)
     return 1 if failed else 0
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from harness.execution.assembly import assemble
+from harness.execution.cpu_bf16 import EMULATED_BF16, emulated_bf16
 from harness.execution.distributed import agree, is_main_process
 from harness.execution.env import environment
 from harness.execution.history import best_and_final, per_epoch_records, runtime_record
@@ -68,6 +69,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, claim: Callable[[], None] = l
     """Train and evaluate; ``claim`` runs on rank 0 once data, model and method have built."""
     task = task_spec(cfg)  # checked before: harness/config/validation.py
     device = resolve_device(cfg.train.device)
+    if cfg.train.precision == "bf16" and device.type == "cpu" and emulated_bf16():
+        log.warning(EMULATED_BF16)
     set_threads(cfg.train.threads)
     load_at_start = os.getloadavg()
     set_seed(cfg.seed)  # before the model and adapters exist, so a resumed run rebuilds them identically
