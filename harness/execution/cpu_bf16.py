@@ -1,8 +1,8 @@
 """Whether this CPU computes bf16 natively; where it does not, a bf16 run is slow, and told so.
 
 bf16 pays off on a CPU with bf16 instructions (AVX512-BF16 or AMX). Elsewhere PyTorch emulates it:
-on an AMD EPYC with AVX2 only, a MiniLM training step ran 22 times slower than in fp32 and the
-matmul peak was 40 times lower (README, "Training speed on a CPU"), so a paper-budget run would take
+on an AMD EPYC with AVX2 only, a MiniLM training step ran 24 times slower than in fp32 and the
+matmul peak was 47 times lower (README, "Training speed on a CPU"), so a paper-budget run would take
 days instead of an hour. PyTorch tells which through private checks of ``torch.cpu``; a build
 without them is not judged.
 """
@@ -13,7 +13,7 @@ import torch
 
 EMULATED_BF16 = (
     "train.precision=bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX): PyTorch emulates it, "
-    "and a MiniLM training step ran 22 times slower than in fp32 on such a CPU; train.precision=fp32 is "
+    "and a MiniLM training step ran 24 times slower than in fp32 on such a CPU; train.precision=fp32 is "
     "the fast choice here"
 )
 
