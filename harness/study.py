@@ -68,13 +68,17 @@ def stage_runs(
 
 
 def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
+    """Every stage's runs in order; a grid that extends itself (``extend: true``) with every rate its
+    finished runs call for so far."""
     if only is not None and only not in study.stages:
         raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
-    names = [only] if only else list(study.stages)
     overrides = tuple(study.get("overrides") or ())
-    return [
-        run for name in names for run in stage_runs(name, study.stages[name], study.model, list(study.seeds), overrides)
-    ]
+    runs = []
+    for name in [only] if only else list(study.stages):
+        stage = study.stages[name]
+        rates = grid_outcome(name, stage, study)[0] if stage.get("extend") else None
+        runs += stage_runs(name, stage, study.model, list(study.seeds), overrides, rates)
+    return runs
 
 
 def grid_choices(stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]]) -> dict[str, RateChoice]:
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.tasks or run.value("task") in args.tasks.split(",")
         )
 
-    if args.dry_run:  # a grid that extends itself lists its first round
+    if args.dry_run:
         print("\n".join(" ".join(run.overrides) for run in study_runs(study, args.stage) if keep(run)))
         return 0
 

@@ -24,7 +24,7 @@ from harness.storage.epoch_predictions import read_predictions
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.pool import Run, RunSource
 from harness.studies.rate_choice import choose_rate, fallback_rate, rate_beyond
-from harness.study import run_study
+from harness.study import run_study, study_runs
 from harness.token_lengths import share_over
 from tests.conftest import compose
 from tests.glue_fixture import write_glue
@@ -171,7 +171,15 @@ def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
             },
         }
     )
+    written = ["head@0.03", "head@0.1", "head@0.3", "aflora@0.01", "aflora@0.03"]
+    assert [f"{r.value('method')}@{r.value('train.lr')}" for r in study_runs(study)] == written  # --dry-run's list
     assert run_study(study, None, lambda run: True, scoring_pool(score, runs_handed)) == []
+    # --dry-run lists the grid as its finished runs stand: with the rates they called for
+    assert [f"{r.value('method')}@{r.value('train.lr')}" for r in study_runs(study)] == [
+        *written,
+        "aflora@0.09",
+        "aflora@0.3",
+    ]
     calls = [[f"{r.value('method')}@{r.value('train.lr')}/{r.value('task')}" for r in runs] for runs in runs_handed]
     # The grid as written, then each rate the finished runs call for, one at a time.
     assert calls == [
