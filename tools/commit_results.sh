@@ -3,19 +3,21 @@
 # this checkout (with the run's kept per-epoch predictions, which the ignore rules admit), so that a
 # session ending mid-study loses only the runs still training.
 #
-#   tools/commit_results.sh WORKTREE RUNS_DIR... [--every SECONDS]
+#   tools/commit_results.sh WORKTREE RUNS_DIR... [--every SECONDS | --once]
 #
 # Only result.json files newer than WORKTREE/.sync-start are taken (touch it when pinning the
 # worktree); a run already committed with the same bytes is skipped. Commits name their paths, so
 # whatever else is staged or changed here stays out of them.
 set -euo pipefail
 every=120
-worktree=${1:?usage: tools/commit_results.sh WORKTREE RUNS_DIR... [--every SECONDS]}
+once=false
+worktree=${1:?usage: tools/commit_results.sh WORKTREE RUNS_DIR... [--every SECONDS | --once]}
 shift
 dirs=()
 while [ $# -gt 0 ]; do
     case $1 in
         --every) every=${2:?--every needs seconds}; shift 2 ;;
+        --once) once=true; shift ;;
         *) dirs+=("$1"); shift ;;
     esac
 done
@@ -48,5 +50,6 @@ while true; do
             if commit_run "$run"; then echo "$(date -u +%FT%TZ) committed $run"; else echo "$(date -u +%FT%TZ) retry later: $run"; fi
         done
     done
+    if $once; then break; fi
     sleep "$every"
 done
