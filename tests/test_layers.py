@@ -125,7 +125,6 @@ UPWARD = {
     ("harness/storage/best_weights.py", "harness.execution.history"),  # best_and_final, per_epoch_records
     ("harness/storage/checkpoints.py", "harness.execution.distributed"),  # barrier
     ("harness/storage/checkpoints.py", "harness.execution.methods"),  # MethodCallback
-    ("harness/storage/epoch_predictions.py", "harness.execution.tracking"),  # ScalarLoggingTrainer
     ("harness/storage/rundir.py", "harness.execution.methods"),  # MethodCallback
 }
 

@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from harness.config.budget import check_budget
 from harness.core.errors import ConfigError
 from harness.execution import lifecycle
-from harness.inputs.data import heldout_indices
+from harness.inputs.heldout import heldout_indices
 from harness.inputs.tasks import TaskSpec
 from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score

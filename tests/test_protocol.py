@@ -15,7 +15,8 @@ from harness.core.errors import ConfigError, DataError
 from harness.core.paths import CONF_DIR
 from harness.execution import lifecycle
 from harness.execution.history import best_and_final, per_epoch_records
-from harness.inputs.data import HELDOUT_TRAIN_EXAMPLES, heldout_indices, load_raw_splits, protocol_splits
+from harness.inputs.data import load_raw_splits, protocol_splits
+from harness.inputs.heldout import HELDOUT_TRAIN_EXAMPLES, heldout_indices
 from harness.inputs.models import load_tokenizer
 from harness.inputs.tasks import SELECTION_SPLIT, TaskSpec
 from harness.predict import evaluate_validation, inference_trainer, load_run, load_saved_model

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, f1_score
 
 from harness.execution import lifecycle
-from harness.inputs.data import heldout_indices
+from harness.inputs.heldout import heldout_indices
 from harness.report.study_report import build_study_report
 from harness.storage.epoch_predictions import read_predictions
 from harness.studies.finished_runs import run_dir_of

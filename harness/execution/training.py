@@ -17,11 +17,11 @@ from transformers import (
 )
 
 from harness.core.errors import ConfigError
+from harness.execution.prediction_keeping import PredictionKeepingTrainer
 from harness.execution.quiet import progress_bars
 from harness.execution.tracking import ScalarLoggingTrainer, report_targets
 from harness.inputs.metrics import compute_metrics_fn
 from harness.inputs.tasks import TaskSpec
-from harness.storage.epoch_predictions import PredictionKeepingTrainer
 
 
 def world_size() -> int:

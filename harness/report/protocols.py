@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.inputs.data import heldout_indices
-from harness.inputs.glue_metric.glue_metric import METRICS
+from harness.inputs.glue_metric.scores import METRICS
+from harness.inputs.heldout import heldout_indices
 from harness.inputs.tasks import SELECTION_SPLIT, TaskSpec
 from harness.storage.epoch_predictions import SplitPredictions, read_predictions
 

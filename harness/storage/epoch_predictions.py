@@ -7,7 +7,8 @@
 ``selection``, the half the epoch is chosen on). A report can then score any choice of epoch on any
 part of the validation split without retraining (harness/report/protocols.py). The files are small:
 one number per validation example and epoch. A resumed run writes the epochs after its checkpoint
-again, with the same values (exact resume), so a file is only ever replaced whole.
+again, with the same values (exact resume), so a file is only ever replaced whole. The Trainer that
+writes them is harness/execution/prediction_keeping.py's; this module, numpy alone, is the layout.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from harness.execution.tracking import ScalarLoggingTrainer
-from harness.inputs.metrics import to_predictions
-from harness.inputs.tasks import TaskSpec
 
 PREDICTIONS_DIR = "epoch_predictions"  # apart from predict's GLUE server files (predictions/)
 LABELS_FILE = "labels.npy"
@@ -42,27 +39,6 @@ def save_array_atomic(path: Path, array: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class PredictionKeepingTrainer(ScalarLoggingTrainer):
-    """The harness's Trainer, writing every evaluation's predictions under ``<run_dir>/epoch_predictions/``."""
-
-    def __init__(self, *args, task: TaskSpec, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.task = task
-
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, **kwargs):
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", "eval")
-        if self.is_world_process_zero() and prefix.startswith("eval_") and self.state.epoch is not None:
-            split = prefix.removeprefix("eval_")
-            where = Path(self.args.output_dir) / PREDICTIONS_DIR / split
-            labels = np.asarray(output.label_ids)
-            save_array_atomic(where / LABELS_FILE, labels.astype(np.float32 if self.task.is_regression else np.int64))
-            predictions = to_predictions(self.task, output.predictions)
-            dtype = np.float32 if self.task.is_regression else np.int64
-            save_array_atomic(where / epoch_file(round(self.state.epoch)), predictions.astype(dtype))
-        return output
 
 
 @dataclass(frozen=True)

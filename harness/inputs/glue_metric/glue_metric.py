@@ -1,30 +1,21 @@
 """GLUE's official metrics as an ``evaluate`` module kept in the repository.
 
 The hub copy (``evaluate.load("glue", task)``) cannot be loaded offline; this module computes
-the same numbers with scikit-learn and scipy: Matthews correlation (CoLA), Pearson and Spearman
-(STS-B), accuracy and F1 (MRPC, QQP), accuracy (the rest).
+the same numbers with scikit-learn and scipy (``scores.py``, which ``evaluate`` copies with this file):
+Matthews correlation (CoLA), Pearson and Spearman (STS-B), accuracy and F1 (MRPC, QQP), accuracy (the rest).
 """
 
 import datasets
 import evaluate
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-METRICS = {  # also the report's, for scores of resampled examples (harness/report/protocols.py)
-    "accuracy": lambda p, r: accuracy_score(r, p),
-    "f1": lambda p, r: f1_score(r, p),
-    "matthews_correlation": lambda p, r: matthews_corrcoef(r, p),
-    "pearson": lambda p, r: pearsonr(p, r)[0],
-    "spearmanr": lambda p, r: spearmanr(p, r)[0],
-}
-_REGRESSION = {"pearson", "spearmanr"}
+from .scores import METRICS, REGRESSION
 
 
 class GlueMetric(evaluate.Metric):
     """config_name: comma-separated metric names, e.g. ``"accuracy,f1"``."""
 
     def _info(self):
-        regression = any(name in _REGRESSION for name in self.config_name.split(","))
+        regression = any(name in REGRESSION for name in self.config_name.split(","))
         value = datasets.Value("float32" if regression else "int64")
         return evaluate.MetricInfo(
             description="GLUE metrics computed with scikit-learn and scipy.",
