@@ -42,8 +42,9 @@ for name in sys.argv[1:]:
 answer = sys.stdout
 for line in sys.stdin:
     request = json.loads(line)
-    tasks = [t for t in os.listdir("/proc/self/task") if t != str(os.getpid())]  # the main thread's id is the pid
-    others = [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks]
+    # Linux names every thread of the process (the main thread's id is the pid); elsewhere Python's own
+    tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []
+    others = [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks if t != str(os.getpid())]
     if threading.active_count() != 1 or set(others) - FORK_SAFE:
         raise SystemExit(f"the starter runs threads {others}: forking it is not safe")
     pid = os.fork()
