@@ -222,7 +222,7 @@ def check_rates_chosen(
 
 def emulated_bf16_runs(runs: list[Run]) -> list[Run]:
     """The runs not finished yet that would train in bf16 on this CPU where it has no bf16
-    instructions (harness/execution/cpu_bf16.py): a study of them would take days, not hours."""
+    instructions (harness/execution/cpu_bf16.py): a study of them would take days instead of hours."""
     trains = [(r, run_config(r.overrides).train) for r in runs if not is_finished(r.overrides)]
     bf16 = [(r, train.device) for r, train in trains if train.precision == "bf16"]
     if not bf16:
