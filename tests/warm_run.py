@@ -10,9 +10,11 @@ the environment ``run_cli`` gives, but forked from a process that imported the l
 Tests about the command line itself keep ``run_cli``'s fresh interpreter: what a library prints or
 reads from the environment when it is imported (test_quiet.py, test_cli_errors.py), ``--help``.
 
-The starter imports only (no training, no threads but pyarrow's allocator's: it checks before each
-fork, since a fork copies only the thread that calls it), then forks a child per request read from its
-stdin and answers with the child's pid, then its exit status as ``subprocess`` reports one.
+The starter imports only (no training), then says whether it runs a thread besides pyarrow's
+allocator's: a fork copies only the thread that calls it, so where one does (another library
+version, another platform), each run starts a fresh interpreter instead, with a warning. Otherwise it
+forks a child per request read from its stdin and answers with the child's pid, then its exit status
+as ``subprocess`` reports one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from harness.core.paths import REPO
@@ -40,13 +43,13 @@ FORK_SAFE = {"jemalloc_bg_thd"}
 for name in sys.argv[1:]:
     importlib.import_module(name)
 answer = sys.stdout
+# Linux names every thread of the process (the main thread's id is the pid); elsewhere Python's own
+tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []
+others = [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks if t != str(os.getpid())]
+unsafe = sorted(set(others) - FORK_SAFE) or (["python"] if threading.active_count() != 1 else [])
+print(json.dumps({"unsafe": unsafe}), file=answer, flush=True)  # nothing else starts a thread here
 for line in sys.stdin:
     request = json.loads(line)
-    # Linux names every thread of the process (the main thread's id is the pid); elsewhere Python's own
-    tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []
-    others = [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks if t != str(os.getpid())]
-    if threading.active_count() != 1 or set(others) - FORK_SAFE:
-        raise SystemExit(f"the starter runs threads {others}: forking it is not safe")
     pid = os.fork()
     if pid == 0:  # the run: run.py's own process
         code = 1
@@ -78,6 +81,10 @@ for line in sys.stdin:
 """
 
 
+# Where the starter cannot fork safely: the same run in a fresh interpreter, the prelude first.
+FRESH = 'import runpy, sys; sys.argv = ["run.py", *sys.argv[1:]]; runpy.run_path("run.py", run_name="__main__")'
+
+
 def cli_env(glue: Path | None) -> dict[str, str]:
     """The environment of a run started by a test: offline, one thread, GLUE_DIR as given."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -93,8 +100,13 @@ class Starter:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None
+        self.unsafe: list[str] = []  # the threads that made the starter unsafe to fork, if any
 
-    def _started(self) -> subprocess.Popen:
+    def _started(self) -> subprocess.Popen | None:
+        """The starter, or None where it runs threads a fork would not copy (each run then starts a
+        fresh interpreter, as slow as ``run_cli`` and as correct)."""
+        if self.unsafe:
+            return None
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", STARTER, *PRELOAD],
@@ -104,6 +116,12 @@ class Starter:
                 stdout=subprocess.PIPE,
                 text=True,
             )
+            self.unsafe = self._answer(self._process, 300)["unsafe"]
+            if self.unsafe:
+                message = f"the run starter runs threads {self.unsafe}: each run starts a fresh interpreter"
+                warnings.warn(message, stacklevel=3)
+                self.close()
+                return None
         return self._process
 
     def _answer(self, process: subprocess.Popen, timeout: float | None) -> dict:
@@ -120,6 +138,9 @@ class Starter:
         """``python run.py <args>``, after ``prelude`` (Python run first in the same process, to patch
         what the run will call); stdout and stderr captured as text, as ``run_cli`` gives them."""
         process = self._started()
+        if process is None:
+            command = [sys.executable, "-c", prelude + "\n" + FRESH, *args]
+            return subprocess.run(command, cwd=REPO, env=cli_env(glue), capture_output=True, text=True, timeout=timeout)
         with tempfile.TemporaryDirectory(prefix="warm-run-") as folder:
             out, err = Path(folder) / "stdout", Path(folder) / "stderr"
             request = {"args": args, "cwd": str(REPO), "env": cli_env(glue), "prelude": prelude}
