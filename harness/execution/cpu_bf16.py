@@ -3,8 +3,8 @@
 bf16 pays off on a CPU with bf16 instructions (AVX512-BF16 or AMX). Elsewhere PyTorch emulates it:
 on an AMD EPYC with AVX2 only, a MiniLM training step ran 24 times slower than in fp32 and the
 matmul peak was 47 times lower (README, "Training speed on a CPU"); a paper-budget LoRA run there
-made 23 of its 1,160 steps in 27 CPU minutes, a day's pace for an hour's run. PyTorch tells which through private checks of ``torch.cpu``; a build
-without them is not judged.
+made 23 of its 1,160 steps in 27 CPU minutes, a day's pace for an hour's run. PyTorch tells which
+through private checks of ``torch.cpu``; a build without them is not judged.
 """
 
 from __future__ import annotations
