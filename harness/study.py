@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
-from harness.studies.finished_runs import is_finished
+from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.grid_scores import grid_scores, selection_score
 from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.rate_choice import RateChoice, choose_rate, fallback_rate
@@ -222,17 +222,25 @@ def check_rates_chosen(
 
 def emulated_bf16_runs(runs: list[Run]) -> list[Run]:
     """The runs not finished yet that would train in bf16 on this CPU where it has no bf16
-    instructions (harness/execution/cpu_bf16.py): a study of them would take days instead of hours."""
-    trains = [(r, run_config(r.overrides).train) for r in runs if not is_finished(r.overrides)]
-    bf16 = [(r, train.device) for r, train in trains if train.precision == "bf16"]
+    instructions (harness/execution/cpu_bf16.py): a study of them would take days instead of hours.
+    The precision is read from the composition the finished-run check keeps; a run's device (not
+    part of that record) is composed again only on such a CPU."""
+
+    def in_bf16(run: Run) -> bool:
+        found = run_dir_of(run.overrides)
+        return found is not None and found[1].get("train.precision") == "bf16"
+
+    bf16 = [r for r in runs if in_bf16(r) and not is_finished(r.overrides)]
     if not bf16:
         return []
     import torch  # only now: the study tool otherwise never imports torch
 
     from harness.execution.cpu_bf16 import emulated_bf16
 
-    on_cpu = [r for r, device in bf16 if device == "cpu" or (device == "auto" and not torch.cuda.is_available())]
-    return on_cpu if on_cpu and emulated_bf16() else []
+    if not emulated_bf16():
+        return []
+    on_cpu = ("cpu", "auto") if not torch.cuda.is_available() else ("cpu",)
+    return [r for r in bf16 if run_config(r.overrides).train.device in on_cpu]
 
 
 def main(argv: list[str] | None = None) -> int:
