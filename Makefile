@@ -73,7 +73,7 @@ glue: setup ## all GLUE tasks with data for METHOD on MODEL, seeds SEEDS (e.g. S
 
 report: setup ## tables and figures for every model under runs/ into reports/, the GLUE table into README.md, and the paper-budget study's report
 	$(PY) -m harness.report --runs runs --out reports --readme README.md $(if $(wildcard runs_grid),--grid runs_grid --evidence runs $(if $(wildcard runs_archive),--evidence runs_archive)) $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
-	$(if $(wildcard runs_paper_grid),$(PY) -m harness.report --study conf/study/minilm-paper.yaml --out reports/minilm-paper-budget)
+	$(if $(wildcard runs_paper_grid runs_paper_grid_fp32 runs_paper),$(PY) -m harness.report --study conf/study/minilm-paper.yaml --out reports/minilm-paper-budget)
 
 paper-tables: setup ## print the paper's Table 1 layout with the published numbers beside ours (writes nothing)
 	$(PY) -m harness.report --runs runs --paper $(if $(REPORT_MODEL),--model $(REPORT_MODEL))
