@@ -36,12 +36,14 @@ from harness.core.paths import REPO
 PRELOAD = ("hydra", "harness.core.cli_help", "harness.execution.lifecycle", "harness.execution.methods")
 
 STARTER = r"""
-import json, os, runpy, sys, threading, traceback
+import gc, json, os, runpy, sys, threading, traceback
 import importlib
 # pyarrow's allocator (jemalloc) runs a thread from its import; jemalloc takes its locks around a fork.
 FORK_SAFE = {"jemalloc_bg_thd"}
 for name in sys.argv[1:]:
     importlib.import_module(name)
+gc.collect()
+gc.freeze()  # each run's full collections skip what the imports made (tests/conftest.py, freeze_what_is_imported)
 answer = sys.stdout
 # Linux names every thread of the process (the main thread's id is the pid); elsewhere Python's own
 tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []
