@@ -17,6 +17,7 @@ from harness.execution import lifecycle
 from harness.storage.results import write_json_atomic
 from tests.conftest import compose, run_cli, run_dir_of
 from tests.glue_fixture import write_glue
+from tools.resume_across import KILL_AFTER_FIRST_CHECKPOINT, comparable
 
 # 48 examples at batch 8: 6 optimizer steps an epoch, 4 epochs, 24 steps; a training-loss window of
 # 4 steps, which an epoch end cuts (the first checkpoint, where the killed run resumes, is at step 6).
@@ -38,26 +39,9 @@ METHOD_ARGS = {
     "sora": ["method=sora", "method.sparse_lambda_2=0.05"],
 }
 
-KILL_AFTER_FIRST_CHECKPOINT = """
-import os, signal
-from harness.storage.checkpoints import MarkCompleteCheckpoints
-save = MarkCompleteCheckpoints.on_save
-def save_then_die(self, args, state, control, **kwargs):
-    save(self, args, state, control, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)  # as a preempted job would die: no cleanup at all
-MarkCompleteCheckpoints.on_save = save_then_die
-"""
-
 
 def result_of(runs: Path, method: str) -> dict:
     return json.loads((run_dir_of(runs, "tiny-bert", "rte", method) / "result.json").read_text())
-
-
-def comparable(result: dict) -> dict:
-    """What must not depend on an interruption: metrics of every epoch, freezing, ranks, counts."""
-    epochs = [{k: v for k, v in r.items() if not k.startswith("eval_seconds")} for r in result["metrics"]["per_epoch"]]
-    params = {k: result["params"][k] for k in ("trainable_start", "trainable_end", "trainable_avg")}
-    return {"epochs": epochs, "params": params, "freezing": result.get("freezing"), "ranks": result.get("ranks")}
 
 
 @pytest.fixture(scope="module")
