@@ -17,19 +17,9 @@ from harness.execution import lifecycle
 from harness.storage.results import write_json_atomic
 from tests.conftest import compose, run_cli, run_dir_of
 from tests.glue_fixture import write_glue
-from tools.resume_across import KILL_AFTER_FIRST_CHECKPOINT, comparable
+from tools.resume_across import KILL_AFTER_FIRST_CHECKPOINT, RUN, comparable
 
-# 48 examples at batch 8: 6 optimizer steps an epoch, 4 epochs, 24 steps; a training-loss window of
-# 4 steps, which an epoch end cuts (the first checkpoint, where the killed run resumes, is at step 6).
-RUN = [
-    "task=rte",
-    "model=tiny-bert",
-    "train.epochs=4",
-    "train.batch_size=8",
-    "train.max_eval_samples=16",
-    "data.max_seq_length=32",
-    "train.logging_steps=4",
-]
+# RUN (tools/resume_across.py): 6 optimizer steps an epoch, 24 in all; the killed run resumes at step 6.
 METHOD_ARGS = {
     "lora": ["method=lora"],
     # the schedule in steps so that freezing happens inside 24 steps

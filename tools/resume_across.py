@@ -21,9 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-METHODS = ("lora", "aflora", "aflora-nofreeze", "aflora-frozen", "aflora-all", "elora", "vera", "adalora",
-           "sora", "full", "head")  # fmt: skip
+from harness.core.paths import CONF_DIR, REPO
+
+METHODS = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))  # every method this tree has
+# 48 examples at batch 8: 6 optimizer steps an epoch, 4 epochs, 24 steps; a training-loss window of
+# 4 steps, which an epoch end cuts (the first checkpoint, where a killed run resumes, is at step 6).
 RUN = [
     "task=rte",
     "model=tiny-bert",
@@ -91,7 +93,8 @@ def check(before: Path, after: Path, method: str, glue: Path, scratch: Path) -> 
     if comparable(result_in(resumed)) != reference:
         return "differs: resumed after against trained after"
     epochs = reference["epochs"]
-    return f"identical ({len(epochs)} epochs, last { ({k: v for k, v in epochs[-1].items() if k != 'epoch'}) })"
+    last = {k: v for k, v in epochs[-1].items() if k != "epoch"}
+    return f"identical ({len(epochs)} epochs, last {last})"
 
 
 def main(argv: list[str] | None = None) -> int:
