@@ -1,12 +1,12 @@
 """A study: an ordered list of runs of ``run.py``, N at a time, each with cores / N torch threads.
 
-    python -m harness.study conf/study/minilm.yaml [--stage grid] [--jobs 2] [--dry-run]
+    python -m harness.study conf/study/minilm.yaml [--stage grid] [--jobs 2] [--dry-run | --status]
 
 Runs are started in the study's order (stage by stage, seed 1 of every cell first), so a study
 cut short still has whole seeds. ``run.py`` skips a run whose
 result is complete and resumes one with a checkpoint, so rerunning the same command continues
 where it stopped. Each run's output goes to ``<logs>/<run>.log``; the exit code is 1 when any run
-failed, and the failed runs are listed.
+failed, and the failed runs are listed. ``--status`` says where each run stands, while it trains.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from harness.config.compose import run_config
 from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.grid_scores import grid_scores, selection_score
 from harness.studies.pool import REPO, Run, RunSource, run_all
+from harness.studies.progress import status_lines
 from harness.studies.rate_choice import RateChoice, choose_rate, fallback_rate
 
 
@@ -261,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=None, help="comma-separated: only these tasks' runs")
     parser.add_argument("--dry-run", action="store_true", help="list the runs in order and exit")
     parser.add_argument(
+        "--status",
+        action="store_true",
+        help="list the runs in order with where each stands (finished, epochs saved, failed, not started) and exit",
+    )
+    parser.add_argument(
         "--allow-emulated-bf16",
         action="store_true",
         help="start bf16 runs on a CPU without bf16 instructions, where PyTorch emulates it (tens of times slower)",
@@ -281,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.dry_run:
         print("\n".join(" ".join(run.overrides) for run in study_runs(study, args.stage) if keep(run)))
+        return 0
+    if args.status:
+        print("\n".join(status_lines([run for run in study_runs(study, args.stage) if keep(run)])))
         return 0
 
     def pool(runs: RunSource) -> list[Run]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.execution.lifecycle import run as run_lifecycle
-from harness.storage.checkpoints import MARKER
+from harness.storage.checkpoint_manifest import MARKER
 from tests.conftest import compose
 
 AFLORA = ["task=rte", "model=tiny-bert", "method=aflora", "debug=default", "method.t_i=2steps", "method.t_f=2steps"]

@@ -273,3 +273,47 @@ def test_a_run_is_finished_only_with_a_completed_result_of_its_own_config(tmp_pa
     identity.write_fingerprint(run_dir, {**content, "train.lr": content["train.lr"] * 2})
     assert not is_finished(overrides)  # another config's result: run.py refuses it, naming the keys
     assert not is_finished([*overrides, "train.no_such_key=1"])  # does not compose: run.py says why
+
+
+def test_status_says_where_each_run_stands_from_its_run_directory(tmp_path, capsys):
+    from harness.storage.checkpoint_manifest import MARKER
+    from harness.study import main
+
+    study = {
+        "model": "tiny-bert",
+        "seeds": [1],
+        "overrides": ["debug=default", f"runs_dir={tmp_path / 'runs'}"],
+        "stages": {"table": {"tasks": ["rte"], "methods": ["lora", "aflora", "elora", "vera", "head", "full"]}},
+    }
+    OmegaConf.save(study, tmp_path / "study.yaml")
+    runs = study_runs(OmegaConf.create(study))
+    finished, resumable, failed, foreign, claimed, untouched = (run_dir_of(run.overrides) for run in runs)
+    write_result(finished[0], completed())
+    identity.write_fingerprint(*finished)
+    for step, epoch, marked in ((10, 1.0, True), (20, 2.0, False)):  # the newer one was cut off while saving
+        checkpoint = resumable[0] / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"epoch": epoch, "num_train_epochs": 4}))
+        if marked:
+            (checkpoint / MARKER).write_text(f"{step}\n")
+    identity.write_fingerprint(*resumable)
+    write_result(failed[0], completed(status=FAILED, error="ValueError: boom\nand a traceback"))
+    identity.write_fingerprint(*failed)
+    write_result(foreign[0], completed())
+    identity.write_fingerprint(foreign[0], {**foreign[1], "train.lr": foreign[1]["train.lr"] * 2})
+    identity.write_fingerprint(*claimed)
+
+    assert main([str(tmp_path / "study.yaml"), "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    commands = [" ".join(run.overrides) for run in runs]
+    assert [line.endswith(f"  {command}") for line, command in zip(lines, commands, strict=False)] == [True] * 6
+    assert [line.removesuffix(command).rstrip() for line, command in zip(lines, commands, strict=False)] == [
+        "finished",
+        "epoch 1 of 4 saved",
+        "failed: ValueError: boom",
+        "refused: holds another config's result (run.py names the keys)",
+        "started, no epoch saved yet",
+        "not started",
+    ]
+    assert lines[6:] == ["6 runs: 1 finished, 1 partly trained, 1 failed, 2 not started, 1 refused"]
+    assert not untouched[0].exists()  # --status writes nothing

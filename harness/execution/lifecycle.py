@@ -17,7 +17,8 @@ from harness.execution.env import environment
 from harness.execution.gradients import NonFiniteGradientError
 from harness.execution.training import resolve_device
 from harness.storage import identity
-from harness.storage.checkpoints import last_complete_checkpoint, remove_checkpoints
+from harness.storage.checkpoint_folders import last_complete_checkpoint
+from harness.storage.checkpoints import remove_checkpoints
 from harness.storage.result_schema import FAILED, Env, RunResult
 from harness.storage.results import RESULT_FILE, is_completed, write_result
 from harness.storage.rundir import RunDirLocked, clean_leftovers, locked, remove_empty_folders, set_aside_run

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from pathlib import Path
 
@@ -37,8 +36,8 @@ from transformers.utils import (
 from harness.core.errors import HarnessError
 from harness.execution.distributed import barrier
 from harness.execution.methods import MethodCallback
+from harness.storage.checkpoint_folders import checkpoint_dirs
 from harness.storage.checkpoint_manifest import (
-    MARKER,
     UnreadableManifest,
     manifest_problems,
     missing,
@@ -59,25 +58,6 @@ _WEIGHTS = (
     WEIGHTS_INDEX_NAME,
 )
 _VERIFIED = (".json", ".safetensors", ".pt", ".pth", ".bin")  # what the Trainer and callbacks load on resume
-_STEP = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in Path(run_dir).glob("checkpoint-*"):
-        match = _STEP.match(path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Every checkpoint folder of ``run_dir``, complete or not, oldest first."""
-    return [path for _, path in _checkpoints(run_dir)]
-
-
-def has_checkpoints(run_dir: Path) -> bool:
-    return bool(_checkpoints(run_dir))
 
 
 class DamagedCheckpoint(HarnessError):
@@ -141,13 +121,8 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}"
 
 
-def last_complete_checkpoint(run_dir: Path) -> Path | None:
-    complete = [path for _, path in _checkpoints(run_dir) if (path / MARKER).exists()]
-    return complete[-1] if complete else None
-
-
 def remove_checkpoints(run_dir: Path, keep: Path | None = None) -> None:
-    for _, path in _checkpoints(run_dir):
+    for path in checkpoint_dirs(run_dir):
         if path != keep:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config.lengths import canonical, from_former_spellings
 from harness.config.schema import MAX_SEED, SCHEMA_DEFAULTS, check_count
 from harness.core.errors import ConfigError
+from harness.storage.checkpoint_folders import has_checkpoints
 from harness.storage.results import RESULT_FILE, ResultFileError, read_result_file, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -204,8 +205,6 @@ def _legacy_content(run_dir: Path) -> dict[str, Any] | None:
             return content(result["config"])
     except ResultFileError:
         pass
-    from harness.storage.checkpoints import has_checkpoints  # transformers: not at run.py's start-up
-
     saved = run_dir / ".hydra" / "config.yaml"
     if has_checkpoints(run_dir) and saved.is_file():
         try:
@@ -232,11 +231,8 @@ class RunDirConflict(ConfigError):
 
 def check_same_config(run_dir: Path, current: dict[str, Any]) -> None:
     """Refuse, naming the differing keys, when ``run_dir`` holds a checkpoint or result of another config."""
-    if not (Path(run_dir) / RESULT_FILE).exists():
-        from harness.storage.checkpoints import has_checkpoints  # torch: not for a directory with a result
-
-        if not has_checkpoints(run_dir):
-            return  # nothing to lose or to mistake for this config's
+    if not (Path(run_dir) / RESULT_FILE).exists() and not has_checkpoints(run_dir):
+        return  # nothing to lose or to mistake for this config's
     recorded = recorded_content(run_dir)
     if recorded is None:
         return

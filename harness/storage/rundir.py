@@ -26,14 +26,8 @@ from transformers import TrainerCallback
 from harness.core.errors import ConfigError
 from harness.execution.methods import MethodCallback
 from harness.storage.best_weights import BEST_DIR
-from harness.storage.checkpoints import (
-    DamagedCheckpoint,
-    checkpoint_dirs,
-    error_line,
-    last_complete_checkpoint,
-    remove_checkpoints,
-    verify_checkpoint,
-)
+from harness.storage.checkpoint_folders import checkpoint_dirs, last_complete_checkpoint
+from harness.storage.checkpoints import DamagedCheckpoint, error_line, remove_checkpoints, verify_checkpoint
 from harness.storage.epoch_predictions import PREDICTIONS_DIR
 from harness.storage.identity import FINGERPRINT_FILE
 from harness.storage.results import RESULT_FILE
