@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--status",
         action="store_true",
-        help="list the runs in order with where each stands (finished, epochs saved, failed, not started) and exit",
+        help="list the runs in order with where each stands (finished, epochs saved, failed, refused, not started)"
+        " and exit",
     )
     parser.add_argument(
         "--allow-emulated-bf16",

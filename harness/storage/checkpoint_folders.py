@@ -2,7 +2,7 @@
 
 Plain file-system reads, without torch or transformers (harness/storage/checkpoints.py, which writes
 and verifies the mark, needs both): run.py's start-up checks a run directory with them, and a
-study's ``--status`` reads dozens of run directories in a second.
+study's ``--status`` reads every run directory without importing either.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.storage.checkpoint_folders import last_complete_checkpoint
-from harness.storage.result_schema import FAILED
-from harness.storage.results import RESULT_FILE, ResultFileError, is_completed, read_result_file
+from harness.storage.result_schema import COMPLETED, FAILED
+from harness.storage.results import RESULT_FILE, ResultFileError, read_result_file
 from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.pool import Run
 
@@ -46,13 +46,13 @@ def progress_of(run: Run) -> RunProgress:
     run_dir = found[0]
     if is_finished(run.overrides):
         return RunProgress(FINISHED, FINISHED)
-    if (run_dir / RESULT_FILE).is_file():
-        if is_completed(run_dir):
-            return RunProgress(REFUSED, "refused: holds another config's result (run.py names the keys)")
+    if (run_dir / RESULT_FILE).is_file():  # not this config's completed result: what else it holds
         try:
             result = read_result_file(run_dir / RESULT_FILE)
         except ResultFileError as err:
             return RunProgress(REFUSED, f"refused: {err}")
+        if result["status"] == COMPLETED:
+            return RunProgress(REFUSED, "refused: holds another config's result (run.py names the keys)")
         if result["status"] == FAILED:
             error = str(result.get("error") or "no error recorded").splitlines()[0]
             return RunProgress(FAILED, f"failed: {error}")
