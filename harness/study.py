@@ -69,16 +69,21 @@ def stage_runs(
 
 
 def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
-    """Every stage's runs in order; a grid that extends itself (``extend: true``) with every rate its
-    finished runs call for so far."""
+    """Every stage's runs in order, as the finished runs stand: a grid that extends itself (``extend:
+    true``) with every rate they call for so far, a table stage's cells where the fallback rule has
+    moved them so far."""
     if only is not None and only not in study.stages:
         raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
     overrides = tuple(study.get("overrides") or ())
     runs = []
     for name in [only] if only else list(study.stages):
         stage = study.stages[name]
-        rates = grid_outcome(name, stage, study)[0] if stage.get("extend") else None
-        runs += stage_runs(name, stage, study.model, list(study.seeds), overrides, rates)
+        if stage.get("extend"):
+            runs += stage_runs(
+                name, stage, study.model, list(study.seeds), overrides, grid_outcome(name, stage, study)[0]
+            )
+        else:
+            runs += runs_after_fallback(name, stage, study)[0]
     return runs
 
 
@@ -163,21 +168,24 @@ def run_grid(
     return failed
 
 
+Cell = tuple[str, str]  # (method, task): one row of a table stage, its seeds alike
+
+
 def fallback_rates(
     stage: DictConfig, study: DictConfig, runs: list[Run]
-) -> tuple[dict[tuple[str, str], float], list[Run]]:
+) -> tuple[dict[Cell, float], dict[Cell, list[Run]]]:
     """(method, task) -> the rate the fallback rule moves that cell to, for a stage with
     ``fallback: {tasks: [...], probe: <method>}``: a method whose first-seed run at the grid's choice
     collapsed on one of those tasks (at or below the probe's first-seed run there) trains there at
     the grid's next lower rate, every seed (conf/protocol/minilm-paper/README.md, "Fallback").
-    ``runs`` are the stage's runs at the grid's choices. Returns the moves, and the first-seed runs
-    (the method's or the probe's) not finished yet, whose cells are not decided."""
+    ``runs`` are the stage's runs at the grid's choices. Returns the moves, and the cells not decided
+    yet, each with the first-seed runs (the method's or the probe's) it waits for."""
     rule = stage.get("fallback")
     if not rule:
-        return {}, []
+        return {}, {}
     rates, choices = grid_outcome(stage.rates_from, study.stages[stage.rates_from], study)
     first_seed = str(min(stage.get("seeds") or study.seeds))
-    moved, undecided = {}, []
+    moved, undecided = {}, {}
     for run in runs:
         method, task = run.value("method"), run.value("task")
         if run.value("seed") != first_seed or task not in rule.tasks or method == rule.probe or method not in rates:
@@ -186,7 +194,7 @@ def fallback_rates(
         probe = Run(tuple(f"method={rule.probe}" if o.startswith("method=") else o for o in run.overrides))
         score, floor = selection_score(run), selection_score(probe)
         if score is None or floor is None or choices[method].chosen is None or choices[method].extend_to is not None:
-            undecided += [r for r, got in ((run, score), (probe, floor)) if got is None]
+            undecided[method, task] = [r for r, got in ((run, score), (probe, floor)) if got is None]
             continue
         lower = fallback_rate(score, floor, choices[method].chosen, rates[method])
         if lower is not None:
@@ -194,11 +202,23 @@ def fallback_rates(
     return moved, undecided
 
 
-def check_rates_chosen(
-    stage: DictConfig, study: DictConfig, runs: list[Run], fallback: Mapping[tuple[str, str], float] | None = None
-) -> None:
-    """A stage with ``rates_from: <grid stage>`` trains each method at its grid's choice (or where
-    the fallback rule moved it), or not at all."""
+def runs_after_fallback(
+    name: str, stage: DictConfig, study: DictConfig
+) -> tuple[list[Run], dict[Cell, float], dict[Cell, list[Run]]]:
+    """A table stage's runs as its finished first-seed runs stand: every seed of every cell, each at
+    the rate the fallback rule gives it so far (a cell it has not decided yet at the grid's choice);
+    the moves; and the undecided cells, as ``fallback_rates`` returns them. Without a ``fallback``,
+    the stage's runs, no moves, nothing undecided."""
+    overrides, seeds = tuple(study.get("overrides") or ()), list(study.seeds)
+    planned = stage_runs(name, stage, study.model, seeds, overrides)
+    moved, undecided = fallback_rates(stage, study, planned)
+    return stage_runs(name, stage, study.model, seeds, overrides, fallback=moved), moved, undecided
+
+
+def check_rates_chosen(stage: DictConfig, study: DictConfig, runs: list[Run]) -> None:
+    """A stage with ``rates_from: <grid stage>`` trains each method at its grid's choice, or not at
+    all; ``runs`` are the stage's runs as written (the fallback rule moves a cell from that choice only
+    once its first seed has run there)."""
     grid_name = stage.get("rates_from")
     if not grid_name:
         return
@@ -212,9 +232,8 @@ def check_rates_chosen(
             raise SystemExit(
                 f"error: the grid {grid_name!r} has not chosen {method}'s rate yet: run --stage {grid_name} first"
             )
-        expected = (fallback or {}).get((method, run.value("task")), choice.chosen)
         lr = run_config(run.overrides).train.lr
-        if float(lr) != expected:
+        if float(lr) != choice.chosen:
             raise SystemExit(
                 f"error: {method} would train at train.lr={lr} but the grid {grid_name!r} chose {choice.chosen:g}: "
                 "set it in the method's tuning file"
@@ -307,44 +326,71 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def ready_runs(
+    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool]
+) -> tuple[list[Run], dict[Cell, float], list[Run]]:
+    """The stage's runs (those ``keep`` keeps) that may start as its finished runs stand: every
+    first-seed run, and a cell's later seeds once the fallback rule has decided their rate. Also the
+    moves, and the unfinished first-seed runs that held-back seeds wait for."""
+    runs, moved, undecided = runs_after_fallback(name, stage, study)
+    first_seed = str(min(stage.get("seeds") or study.seeds))
+    ready, waiting_on = [], []
+    for run in filter(keep, runs):
+        waits = undecided.get((run.value("method"), run.value("task")))
+        if run.value("seed") == first_seed or waits is None:
+            ready.append(run)
+        else:
+            waiting_on += [r for r in waits if r not in waiting_on]
+    return ready, moved, waiting_on
+
+
 def run_study(
     study: DictConfig, only: str | None, keep: Callable[[Run], bool], pool: Callable[[RunSource], list[Run]]
 ) -> list[Run]:
-    """Every stage in order; consecutive plain stages share one pool, a self-extending grid runs alone."""
+    """Every stage in order. A self-extending grid runs alone, since the stages after it need its
+    choices; the stages between grids share one pool, which asks for their runs again as each run
+    ends. So a stage with a ``fallback`` hands out a cell's later seeds as soon as the cell's first
+    seed (and the probe's) has decided their rate, beside the first seed's last runs."""
     if only is not None and only not in study.stages:
         raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
     overrides = tuple(study.get("overrides") or ())
     failed: list[Run] = []
-    queued: list[Run] = []
+    sharing: list[str] = []  # the stages since the last grid, for one pool
+    announced: set[tuple[str, Cell]] = set()
+
+    def runs_as_they_stand() -> list[Run]:
+        listed = []
+        for name in sharing:
+            ready, moved, _ = ready_runs(name, study.stages[name], study, keep)
+            for (method, task), rate in moved.items():
+                if (name, (method, task)) not in announced:
+                    announced.add((name, (method, task)))
+                    print(f"fallback: {method} collapsed on {task} at the grid's rate: every seed trains at {rate:g}")
+            listed += ready
+        return listed
+
+    def run_shared() -> list[Run]:
+        failed_here = pool(runs_as_they_stand) if sharing else []
+        waiting_on = [r for name in sharing for r in ready_runs(name, study.stages[name], study, keep)[2]]
+        sharing.clear()
+        if waiting_on and not failed_here:  # a --methods or --tasks filter left out a run the rule reads
+            needed = " ".join(waiting_on[0].overrides)
+            raise SystemExit(f"error: the fallback rule needs the finished run {needed}: run it first")
+        return failed_here
+
     for name in [only] if only else list(study.stages):
         stage = study.stages[name]
         if stage.get("extend"):
-            failed += pool(queued) if queued else []
-            queued = []
+            failed += run_shared()
             failed += run_grid(name, stage, study, keep, pool)
             if failed:  # the stages after a grid need its choice
                 return failed
             continue
-        runs = [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides) if keep(r)]
-        check_rates_chosen(stage, study, runs)
-        if stage.get("fallback"):  # its first seed decides the rest's rates: run it first, alone
-            first_seed = str(min(stage.get("seeds") or study.seeds))
-            failed += pool([*queued, *(r for r in runs if r.value("seed") == first_seed)])
-            queued = []
-            if failed:
-                return failed
-            moved, undecided = fallback_rates(stage, study, runs)
-            if undecided:
-                needed = " ".join(undecided[0].overrides)
-                raise SystemExit(f"error: the fallback rule needs the finished run {needed}: run it first")
-            for (method, task), rate in moved.items():
-                print(f"fallback: {method} collapsed on {task} at the grid's rate: every seed trains at {rate:g}")
-            runs = [
-                r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, fallback=moved) if keep(r)
-            ]
-            check_rates_chosen(stage, study, runs, moved)
-        queued += runs
-    return failed + (pool(queued) if queued else [])
+        check_rates_chosen(
+            stage, study, [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides) if keep(r)]
+        )
+        sharing.append(name)
+    return failed + run_shared()
 
 
 if __name__ == "__main__":

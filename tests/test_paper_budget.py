@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import accuracy_score, f1_score
 
 from harness.config.budget import check_budget
@@ -189,10 +189,10 @@ def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
     ]
 
 
-def test_a_cell_whose_first_seed_collapses_outside_the_grid_trains_every_seed_one_rate_lower(tmp_path):
-    """The fallback rule: the grid (MRPC) chooses each method's tuning-file rate; on RTE, AFLoRA's seed 1
-    there scores under the probe's, so all its RTE seeds run at the grid's next lower rate, and
-    nothing else moves. Seed 1 runs alone first, since it decides the others."""
+def fallback_study(tmp_path: Path) -> tuple[DictConfig, dict[str, list[float]], Callable[[Run], float]]:
+    """A grid on MRPC that chooses each method's tuning-file rate at once, and a table on RTE and MRPC
+    whose fallback judges RTE; the score function makes AFLoRA's RTE run at the chosen rate score
+    under the probe's 0.5 there."""
     centre = {
         m: compose(["task=rte", "model=minilm", f"method={m}", "budget=paper"]).train.lr for m in ("head", "aflora")
     }
@@ -229,25 +229,48 @@ def test_a_cell_whose_first_seed_collapses_outside_the_grid_trains_every_seed_on
             },
         }
     )
+    return study, grid, score
+
+
+def cells(runs: list[Run]) -> list[tuple[str | None, ...]]:
+    return [(r.value("method"), r.value("task"), r.value("seed"), r.value("train.lr")) for r in runs]
+
+
+def test_a_cell_whose_first_seed_collapses_outside_the_grid_trains_every_seed_one_rate_lower(tmp_path):
+    """The fallback rule: on RTE, AFLoRA's seed 1 at the grid's choice scores under the probe's, so all
+    its RTE seeds run at the grid's next lower rate, and nothing else moves. A cell's later seeds wait
+    only for their own cell's first seed (and the probe's): the rest go to the pool at once."""
+    study, grid, score = fallback_study(tmp_path)
     handed: list[list[Run]] = []
     assert run_study(study, None, lambda run: True, scoring_pool(score, handed)) == []
-    grid_round, first_seed, the_rest = handed  # the grid chose at once: every choice is interior
-    assert len(grid_round) == 6 and {r.value("seed") for r in first_seed} == {"1"} and len(first_seed) == 4
-    assert all(r.value("train.lr") is None for r in first_seed)  # the tuning files' rates, the grid's choices
-    moved = {(r.value("method"), r.value("task"), r.value("seed")): r.value("train.lr") for r in the_rest}
+    grid_round, first_listing, after_aflora_rte = handed  # the grid chose at once: every choice is interior
+    assert len(grid_round) == 6
+    # None: the tuning file's rate, the grid's choice. AFLoRA's RTE seed 2 waits for its seed 1.
+    assert cells(first_listing) == [
+        ("head", "rte", "1", None),
+        ("aflora", "rte", "1", None),
+        ("head", "mrpc", "1", None),
+        ("aflora", "mrpc", "1", None),
+        ("head", "rte", "2", None),
+        ("head", "mrpc", "2", None),
+        ("aflora", "mrpc", "2", None),  # on a grid task the rule does not apply
+    ]
     lower = str(grid["aflora"][0])
-    # The whole table goes to the pool (it steps over finished runs): AFLoRA's collapsed RTE run is not in it.
-    assert len(the_rest) == len(moved) == 8
-    assert moved == {
-        ("head", "rte", "1"): None,
-        ("aflora", "rte", "1"): lower,  # seed 1 again, at the lower rate
-        ("head", "mrpc", "1"): None,
-        ("aflora", "mrpc", "1"): None,
-        ("head", "rte", "2"): None,
-        ("aflora", "rte", "2"): lower,
-        ("head", "mrpc", "2"): None,
-        ("aflora", "mrpc", "2"): None,  # on a grid task the rule does not apply
-    }
+    assert cells(after_aflora_rte) == [("aflora", "rte", "1", lower), ("aflora", "rte", "2", lower)]
+    # --dry-run and --status list the moved cell where it trains now
+    assert ("aflora", "rte", "2", lower) in cells(study_runs(study))
+    assert ("aflora", "rte", "2", None) not in cells(study_runs(study))
+
+
+def test_the_fallback_refuses_to_end_while_a_filter_leaves_out_the_run_it_reads(tmp_path):
+    """``--methods aflora``: the probe's RTE run is never started, so AFLoRA's later RTE seeds cannot
+    be decided; the study says which run to train instead of ending as if it were done."""
+    study, _, score = fallback_study(tmp_path)
+    handed: list[list[Run]] = []
+    assert run_study(study, "grid", lambda run: True, scoring_pool(score, handed)) == []
+    with pytest.raises(SystemExit, match=r"needs the finished run task=rte model=minilm method=head seed=1"):
+        run_study(study, "table", lambda run: run.value("method") != "head", scoring_pool(score, handed))
+    assert ("aflora", "rte", "2", None) not in cells([r for runs in handed for r in runs])
 
 
 def test_the_fallback_is_the_next_lower_rate_and_only_at_or_below_the_probe():

@@ -140,6 +140,23 @@ def test_a_run_the_source_adds_when_one_ends_starts_in_the_freed_slot_beside_the
     assert (marks / "seed=3").exists()
 
 
+@pytest.mark.integration  # by the marker check's rule: it calls run_all (here run.py is replaced)
+def test_a_run_the_source_adds_starts_at_its_place_in_the_listing_not_after_the_queue(tmp_path, monkeypatch):
+    """One slot; the source first lists seed 1 of a cell and seed 3 of another, and once seed 1 ends it
+    lists that cell's seed 2 between them (as a table stage does once a first seed decides a rate):
+    seed 2 must start before seed 3, which was queued earlier."""
+    started = tmp_path / "started.txt"
+    monkeypatch.setattr(pool, "RUN_PY", stand_in_run_py(tmp_path, f"open({str(started)!r}, 'a').write(args[1] + ' ')"))
+    monkeypatch.setattr(pool, "is_finished", lambda overrides: False)
+    first, second, third = (Run(("task=rte", f"seed={seed}")) for seed in (1, 2, 3))
+
+    def runs_as_they_stand() -> list[Run]:
+        return [first, second, third] if started.exists() else [first, third]
+
+    assert run_all(runs_as_they_stand, jobs=1, logs=tmp_path / "logs") == []
+    assert started.read_text().split() == ["seed=1", "seed=2", "seed=3"]
+
+
 def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen, Path, Path]:
     """``harness.study`` (its own command line) on 4 runs, 2 at a time, with run.py replaced by a
     stand-in: ``body``, which touches MARK (``<tmp>/started/<its first argument>``) once it is ready

@@ -39,7 +39,7 @@ from harness.storage.result_schema import COMPLETED, EpochRecord
 from harness.storage.results import RESULT_FILE
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.grid_scores import grid_scores
-from harness.study import fallback_rates, grid_outcome, stage_runs
+from harness.study import grid_outcome, runs_after_fallback, stage_runs
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,14 @@ Moves = dict[tuple[str, str], float]  # (method, task) -> the rate the fallback 
 def table_runs(study: DictConfig) -> tuple[list[RunRecord], Moves]:
     """Every result file of the study's table stages (the stages with ``methods``), each labelled by
     its method alone (a cell's rate is the study's, not another method), and the fallback's moves."""
-    overrides = tuple(study.get("overrides") or ())
     runs: list[RunRecord] = []
     moves: Moves = {}
     for name, stage in study.stages.items():
         if "methods" not in stage:
             continue
-        planned = stage_runs(name, stage, study.model, list(study.seeds), overrides)
-        moved, _ = fallback_rates(stage, study, planned)
+        planned, moved, _ = runs_after_fallback(name, stage, study)
         moves.update(moved)
-        for run in stage_runs(name, stage, study.model, list(study.seeds), overrides, fallback=moved):
+        for run in planned:
             found = run_dir_of(run.overrides)
             if found is None or not (found[0] / RESULT_FILE).is_file():
                 continue

@@ -6,9 +6,10 @@ than with one thread each). Here each of the N jobs gets ``train.threads = cores
 in list order and are reported as they end; each one's output goes to ``<logs>/<run>.log``.
 
 The runs may be a function instead of a list: the pool asks it again each time a run ends, and a
-run it lists then for the first time starts in the next free slot. A learning-rate grid that grows
-past an edge (harness/study.py) is one: a rate its finished runs call for starts at once, beside a
-long run of another method, instead of after it.
+run it lists then for the first time joins the queue at its place in that listing, so it starts
+before the runs listed after it. A learning-rate grid that grows past an edge (harness/study.py) is
+one: a rate its finished runs call for starts at once, beside a long run of another method, instead
+of after it. A table stage whose first seed decides its later seeds' rates is another.
 
 Ctrl-C (or SIGTERM, SIGHUP) stops the pool: no queued run starts, each running one gets one SIGINT
 and stops as ``run.py`` does on its own (its log says what it kept), and the pool exits 130 with one
@@ -149,9 +150,13 @@ def run_all(runs: RunSource, jobs: int, logs: Path, threads: int | None = None) 
     listed: set[Run] = set()  # every run the source has listed so far: each is judged and started once
     todo: list[Run] = []  # the runs to start, in the order they were listed
 
+    order: dict[Run, int] = {}  # each run's place in the source's latest listing
+
     def newly_listed() -> tuple[list[Run], list[Run]]:
         """The runs the source lists for the first time, and those of them not finished yet."""
-        new = [run for run in (runs() if callable(runs) else runs) if run not in listed]
+        latest = list(runs() if callable(runs) else runs)
+        order.update((run, place) for place, run in enumerate(latest))
+        new = [run for run in latest if run not in listed]
         listed.update(new)
         return new, [run for run in new if not is_finished(_overrides(run, threads))]  # here: Hydra's state is global
 
@@ -178,7 +183,7 @@ def run_all(runs: RunSource, jobs: int, logs: Path, threads: int | None = None) 
                     failed.append(run)
                 if callable(runs) and (added := newly_listed()[1]):
                     todo += added
-                    queue += added
+                    queue = sorted(queue + added, key=order.__getitem__)  # a seed 2 listed now goes before seed 3
                     print(
                         f"the finished runs call for {len(added)} more: {', '.join(r.label for r in added)}", flush=True
                     )
