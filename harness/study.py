@@ -376,6 +376,8 @@ def run_study(
         if waiting_on and not failed_here:  # a --methods or --tasks filter left out a run the rule reads
             needed = " ".join(waiting_on[0].overrides)
             raise SystemExit(f"error: the fallback rule needs the finished run {needed}: run it first")
+        if waiting_on:
+            print("later seeds held back until these first-seed runs finish:", *(r.label for r in waiting_on))
         return failed_here
 
     for name in [only] if only else list(study.stages):

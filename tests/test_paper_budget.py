@@ -273,6 +273,33 @@ def test_the_fallback_refuses_to_end_while_a_filter_leaves_out_the_run_it_reads(
     assert ("aflora", "rte", "2", None) not in cells([r for runs in handed for r in runs])
 
 
+def test_a_first_seed_that_fails_holds_back_its_own_cell_and_the_others_go_on(tmp_path, capsys):
+    """AFLoRA's RTE seed 1 fails: its seed 2 is never handed out, every other run is, and the study
+    returns the failure and says what waits for it."""
+    study, _, score = fallback_study(tmp_path)
+    handed: list[list[Run]] = []
+    assert run_study(study, "grid", lambda run: True, scoring_pool(score, handed)) == []
+    is_aflora_rte = {("aflora", "rte")}.__contains__
+
+    def failing_pool(runs: RunSource) -> list[Run]:
+        ran, failed = set(), []
+        while new := [r for r in runs() if r not in ran]:
+            handed.append(new)
+            for run in new:
+                ran.add(run)
+                if is_aflora_rte((run.value("method"), run.value("task"))):
+                    failed.append(run)  # it leaves no result
+                else:
+                    write_score(run, score(run))
+        return failed
+
+    failed = run_study(study, "table", lambda run: True, failing_pool)
+    assert cells(failed) == [("aflora", "rte", "1", None)]
+    table_runs = cells(handed[-1])
+    assert len(table_runs) == 7 and ("aflora", "rte", "2", None) not in table_runs
+    assert "later seeds held back until these first-seed runs finish: rte_minilm_aflora_1" in capsys.readouterr().out
+
+
 def test_the_fallback_is_the_next_lower_rate_and_only_at_or_below_the_probe():
     rates = [1e-3, 2e-3, 5e-3, 1e-2]
     assert fallback_rate(60.0, 55.0, 5e-3, rates) is None
