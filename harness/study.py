@@ -13,59 +13,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
 from harness.studies.finished_runs import is_finished, run_dir_of
-from harness.studies.grid_scores import grid_scores, selection_score
+from harness.studies.grids import describe, grid_outcome
 from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.progress import status_lines
-from harness.studies.rate_choice import RateChoice, choose_rate, fallback_rate
-
-
-def _run(study_overrides: tuple[str, ...], model: str, task: str, method: str, seed: int, *extra: str) -> Run:
-    return Run((f"task={task}", f"model={model}", f"method={method}", f"seed={seed}", *study_overrides, *extra))
-
-
-def grid_rates(stage: DictConfig, extended: Mapping[str, list[float]] | None = None) -> dict[str, list[float]]:
-    """Each method's rates: the stage's, plus those an edge extension added (harness/studies/rate_choice.py)."""
-    extended = extended or {}
-    return {m: sorted({*map(float, rates), *extended.get(m, [])}) for m, rates in stage.lr.items()}
-
-
-def stage_runs(
-    name: str,
-    stage: DictConfig,
-    model: str,
-    default_seeds: list[int],
-    study_overrides: tuple[str, ...] = (),
-    rates: Mapping[str, list[float]] | None = None,
-    fallback: Mapping[tuple[str, str], float] | None = None,
-) -> list[Run]:
-    """The runs of one stage, seed-major: seed 1 of every (task, method[, lr]) before seed 2.
-
-    A stage's ``runs_dir`` (if any) and the study's ``overrides`` go on every run's command line; a
-    learning-rate grid (``lr``) gives each value its own ``train.lr=<value>/`` folder, and so does
-    a (method, task) the fallback rule moved to another rate (``fallback``, see ``fallback_rates``).
-    """
-    fallback = fallback or {}
-    seeds = list(stage.get("seeds") or default_seeds)
-    extra = (*study_overrides, *(stage.get("overrides") or ()))
-    where = (f"runs_dir={stage.runs_dir}",) if stage.get("runs_dir") else ()
-    runs = []
-    for seed in seeds:
-        for task in stage.tasks:
-            if "lr" in stage:
-                for method, values in (rates or grid_rates(stage)).items():
-                    runs += [_run(extra, model, task, method, seed, f"train.lr={lr}", *where) for lr in values]
-            else:
-                for method in stage.methods:
-                    moved = (f"train.lr={fallback[method, task]}",) if (method, task) in fallback else ()
-                    runs.append(_run(extra, model, task, method, seed, *moved, *where))
-    return runs
+from harness.studies.stages import stage_runs
+from harness.studies.table_rates import Cell, check_rates_chosen, ready_runs, runs_after_fallback
 
 
 def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
@@ -85,62 +44,6 @@ def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
         else:
             runs += runs_after_fallback(name, stage, study)[0]
     return runs
-
-
-def grid_choices(stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]]) -> dict[str, RateChoice]:
-    """Each method's choice by the rule (harness/studies/rate_choice.py). With a ``probe``, the probe is judged
-    first and alone; the others wait for its choice, which is their collapse floor."""
-    tasks = list(stage.tasks)
-    scores = grid_scores(runs)
-    full = {m: {r: scores.get(m, {}).get(r, {}) for r in rates[m]} for m in rates}
-    probe = stage.get("probe")
-    choices = {}
-    if probe:
-        choices[probe] = choose_rate(full[probe], tasks)
-        if choices[probe].chosen is None or choices[probe].extend_to is not None:
-            return choices
-    floor = dict(full[probe][choices[probe].chosen]) if probe else None
-    for method in rates:
-        if method != probe:
-            choices[method] = choose_rate(full[method], tasks, floor)
-    return choices
-
-
-def describe(method: str, choice: RateChoice) -> str:
-    scores = ", ".join(
-        f"{rate:g}: {score:.2f}"
-        + (f" (collapsed on {'/'.join(choice.collapsed[rate])})" if rate in choice.collapsed else "")
-        for rate, score in sorted(choice.mean_scores.items())
-    )
-    if choice.extend_to is not None:
-        verdict = (
-            f"at an edge: extending to {choice.extend_to:g}"
-            if choice.chosen
-            else f"none eligible: extending to {choice.extend_to:g}"
-        )
-    elif choice.chosen is None:
-        verdict = "not judged yet"
-    else:
-        verdict = f"chose {choice.chosen:g}"
-    return f"  {method}: {verdict} [{scores}]"
-
-
-def grid_outcome(
-    name: str, stage: DictConfig, study: DictConfig
-) -> tuple[dict[str, list[float]], dict[str, RateChoice]]:
-    """A grid's rates and each method's choice as its finished runs stand, with every extension
-    those runs call for (``extend: true``); a method whose newest rates have not finished is not
-    judged yet. The study tool runs a grid with it, and a table stage takes its rates from it."""
-    overrides = tuple(study.get("overrides") or ())
-    extended: dict[str, list[float]] = {}
-    while True:
-        rates = grid_rates(stage, extended)
-        choices = grid_choices(stage, stage_runs(name, stage, study.model, list(study.seeds), overrides, rates), rates)
-        more = {m: c.extend_to for m, c in choices.items() if c.extend_to is not None}
-        if not more or not stage.get("extend"):
-            return rates, choices
-        for method, rate in more.items():
-            extended.setdefault(method, []).append(rate)
 
 
 def run_grid(
@@ -166,78 +69,6 @@ def run_grid(
             flush=True,
         )
     return failed
-
-
-Cell = tuple[str, str]  # (method, task): one row of a table stage, its seeds alike
-
-
-def fallback_rates(
-    stage: DictConfig, study: DictConfig, runs: list[Run]
-) -> tuple[dict[Cell, float], dict[Cell, list[Run]]]:
-    """(method, task) -> the rate the fallback rule moves that cell to, for a stage with
-    ``fallback: {tasks: [...], probe: <method>}``: a method whose first-seed run at the grid's choice
-    collapsed on one of those tasks (at or below the probe's first-seed run there) trains there at
-    the grid's next lower rate, every seed (conf/protocol/minilm-paper/README.md, "Fallback").
-    ``runs`` are the stage's runs at the grid's choices. Returns the moves, and the cells not decided
-    yet, each with the first-seed runs (the method's or the probe's) it waits for."""
-    rule = stage.get("fallback")
-    if not rule:
-        return {}, {}
-    rates, choices = grid_outcome(stage.rates_from, study.stages[stage.rates_from], study)
-    first_seed = str(min(stage.get("seeds") or study.seeds))
-    moved, undecided = {}, {}
-    for run in runs:
-        method, task = run.value("method"), run.value("task")
-        if run.value("seed") != first_seed or task not in rule.tasks or method == rule.probe or method not in rates:
-            continue
-        # The probe's run on the same command line: the same task, seed, budget and runs_dir.
-        probe = Run(tuple(f"method={rule.probe}" if o.startswith("method=") else o for o in run.overrides))
-        score, floor = selection_score(run), selection_score(probe)
-        if score is None or floor is None or choices[method].chosen is None or choices[method].extend_to is not None:
-            undecided[method, task] = [r for r, got in ((run, score), (probe, floor)) if got is None]
-            continue
-        lower = fallback_rate(score, floor, choices[method].chosen, rates[method])
-        if lower is not None:
-            moved[method, task] = lower
-    return moved, undecided
-
-
-def runs_after_fallback(
-    name: str, stage: DictConfig, study: DictConfig
-) -> tuple[list[Run], dict[Cell, float], dict[Cell, list[Run]]]:
-    """A table stage's runs as its finished first-seed runs stand: every seed of every cell, each at
-    the rate the fallback rule gives it so far (a cell it has not decided yet at the grid's choice);
-    the moves; and the undecided cells, as ``fallback_rates`` returns them. Without a ``fallback``,
-    the stage's runs, no moves, nothing undecided."""
-    overrides, seeds = tuple(study.get("overrides") or ()), list(study.seeds)
-    planned = stage_runs(name, stage, study.model, seeds, overrides)
-    moved, undecided = fallback_rates(stage, study, planned)
-    return stage_runs(name, stage, study.model, seeds, overrides, fallback=moved), moved, undecided
-
-
-def check_rates_chosen(stage: DictConfig, study: DictConfig, runs: list[Run]) -> None:
-    """A stage with ``rates_from: <grid stage>`` trains each method at its grid's choice, or not at
-    all; ``runs`` are the stage's runs as written (the fallback rule moves a cell from that choice only
-    once its first seed has run there)."""
-    grid_name = stage.get("rates_from")
-    if not grid_name:
-        return
-    rates, choices = grid_outcome(grid_name, study.stages[grid_name], study)
-    for run in runs:
-        method = run.value("method")
-        if method not in rates:
-            continue  # not a grid method (an ablation trains at its base method's rate)
-        choice = choices.get(method)
-        if choice is None or choice.chosen is None or choice.extend_to is not None:
-            raise SystemExit(
-                f"error: the grid {grid_name!r} has not chosen {method}'s rate yet: run --stage {grid_name} first"
-            )
-        lr = run_config(run.overrides).train.lr
-        if float(lr) != choice.chosen:
-            raise SystemExit(
-                f"error: {method} would train at train.lr={lr} but the grid {grid_name!r} chose {choice.chosen:g}: "
-                "set it in the method's tuning file"
-            )
 
 
 def emulated_bf16_runs(runs: list[Run]) -> list[Run]:
@@ -324,24 +155,6 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = run_study(study, args.stage, keep, pool)
     return 1 if failed else 0
-
-
-def ready_runs(
-    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool]
-) -> tuple[list[Run], dict[Cell, float], list[Run]]:
-    """The stage's runs (those ``keep`` keeps) that may start as its finished runs stand: every
-    first-seed run, and a cell's later seeds once the fallback rule has decided their rate. Also the
-    moves, and the unfinished first-seed runs that held-back seeds wait for."""
-    runs, moved, undecided = runs_after_fallback(name, stage, study)
-    first_seed = str(min(stage.get("seeds") or study.seeds))
-    ready, waiting_on = [], []
-    for run in filter(keep, runs):
-        waits = undecided.get((run.value("method"), run.value("task")))
-        if run.value("seed") == first_seed or waits is None:
-            ready.append(run)
-        else:
-            waiting_on += [r for r in waits if r not in waiting_on]
-    return ready, moved, waiting_on
 
 
 def run_study(

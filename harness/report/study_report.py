@@ -4,7 +4,7 @@ reports: the runs of its table stages, under both protocols, and its grid's rule
     python -m harness.report --study conf/study/minilm-paper.yaml --out reports/minilm-paper-budget
 
 - **The cells are the study's.** Each table stage's runs as the study tool trains them
-  (harness/study.py): at the grid's rates, or at the rate the fallback rule moved a cell to. A run
+  (harness/studies/table_rates.py): at the grid's rates, or at the rate the fallback rule moved a cell to. A run
   at a rate the rule left behind stays on disk and out of the tables; nothing else under the same
   runs_dir counts.
 - **Held-out protocol, the primary table:** each run's own best epoch, chosen on the selection half
@@ -39,7 +39,9 @@ from harness.storage.result_schema import COMPLETED, EpochRecord
 from harness.storage.results import RESULT_FILE
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.grid_scores import grid_scores
-from harness.study import grid_outcome, runs_after_fallback, stage_runs
+from harness.studies.grids import grid_outcome
+from harness.studies.stages import stage_runs
+from harness.studies.table_rates import runs_after_fallback
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ def _edge(chosen: float, rates: list[float]) -> str:
 
 def grid_rule_table(study: DictConfig) -> Table | None:
     """Each grid stage's methods: every rate with its selection scores, the rate the rule chose, and
-    whether the choice is interior (harness/study.py ``grid_outcome``, harness/rate_choice.py)."""
+    whether the choice is interior (harness/studies/grids.py, harness/studies/rate_choice.py)."""
     overrides = tuple(study.get("overrides") or ())
     cells: dict[str, list[dict[str, str]]] = {"md": [], "tex": []}
     csv = []

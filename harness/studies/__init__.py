@@ -1,3 +1,5 @@
 """Driving many runs, the parts behind ``harness.study`` and ``harness.sweep``: a pool of run.py
-processes (``pool``), the runs already finished (``finished_runs``), a learning-rate grid's scores
-(``grid_scores``) and the rate each cell takes (``rate_choice``)."""
+processes (``pool``), the runs already finished (``finished_runs``) and where each stands
+(``progress``), a stage's runs (``stages``), a learning-rate grid's scores (``grid_scores``), the
+rate chosen by rule (``rate_choice``) and the grid as its runs stand (``grids``), and the rates a
+table stage trains at (``table_rates``)."""

@@ -1,0 +1,72 @@
+"""A learning-rate grid as its finished runs stand: each method's rates, its choice by the
+protocol's rule (harness/studies/rate_choice.py), and the rates an edge extension adds
+(``extend: true``). The study tool runs a grid with it, and a table stage and the study's report
+take their rates from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from omegaconf import DictConfig
+
+from harness.studies.grid_scores import grid_scores
+from harness.studies.pool import Run
+from harness.studies.rate_choice import RateChoice, choose_rate
+from harness.studies.stages import grid_rates, stage_runs
+
+
+def grid_choices(stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]]) -> dict[str, RateChoice]:
+    """Each method's choice by the rule (harness/studies/rate_choice.py). With a ``probe``, the probe is judged
+    first and alone; the others wait for its choice, which is their collapse floor."""
+    tasks = list(stage.tasks)
+    scores = grid_scores(runs)
+    full = {m: {r: scores.get(m, {}).get(r, {}) for r in rates[m]} for m in rates}
+    probe = stage.get("probe")
+    choices = {}
+    if probe:
+        choices[probe] = choose_rate(full[probe], tasks)
+        if choices[probe].chosen is None or choices[probe].extend_to is not None:
+            return choices
+    floor = dict(full[probe][choices[probe].chosen]) if probe else None
+    for method in rates:
+        if method != probe:
+            choices[method] = choose_rate(full[method], tasks, floor)
+    return choices
+
+
+def describe(method: str, choice: RateChoice) -> str:
+    scores = ", ".join(
+        f"{rate:g}: {score:.2f}"
+        + (f" (collapsed on {'/'.join(choice.collapsed[rate])})" if rate in choice.collapsed else "")
+        for rate, score in sorted(choice.mean_scores.items())
+    )
+    if choice.extend_to is not None:
+        verdict = (
+            f"at an edge: extending to {choice.extend_to:g}"
+            if choice.chosen
+            else f"none eligible: extending to {choice.extend_to:g}"
+        )
+    elif choice.chosen is None:
+        verdict = "not judged yet"
+    else:
+        verdict = f"chose {choice.chosen:g}"
+    return f"  {method}: {verdict} [{scores}]"
+
+
+def grid_outcome(
+    name: str, stage: DictConfig, study: DictConfig
+) -> tuple[dict[str, list[float]], dict[str, RateChoice]]:
+    """A grid's rates and each method's choice as its finished runs stand, with every extension
+    those runs call for (``extend: true``); a method whose newest rates have not finished is not
+    judged yet."""
+    overrides = tuple(study.get("overrides") or ())
+    extended: dict[str, list[float]] = {}
+    while True:
+        rates = grid_rates(stage, extended)
+        choices = grid_choices(stage, stage_runs(name, stage, study.model, list(study.seeds), overrides, rates), rates)
+        more = {m: c.extend_to for m, c in choices.items() if c.extend_to is not None}
+        if not more or not stage.get("extend"):
+            return rates, choices
+        for method, rate in more.items():
+            extended.setdefault(method, []).append(rate)
