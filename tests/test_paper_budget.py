@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from harness.config.budget import check_budget
 from harness.core.errors import ConfigError
+from harness.core.paths import REPO
 from harness.execution import lifecycle
 from harness.inputs.heldout import heldout_indices
 from harness.inputs.tasks import TaskSpec
@@ -113,6 +114,18 @@ def test_every_rate_collapsed_extends_downwards_and_an_unfinished_grid_decides_n
     assert (choice.chosen, choice.extend_to) == (None, pytest.approx(3e-3))
     unfinished = choose_rate({1e-2: {"mrpc": 50}, 3e-2: {"mrpc": 50, "stsb": 10}}, TASKS)
     assert (unfinished.chosen, unfinished.extend_to) == (None, None)
+
+
+def test_every_grid_of_the_paper_study_judges_its_methods_against_the_probe():
+    """The collapse rule is the same for every method (conf/protocol/minilm-paper/README.md): each
+    grid stage names the probe and runs it, so its other methods get the probe's score as their floor
+    (``grid_choices`` judges no collapse without one), and at the same rates in every grid."""
+    study = OmegaConf.load(REPO / "conf" / "study" / "minilm-paper.yaml")
+    grids = [stage for stage in study.stages.values() if "lr" in stage]
+    assert len(grids) == 2
+    for stage in grids:
+        assert stage.probe == "head" and list(stage.lr.head) == list(study.stages.grid.lr.head)
+        assert len(stage.lr) > 1  # a method besides the probe
 
 
 # --- the study tool extends a grid by itself ------------------------------------------------------
