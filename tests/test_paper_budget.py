@@ -23,6 +23,7 @@ from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score
 from harness.storage.epoch_predictions import read_predictions
 from harness.studies.finished_runs import run_dir_of
+from harness.studies.grids import grid_outcome
 from harness.studies.pool import Run, RunSource
 from harness.studies.rate_choice import choose_rate, fallback_rate, rate_beyond
 from harness.study import run_study, study_runs
@@ -131,11 +132,12 @@ def test_every_grid_of_the_paper_study_judges_its_methods_against_the_probe():
 # --- the study tool extends a grid by itself ------------------------------------------------------
 
 
-def write_score(run: Run, score: float) -> None:
-    """The result.json a finished run would leave, as far as the rate rules read it."""
+def write_score(run: Run, score: float, **by_metric: float) -> None:
+    """The result.json a finished run would leave, as far as the rate rules read it: ``score`` for
+    every selection-half metric but those ``by_metric`` gives (``accuracy_select=...``)."""
     run_dir, _ = run_dir_of(run.overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
-    best = {"f1_select": score, "pearson_select": score, "mcc_select": score, "accuracy_select": score}
+    best = {"f1_select": score, "pearson_select": score, "mcc_select": score, "accuracy_select": score, **by_metric}
     selection_metric = {"mrpc": "f1", "stsb": "pearson", "cola": "mcc", "rte": "accuracy"}[run.value("task")]
     result = {"status": "completed", "metrics": {"selection_metric": selection_metric, "best": best}}
     (run_dir / "result.json").write_text(json.dumps(result))
@@ -200,6 +202,36 @@ def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
         ["aflora@0.09/mrpc"],
         ["aflora@0.3/mrpc"],
     ]
+
+
+def test_the_paper_study_scores_mrpc_rates_by_accuracy_at_the_epoch_f1_chose(tmp_path):
+    """The protocol's "Selection score" names accuracy for MRPC (amendment 2): with the repository
+    study's ``score_metric``, AFLoRA's rate is the one whose runs have the best selection-half
+    accuracy, though another has the best F1, which each run chose its epoch on."""
+    f1 = {3e-3: 0.80, 1e-2: 0.82, 3e-2: 0.85, 9e-2: 0.81}
+    accuracy = {3e-3: 0.70, 1e-2: 0.76, 3e-2: 0.74, 9e-2: 0.72}
+    stage = {
+        "tasks": ["mrpc"],
+        "runs_dir": str(tmp_path),
+        "extend": True,
+        "probe": "head",
+        "lr": {"head": [3e-2, 1e-1, 3e-1], "aflora": sorted(f1)},
+    }
+    paper = OmegaConf.load(REPO / "conf" / "study" / "minilm-paper.yaml")
+    study = OmegaConf.create(
+        {"model": "minilm", "seeds": [1], "overrides": ["budget=paper"], "stages": {"grid": stage}}
+    )
+    for run in study_runs(study):
+        lr = float(run.value("train.lr"))
+        if run.value("method") == "head":  # the floor, best at 0.1: 0.6 by either metric
+            write_score(run, 0.6 - abs(np.log10(lr / 0.1)) / 10)
+        else:
+            write_score(run, f1[lr], accuracy_select=accuracy[lr])
+    assert grid_outcome("grid", study.stages.grid, study)[1]["aflora"].chosen == 3e-2  # by F1
+    study.score_metric = paper.score_metric
+    choice = grid_outcome("grid", study.stages.grid, study)[1]["aflora"]
+    assert (choice.chosen, choice.extend_to) == (1e-2, None)
+    assert choice.mean_scores == pytest.approx({r: 100 * a for r, a in accuracy.items()})
 
 
 def fallback_study(tmp_path: Path) -> tuple[DictConfig, dict[str, list[float]], Callable[[Run], float]]:

@@ -176,7 +176,9 @@ def grid_rule_table(study: DictConfig) -> Table | None:
             continue
         rates, choices = grid_outcome(name, stage, study)
         tasks = list(stage.tasks)
-        scores = grid_scores(stage_runs(name, stage, study.model, list(study.seeds), overrides, rates))
+        scores = grid_scores(
+            stage_runs(name, stage, study.model, list(study.seeds), overrides, rates), study.get("score_metric")
+        )
         for method in sorted(rates, key=method_sort_key):
             choice = choices.get(method)
             chosen = choice.chosen if choice is not None and choice.extend_to is None else None
@@ -213,11 +215,16 @@ def grid_rule_table(study: DictConfig) -> Table | None:
                     )
     if not csv:
         return None
+    scored_on = "".join(
+        f" (on {task_title(task)}: {metric}, the epoch still chosen on the task's selection metric)"
+        for task, metric in (study.get("score_metric") or {}).items()
+    )
     notes = [
         f"Model: `{study.model}`. A run's selection score: its selection-half metric at the epoch that half "
-        "chose, in percent; a rate's, the mean over the grid's tasks (in bold: the rate chosen). A rate with "
-        "a run at or below the probe's on the same task is collapsed and not eligible; a choice at the grid's "
-        "edge extended the grid by one rate until it was interior. — : not judged yet (a rate still running).",
+        f"chose{scored_on}, in percent; a rate's, the mean over the grid's tasks (in bold: the rate chosen). "
+        "A rate with a run at or below the probe's on the same task is collapsed and not eligible; a choice at "
+        "the grid's edge extended the grid by one rate until it was interior. — : not judged yet (a rate still "
+        "running).",
     ]
     return Table.from_rows("lr_rule", f"Learning rates by the study's rule ({study.model})", cells, csv, notes)
 

@@ -1,13 +1,16 @@
 """The selection scores a learning-rate grid's finished runs wrote, for harness/studies/rate_choice.py.
 
 A run's score is its best epoch's selection-half metric in percent (``<metric>_select`` of
-``metrics.best`` in result.json: ``data.protocol=heldout`` chose that epoch on that half). A grid
+``metrics.best`` in result.json: ``data.protocol=heldout`` chose that epoch on that half). The
+metric is the task's selection metric, unless the study names another for that task
+(``score_metric: {mrpc: accuracy}``): the epoch is still the one the run chose. A grid
 stage lists, per method, the rates it runs; the runs are found where run.py put them
 (harness/studies/finished_runs.py, ``run_dir_of``), never by parsing folder names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from statistics import mean
 
 from harness.core.errors import ConfigError
@@ -19,13 +22,17 @@ from harness.studies.pool import Run
 MethodScores = dict[float, dict[str, float]]  # rate -> task -> mean selection score over the stage's seeds
 
 
-def selection_score(run: Run) -> float | None:
+ScoreMetrics = Mapping[str, str]  # task -> the metric a rate is scored on, where not the task's selection metric
+
+
+def selection_score(run: Run, score_metrics: ScoreMetrics | None = None) -> float | None:
     """``run``'s selection score in percent; None while it has not completed."""
     found = run_dir_of(run.overrides)
     if found is None or not is_completed(found[0]):
         return None
     result = read_result_file(found[0] / RESULT_FILE)
-    key = result["metrics"]["selection_metric"] + SELECTION_SUFFIX
+    metric = (score_metrics or {}).get(run.value("task"), result["metrics"]["selection_metric"])
+    key = metric + SELECTION_SUFFIX
     best = result["metrics"]["best"]
     if key not in best:
         raise ConfigError(
@@ -34,11 +41,11 @@ def selection_score(run: Run) -> float | None:
     return 100 * best[key]
 
 
-def grid_scores(runs: list[Run]) -> dict[str, MethodScores]:
+def grid_scores(runs: list[Run], score_metrics: ScoreMetrics | None = None) -> dict[str, MethodScores]:
     """method -> rate -> task -> score, over the finished ``runs`` of a grid (mean over their seeds)."""
     collected: dict[str, dict[float, dict[str, list[float]]]] = {}
     for run in runs:
-        score = selection_score(run)
+        score = selection_score(run, score_metrics)
         if score is None:
             continue
         rate, task = float(run.value("train.lr")), run.value("task")

@@ -10,17 +10,19 @@ from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
-from harness.studies.grid_scores import grid_scores
+from harness.studies.grid_scores import ScoreMetrics, grid_scores
 from harness.studies.pool import Run
 from harness.studies.rate_choice import RateChoice, choose_rate
 from harness.studies.stages import grid_rates, stage_runs
 
 
-def grid_choices(stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]]) -> dict[str, RateChoice]:
+def grid_choices(
+    stage: DictConfig, runs: list[Run], rates: Mapping[str, list[float]], score_metrics: ScoreMetrics | None = None
+) -> dict[str, RateChoice]:
     """Each method's choice by the rule (harness/studies/rate_choice.py). With a ``probe``, the probe is judged
     first and alone; the others wait for its choice, which is their collapse floor."""
     tasks = list(stage.tasks)
-    scores = grid_scores(runs)
+    scores = grid_scores(runs, score_metrics)
     full = {m: {r: scores.get(m, {}).get(r, {}) for r in rates[m]} for m in rates}
     probe = stage.get("probe")
     choices = {}
@@ -64,7 +66,8 @@ def grid_outcome(
     extended: dict[str, list[float]] = {}
     while True:
         rates = grid_rates(stage, extended)
-        choices = grid_choices(stage, stage_runs(name, stage, study.model, list(study.seeds), overrides, rates), rates)
+        runs = stage_runs(name, stage, study.model, list(study.seeds), overrides, rates)
+        choices = grid_choices(stage, runs, rates, study.get("score_metric"))
         more = {m: c.extend_to for m, c in choices.items() if c.extend_to is not None}
         if not more or not stage.get("extend"):
             return rates, choices
