@@ -19,6 +19,11 @@ from harness.studies.stages import stage_runs
 Cell = tuple[str, str]  # (method, task): one row of a table stage, its seeds alike
 
 
+def first_seed(stage: DictConfig, study: DictConfig) -> str:
+    """The seed whose runs decide the fallback rule: the lowest the stage (or else the study) runs."""
+    return str(min(stage.get("seeds") or study.seeds))
+
+
 def fallback_rates(
     stage: DictConfig, study: DictConfig, runs: list[Run]
 ) -> tuple[dict[Cell, float], dict[Cell, list[Run]]]:
@@ -32,15 +37,14 @@ def fallback_rates(
     if not rule:
         return {}, {}
     rates, choices = grid_outcome(stage.rates_from, study.stages[stage.rates_from], study)
-    first_seed = str(min(stage.get("seeds") or study.seeds))
+    deciding, metrics = first_seed(stage, study), study.get("score_metric")
     moved, undecided = {}, {}
     for run in runs:
         method, task = run.value("method"), run.value("task")
-        if run.value("seed") != first_seed or task not in rule.tasks or method == rule.probe or method not in rates:
+        if run.value("seed") != deciding or task not in rule.tasks or method == rule.probe or method not in rates:
             continue
         # The probe's run on the same command line: the same task, seed, budget and runs_dir.
         probe = Run(tuple(f"method={rule.probe}" if o.startswith("method=") else o for o in run.overrides))
-        metrics = study.get("score_metric")
         score, floor = selection_score(run, metrics), selection_score(probe, metrics)
         if score is None or floor is None or choices[method].chosen is None or choices[method].extend_to is not None:
             undecided[method, task] = [r for r, got in ((run, score), (probe, floor)) if got is None]
@@ -96,11 +100,11 @@ def ready_runs(
     first-seed run, and a cell's later seeds once the fallback rule has decided their rate. Also the
     moves, and the unfinished first-seed runs that held-back seeds wait for."""
     runs, moved, undecided = runs_after_fallback(name, stage, study)
-    first_seed = str(min(stage.get("seeds") or study.seeds))
+    deciding = first_seed(stage, study)
     ready, waiting_on = [], []
     for run in filter(keep, runs):
         waits = undecided.get((run.value("method"), run.value("task")))
-        if run.value("seed") == first_seed or waits is None:
+        if run.value("seed") == deciding or waits is None:
             ready.append(run)
         else:
             waiting_on += [r for r in waits if r not in waiting_on]
