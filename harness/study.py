@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config.compose import run_config
 from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.grids import describe, grid_outcome
+from harness.studies.more_seeds import more_seed_runs
 from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.progress import status_lines
 from harness.studies.stages import stage_runs
@@ -41,9 +42,22 @@ def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
             runs += stage_runs(
                 name, stage, study.model, list(study.seeds), overrides, grid_outcome(name, stage, study)[0]
             )
+        elif stage.get("of"):
+            runs += more_seed_runs(name, stage, study)[0]
         else:
             runs += runs_after_fallback(name, stage, study)[0]
     return runs
+
+
+def startable_runs(
+    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool]
+) -> tuple[list[Run], dict[Cell, float], list[Run]]:
+    """A stage after the last grid, as the finished runs stand: the runs (those ``keep`` keeps) that
+    may start, the fallback rule's moves, and the unfinished runs that others wait for."""
+    if stage.get("of"):
+        runs, waiting_on = more_seed_runs(name, stage, study, keep)
+        return runs, {}, waiting_on
+    return ready_runs(name, stage, study, keep)
 
 
 def run_grid(
@@ -163,7 +177,8 @@ def run_study(
     """Every stage in order. A self-extending grid runs alone, since the stages after it need its
     choices; the stages between grids share one pool, which asks for their runs again as each run
     ends. So a stage with a ``fallback`` hands out a cell's later seeds as soon as the cell's first
-    seed (and the probe's) has decided their rate, beside the first seed's last runs."""
+    seed (and the probe's) has decided their rate, beside the first seed's last runs, and a stage
+    with ``of:`` its extra seeds as soon as the table's seeds of a pair have finished."""
     if only is not None and only not in study.stages:
         raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
     overrides = tuple(study.get("overrides") or ())
@@ -174,7 +189,7 @@ def run_study(
     def runs_as_they_stand() -> list[Run]:
         listed = []
         for name in sharing:
-            ready, moved, _ = ready_runs(name, study.stages[name], study, keep)
+            ready, moved, _ = startable_runs(name, study.stages[name], study, keep)
             for (method, task), rate in moved.items():
                 if (name, (method, task)) not in announced:
                     announced.add((name, (method, task)))
@@ -184,13 +199,13 @@ def run_study(
 
     def run_shared() -> list[Run]:
         failed_here = pool(runs_as_they_stand) if sharing else []
-        waiting_on = [r for name in sharing for r in ready_runs(name, study.stages[name], study, keep)[2]]
+        waiting_on = [r for name in sharing for r in startable_runs(name, study.stages[name], study, keep)[2]]
         sharing.clear()
         if waiting_on and not failed_here:  # a --methods or --tasks filter left out a run the rule reads
             needed = " ".join(waiting_on[0].overrides)
-            raise SystemExit(f"error: the fallback rule needs the finished run {needed}: run it first")
+            raise SystemExit(f"error: the study's rules need the finished run {needed}: run it first")
         if waiting_on:
-            print("later seeds held back until these first-seed runs finish:", *(r.label for r in waiting_on))
+            print("runs held back until these runs finish:", *(r.label for r in waiting_on))
         return failed_here
 
     for name in [only] if only else list(study.stages):
@@ -201,9 +216,10 @@ def run_study(
             if failed:  # the stages after a grid need its choice
                 return failed
             continue
-        check_rates_chosen(
-            stage, study, [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides) if keep(r)]
-        )
+        if not stage.get("of"):  # a more-seeds stage repeats its table's runs, checked when they ran
+            check_rates_chosen(
+                stage, study, [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides) if keep(r)]
+            )
         sharing.append(name)
     return failed + run_shared()
 

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from omegaconf import DictConfig, OmegaConf
+from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
 from harness.config.budget import check_budget
@@ -24,6 +26,7 @@ from harness.report.protocols import HELDOUT, PAPER, protocol_score
 from harness.storage.epoch_predictions import read_predictions
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.grids import grid_outcome
+from harness.studies.paired_interval import paired_difference
 from harness.studies.pool import Run, RunSource
 from harness.studies.rate_choice import choose_rate, fallback_rate, rate_beyond
 from harness.study import run_study, study_runs
@@ -132,12 +135,17 @@ def test_every_grid_of_the_paper_study_judges_its_methods_against_the_probe():
 # --- the study tool extends a grid by itself ------------------------------------------------------
 
 
-def write_score(run: Run, score: float, **by_metric: float) -> None:
-    """The result.json a finished run would leave, as far as the rate rules read it: ``score`` for
-    every selection-half metric but those ``by_metric`` gives (``accuracy_select=...``)."""
+METRICS = ("f1", "pearson", "mcc", "accuracy")
+
+
+def write_score(run: Run, score: float, reported: float | None = None, **by_metric: float) -> None:
+    """The result.json a finished run would leave, as far as the study's rules read it: ``score`` for
+    every selection-half metric but those ``by_metric`` gives (``accuracy_select=...``), and
+    ``reported`` (else ``score``) for every metric of the other half."""
     run_dir, _ = run_dir_of(run.overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
-    best = {"f1_select": score, "pearson_select": score, "mcc_select": score, "accuracy_select": score, **by_metric}
+    on_reported_half = {m: score if reported is None else reported for m in METRICS}
+    best = {**on_reported_half, **{f"{m}_select": score for m in METRICS}, **by_metric}
     selection_metric = {"mrpc": "f1", "stsb": "pearson", "cola": "mcc", "rte": "accuracy"}[run.value("task")]
     result = {"status": "completed", "metrics": {"selection_metric": selection_metric, "best": best}}
     (run_dir / "result.json").write_text(json.dumps(result))
@@ -313,7 +321,7 @@ def test_the_fallback_refuses_to_end_while_a_filter_leaves_out_the_run_it_reads(
     study, _, score = fallback_study(tmp_path)
     handed: list[list[Run]] = []
     assert run_study(study, "grid", lambda run: True, scoring_pool(score, handed)) == []
-    with pytest.raises(SystemExit, match=r"needs the finished run task=rte model=minilm method=head seed=1"):
+    with pytest.raises(SystemExit, match=r"need the finished run task=rte model=minilm method=head seed=1"):
         run_study(study, "table", lambda run: run.value("method") != "head", scoring_pool(score, handed))
     assert ("aflora", "rte", "2", None) not in cells([r for runs in handed for r in runs])
 
@@ -342,7 +350,73 @@ def test_a_first_seed_that_fails_holds_back_its_own_cell_and_the_others_go_on(tm
     assert cells(failed) == [("aflora", "rte", "1", None)]
     table_runs = cells(handed[-1])
     assert len(table_runs) == 7 and ("aflora", "rte", "2", None) not in table_runs
-    assert "later seeds held back until these first-seed runs finish: rte_minilm_aflora_1" in capsys.readouterr().out
+    assert "runs held back until these runs finish: rte_minilm_aflora_1" in capsys.readouterr().out
+
+
+# --- seeds 4 and 5 where the table's seeds cannot tell two methods apart ---------------------------
+
+
+def test_the_paired_interval_is_scipys_paired_t_interval():
+    a = pd.Series({1: 71.2, 2: 69.8, 3: 73.1, 4: 70.0})
+    b = pd.Series({1: 70.0, 2: 70.5, 3: 70.9, 5: 99.0})  # seed 4 and 5 unpaired: left out
+    mean, low, high, n = paired_difference(a, b)
+    reference = stats.ttest_rel(a.loc[[1, 2, 3]], b.loc[[1, 2, 3]]).confidence_interval(0.95)
+    assert n == 3 and mean == pytest.approx((1.2 - 0.7 + 2.2) / 3)
+    assert (low, high) == pytest.approx((reference.low, reference.high))
+
+
+def test_more_seeds_go_to_both_methods_where_the_reported_halfs_interval_holds_zero(tmp_path):
+    """On RTE (where the fallback moved AFLoRA a rate lower) AFLoRA − probe is 15, −5, 5 points on
+    the reported half: its interval holds zero, so both run seeds 4 and 5, AFLoRA at its moved rate.
+    On MRPC it is 20 points every seed there, though the selection half's differences straddle zero:
+    no more seeds. Before the table has run, the stage alone names the run it needs."""
+    study, grid, score = fallback_study(tmp_path)
+    study.stages["more-seeds"] = {"of": "table", "seeds": [4, 5], "pairs": [["aflora", "head"]]}
+    noise = {"1": 0.1, "2": -0.1, "3": 0.0, "4": 0.0, "5": 0.0}
+
+    def write(run: Run) -> None:
+        seed, aflora = run.value("seed"), run.value("method") == "aflora"
+        if aflora and run.value("task") == "rte" and run.value("train.lr"):  # the moved cell
+            write_score(run, score(run), reported=score(run) + noise[seed])
+        elif aflora and run.value("task") == "mrpc" and run.value("runs_dir") == str(tmp_path / "table"):
+            write_score(run, score(run) + 3 * noise[seed], reported=score(run))
+        else:
+            write_score(run, score(run))
+
+    handed: list[list[Run]] = []
+    assert run_study(study, "grid", lambda run: True, scoring_pool(score, handed)) == []
+    with pytest.raises(SystemExit, match=r"need the finished run task=rte model=minilm method=aflora seed=1"):
+        run_study(study, "more-seeds", lambda run: True, scoring_pool(score, handed))
+
+    def pool(runs: RunSource) -> list[Run]:
+        ran: set[Run] = set()
+        while new := [r for r in runs() if r not in ran]:
+            handed.append(new)
+            for run in new:
+                write(run)
+                ran.add(run)
+        return []
+
+    assert run_study(study, None, lambda run: True, pool) == []
+    lower = str(grid["aflora"][0])
+    more = [
+        ("head", "rte", "4", None),
+        ("aflora", "rte", "4", lower),
+        ("head", "rte", "5", None),
+        ("aflora", "rte", "5", lower),
+    ]
+    assert cells(handed[-1]) == more  # listed once the table's last runs had finished
+    assert cells(study_runs(study, "more-seeds")) == more  # --dry-run and --status, and the report
+
+
+def test_a_more_seeds_stage_naming_a_method_its_table_does_not_run_is_refused(tmp_path):
+    study, _, _ = fallback_study(tmp_path)
+    study.stages["more-seeds"] = {"of": "table", "seeds": [4], "pairs": [["aflora", "lora"]]}
+    with pytest.raises(SystemExit, match=r"pairs name 'lora', which stage 'table' does not run"):
+        study_runs(study, "more-seeds")
+    study.stages["more-seeds"] = {"of": "table", "seeds": [2, 4], "pairs": [["aflora", "head"]]}
+    with pytest.raises(SystemExit, match=r"seeds \[2\] are already stage 'table'"):
+        study_runs(study, "more-seeds")
 
 
 def test_the_fallback_is_the_next_lower_rate_and_only_at_or_below_the_probe():

@@ -19,7 +19,8 @@ from harness.report.aggregate import completed, paper_task_order
 from harness.report.load import RunRecord
 from harness.report.paper import method_label, task_title
 from harness.report.render import MISSING, Table
-from harness.report.study_tables import CONFIDENCE, paired_difference, task_scores
+from harness.report.study_tables import task_scores
+from harness.studies.paired_interval import CONFIDENCE, paired_difference
 
 BF16_VARIANT = "train.precision=bf16"
 

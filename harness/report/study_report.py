@@ -40,6 +40,7 @@ from harness.storage.results import RESULT_FILE
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.grid_scores import grid_scores
 from harness.studies.grids import grid_outcome
+from harness.studies.more_seeds import more_seed_runs
 from harness.studies.stages import stage_runs
 from harness.studies.table_rates import runs_after_fallback
 
@@ -51,15 +52,19 @@ Moves = dict[tuple[str, str], float]  # (method, task) -> the rate the fallback 
 
 
 def table_runs(study: DictConfig) -> tuple[list[RunRecord], Moves]:
-    """Every result file of the study's table stages (the stages with ``methods``), each labelled by
-    its method alone (a cell's rate is the study's, not another method), and the fallback's moves."""
+    """Every result file of the study's table stages (those with ``methods``, and those that add seeds
+    to one: ``of``), each labelled by its method alone (a cell's rate is the study's, not another
+    method), and the fallback's moves."""
     runs: list[RunRecord] = []
     moves: Moves = {}
     for name, stage in study.stages.items():
-        if "methods" not in stage:
+        if stage.get("of"):
+            planned = more_seed_runs(name, stage, study)[0]
+        elif "methods" in stage:
+            planned, moved, _ = runs_after_fallback(name, stage, study)
+            moves.update(moved)
+        else:
             continue
-        planned, moved, _ = runs_after_fallback(name, stage, study)
-        moves.update(moved)
         for run in planned:
             found = run_dir_of(run.overrides)
             if found is None or not (found[0] / RESULT_FILE).is_file():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import stats
 
 from harness.report import render
 from harness.report.aggregate import completed, paper_task_order, runs_frame, sorted_methods
@@ -17,6 +16,7 @@ from harness.report.efficiency import geomean, ratio_cell, runtime
 from harness.report.load import RunRecord
 from harness.report.paper import REFERENCE_OPTIMIZER, method_label, task_title
 from harness.report.render import MISSING, Table
+from harness.studies.paired_interval import CONFIDENCE, paired_difference
 
 FLOOR = "head"  # the linear probe: what the frozen features give
 ABLATIONS = ("aflora-nofreeze", "aflora-frozen", "aflora-all")  # AFLoRA's variants (ablation table only)
@@ -25,7 +25,6 @@ AFLORA_VARIANTS = (*ABLATIONS, REFERENCE_OPTIMIZER)
 # The paper's two headline comparisons, then each variant against AFLoRA: the ablations' claims
 # and the optimizer's effect are differences from AFLoRA, seed by seed.
 PAIRS = (("aflora", "lora"), ("aflora", "elora"), *((variant, "aflora") for variant in AFLORA_VARIANTS))
-CONFIDENCE = 0.95
 
 
 def task_scores(runs: list[RunRecord]) -> pd.DataFrame:
@@ -100,20 +99,6 @@ def floor_check_table(runs: list[RunRecord], model: str) -> Table:
         "Cells that do not beat it: " + (", ".join(failing) if failing else "none") + ".",
     ]
     return Table.from_rows("floor_check", f"Does every method beat the linear probe? ({model})", cells, csv, notes)
-
-
-def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int]:
-    """Mean of a - b over the seeds both have, and its t interval over seeds: (mean, low, high, n)."""
-    common = a.index.intersection(b.index)
-    diffs = (a.loc[common] - b.loc[common]).astype(float)
-    n = len(diffs)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(diffs.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * float(diffs.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half, n
 
 
 def paired_table(runs: list[RunRecord], model: str) -> Table:

@@ -1,7 +1,9 @@
-"""The selection scores a learning-rate grid's finished runs wrote, for harness/studies/rate_choice.py.
+"""The scores a study's finished runs wrote: a learning-rate grid's, for harness/studies/rate_choice.py,
+and a table's, for harness/studies/more_seeds.py.
 
-A run's score is its best epoch's selection-half metric in percent (``<metric>_select`` of
-``metrics.best`` in result.json: ``data.protocol=heldout`` chose that epoch on that half). The
+A run's selection score is its best epoch's selection-half metric in percent (``<metric>_select`` of
+``metrics.best`` in result.json: ``data.protocol=heldout`` chose that epoch on that half); its
+reported score is the same epoch's metric on the other half. The
 metric is the task's selection metric, unless the study names another for that task
 (``score_metric: {mrpc: accuracy}``): the epoch is still the one the run chose. A grid
 stage lists, per method, the rates it runs; the runs are found where run.py put them
@@ -27,16 +29,25 @@ ScoreMetrics = Mapping[str, str]  # task -> the metric a rate is scored on, wher
 
 def selection_score(run: Run, score_metrics: ScoreMetrics | None = None) -> float | None:
     """``run``'s selection score in percent; None while it has not completed."""
+    return _best_epoch_score(run, score_metrics, SELECTION_SUFFIX)
+
+
+def reported_score(run: Run, score_metrics: ScoreMetrics | None = None) -> float | None:
+    """The same metric at the same epoch on the other half, the one the held-out table reports."""
+    return _best_epoch_score(run, score_metrics, "")
+
+
+def _best_epoch_score(run: Run, score_metrics: ScoreMetrics | None, suffix: str) -> float | None:
     found = run_dir_of(run.overrides)
     if found is None or not is_completed(found[0]):
         return None
     result = read_result_file(found[0] / RESULT_FILE)
     metric = (score_metrics or {}).get(run.value("task"), result["metrics"]["selection_metric"])
-    key = metric + SELECTION_SUFFIX
+    key = metric + suffix
     best = result["metrics"]["best"]
     if key not in best:
         raise ConfigError(
-            f"{found[0]}: no {key} in its best epoch: a grid that chooses rates needs data.protocol=heldout"
+            f"{found[0]}: no {key} in its best epoch: a study that scores its runs needs data.protocol=heldout"
         )
     return 100 * best[key]
 

@@ -48,6 +48,10 @@ class Run:
         """The value this run sets for ``key`` on its command line (None when it sets none)."""
         return next((o.split("=", 1)[1] for o in self.overrides if o.startswith(f"{key}=")), None)
 
+    def with_value(self, key: str, value: object) -> Run:
+        """This run's command line with ``key`` set to ``value`` where it sets ``key``."""
+        return Run(tuple(f"{key}={value}" if o.startswith(f"{key}=") else o for o in self.overrides))
+
     @property
     def label(self) -> str:
         return "_".join(o.split("=", 1)[1].replace("/", "-") for o in self.overrides)

@@ -44,7 +44,7 @@ def fallback_rates(
         if run.value("seed") != deciding or task not in rule.tasks or method == rule.probe or method not in rates:
             continue
         # The probe's run on the same command line: the same task, seed, budget and runs_dir.
-        probe = Run(tuple(f"method={rule.probe}" if o.startswith("method=") else o for o in run.overrides))
+        probe = run.with_value("method", rule.probe)
         score, floor = selection_score(run, metrics), selection_score(probe, metrics)
         if score is None or floor is None or choices[method].chosen is None or choices[method].extend_to is not None:
             undecided[method, task] = [r for r, got in ((run, score), (probe, floor)) if got is None]
