@@ -21,17 +21,17 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config.compose import run_config
 from harness.studies.finished_runs import is_finished, run_dir_of
 from harness.studies.grids import describe, grid_outcome
-from harness.studies.more_seeds import more_seed_runs
 from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.progress import status_lines
 from harness.studies.stages import stage_runs
-from harness.studies.table_rates import Cell, check_rates_chosen, ready_runs, runs_after_fallback
+from harness.studies.table_rates import Cell, check_rates_chosen
+from harness.studies.table_stages import planned_runs, startable_runs
 
 
 def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
     """Every stage's runs in order, as the finished runs stand: a grid that extends itself (``extend:
     true``) with every rate they call for so far, a table stage's cells where the fallback rule has
-    moved them so far."""
+    moved them so far, and the seeds a stage with ``of:`` adds so far."""
     if only is not None and only not in study.stages:
         raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
     overrides = tuple(study.get("overrides") or ())
@@ -42,22 +42,9 @@ def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
             runs += stage_runs(
                 name, stage, study.model, list(study.seeds), overrides, grid_outcome(name, stage, study)[0]
             )
-        elif stage.get("of"):
-            runs += more_seed_runs(name, stage, study)[0]
         else:
-            runs += runs_after_fallback(name, stage, study)[0]
+            runs += planned_runs(name, stage, study)[0]
     return runs
-
-
-def startable_runs(
-    name: str, stage: DictConfig, study: DictConfig, keep: Callable[[Run], bool]
-) -> tuple[list[Run], dict[Cell, float], list[Run]]:
-    """A stage after the last grid, as the finished runs stand: the runs (those ``keep`` keeps) that
-    may start, the fallback rule's moves, and the unfinished runs that others wait for."""
-    if stage.get("of"):
-        runs, waiting_on = more_seed_runs(name, stage, study, keep)
-        return runs, {}, waiting_on
-    return ready_runs(name, stage, study, keep)
 
 
 def run_grid(

@@ -40,9 +40,8 @@ from harness.storage.results import RESULT_FILE
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.grid_scores import grid_scores
 from harness.studies.grids import grid_outcome
-from harness.studies.more_seeds import more_seed_runs
 from harness.studies.stages import stage_runs
-from harness.studies.table_rates import runs_after_fallback
+from harness.studies.table_stages import planned_runs
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,10 @@ def table_runs(study: DictConfig) -> tuple[list[RunRecord], Moves]:
     runs: list[RunRecord] = []
     moves: Moves = {}
     for name, stage in study.stages.items():
-        if stage.get("of"):
-            planned = more_seed_runs(name, stage, study)[0]
-        elif "methods" in stage:
-            planned, moved, _ = runs_after_fallback(name, stage, study)
-            moves.update(moved)
-        else:
+        if "methods" not in stage and not stage.get("of"):
             continue
+        planned, moved = planned_runs(name, stage, study)
+        moves.update(moved)
         for run in planned:
             found = run_dir_of(run.overrides)
             if found is None or not (found[0] / RESULT_FILE).is_file():

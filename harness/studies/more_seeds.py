@@ -29,8 +29,8 @@ def check_more_seeds_stage(name: str, stage: DictConfig, study: DictConfig) -> N
     table = study.stages.get(stage.of)
     if table is None or "methods" not in table:
         raise SystemExit(f"error: stage {name!r}: of: {stage.of!r} must name a table stage (one with methods)")
-    for method in {m for pair in stage.pairs for m in pair} - set(table.methods):
-        raise SystemExit(f"error: stage {name!r}: pairs name {method!r}, which stage {stage.of!r} does not run")
+    if unknown := sorted({m for pair in stage.pairs for m in pair} - set(table.methods)):
+        raise SystemExit(f"error: stage {name!r}: pairs name {unknown[0]!r}, which stage {stage.of!r} does not run")
     if overlap := set(stage.seeds) & set(table.get("seeds") or study.seeds):
         raise SystemExit(f"error: stage {name!r}: seeds {sorted(overlap)} are already stage {stage.of!r}'s")
 
