@@ -188,7 +188,7 @@ def run_study(
         failed_here = pool(runs_as_they_stand) if sharing else []
         waiting_on = [r for name in sharing for r in startable_runs(name, study.stages[name], study, keep)[2]]
         sharing.clear()
-        if waiting_on and not failed_here:  # a --methods or --tasks filter left out a run the rule reads
+        if waiting_on and not failed_here:  # --methods, --tasks or --stage left out a run the rules read
             needed = " ".join(waiting_on[0].overrides)
             raise SystemExit(f"error: the study's rules need the finished run {needed}: run it first")
         if waiting_on:
