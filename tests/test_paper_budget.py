@@ -151,17 +151,20 @@ def write_score(run: Run, score: float, reported: float | None = None, **by_metr
     (run_dir / "result.json").write_text(json.dumps(result))
 
 
-def scoring_pool(score: Callable[[Run], float], calls: list[list[Run]]) -> Callable[[RunSource], list[Run]]:
-    """A stand-in for the study's pool: each run it is handed "finishes" at once with ``score(run)``.
-    Handed a function, it asks it again after each run, as the real pool does when one ends; each
-    call records the runs handed, or added, then."""
+def scoring_pool(
+    score: Callable[[Run], float], calls: list[list[Run]], write: Callable[[Run], None] | None = None
+) -> Callable[[RunSource], list[Run]]:
+    """A stand-in for the study's pool: each run it is handed "finishes" at once with ``score(run)``
+    (or with what ``write`` writes for it). Handed a function, it asks it again after each run, as
+    the real pool does when one ends; each call records the runs handed, or added, then."""
+    finish = write or (lambda run: write_score(run, score(run)))
 
     def pool(runs: RunSource) -> list[Run]:
         ran: set[Run] = set()
         while new := [r for r in (runs() if callable(runs) else runs) if r not in ran]:
             calls.append(new)
             for run in new:
-                write_score(run, score(run))
+                finish(run)
                 ran.add(run)
         return []
 
@@ -388,16 +391,7 @@ def test_more_seeds_go_to_both_methods_where_the_reported_halfs_interval_holds_z
     with pytest.raises(SystemExit, match=r"need the finished run task=rte model=minilm method=aflora seed=1"):
         run_study(study, "more-seeds", lambda run: True, scoring_pool(score, handed))
 
-    def pool(runs: RunSource) -> list[Run]:
-        ran: set[Run] = set()
-        while new := [r for r in runs() if r not in ran]:
-            handed.append(new)
-            for run in new:
-                write(run)
-                ran.add(run)
-        return []
-
-    assert run_study(study, None, lambda run: True, pool) == []
+    assert run_study(study, None, lambda run: True, scoring_pool(score, handed, write)) == []
     lower = str(grid["aflora"][0])
     more = [
         ("head", "rte", "4", None),
