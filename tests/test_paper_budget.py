@@ -116,8 +116,9 @@ def test_every_rate_collapsed_extends_downwards_and_an_unfinished_grid_decides_n
     scores = {1e-2: {"mrpc": 50, "stsb": 10}, 3e-2: {"mrpc": 50, "stsb": 10}}
     choice = choose_rate(scores, TASKS, {"mrpc": 60, "stsb": 20})
     assert (choice.chosen, choice.extend_to) == (None, pytest.approx(3e-3))
-    unfinished = choose_rate({1e-2: {"mrpc": 50}, 3e-2: {"mrpc": 50, "stsb": 10}}, TASKS)
+    unfinished = choose_rate({1e-2: {"mrpc": 50}, 3e-2: {"mrpc": 70, "stsb": 30}}, TASKS, {"mrpc": 60, "stsb": 20})
     assert (unfinished.chosen, unfinished.extend_to) == (None, None)
+    assert unfinished.collapsed == {1e-2: ["mrpc"]}  # final already: its STS-B run cannot lift it
 
 
 def test_every_grid_of_the_paper_study_judges_its_methods_against_the_probe():

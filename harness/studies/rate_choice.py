@@ -27,7 +27,7 @@ Scores = Mapping[float, Mapping[str, float]]  # rate -> task -> selection score 
 class RateChoice:
     chosen: float | None  # None: no eligible rate yet
     mean_scores: dict[float, float]  # every rate with a score on every task
-    collapsed: dict[float, list[str]]  # rate -> the tasks on which it collapsed
+    collapsed: dict[float, list[str]]  # rate -> the tasks on which it collapsed, finished rates or not
     extend_to: float | None  # the rate the grid must run next; None when the choice is interior
 
 
@@ -43,7 +43,7 @@ def choose_rate(scores: Scores, tasks: list[str], probe: Mapping[str, float] | N
     """The rule above over ``scores``; ``probe`` maps each task to the probe's score (None: this is the probe).
 
     Rates lacking a score on some task are not judged yet: no choice is made and no extension asked
-    until every rate of the grid has all its scores.
+    until every rate of the grid has all its scores. Their collapses are listed as their runs land.
     """
     rates = sorted(scores)
     if len(rates) < 2:
@@ -51,9 +51,9 @@ def choose_rate(scores: Scores, tasks: list[str], probe: Mapping[str, float] | N
     complete = {r: scores[r] for r in rates if all(t in scores[r] for t in tasks)}
     mean_scores = {r: sum(complete[r][t] for t in tasks) / len(tasks) for r in complete}
     collapsed = {}
-    if probe is not None:
-        for rate, by_task in complete.items():
-            low = [t for t in tasks if by_task[t] <= probe[t]]
+    if probe is not None:  # judged run by run: a collapse is final before its rate's other tasks have run
+        for rate in rates:
+            low = [t for t in tasks if t in scores[rate] and scores[rate][t] <= probe[t]]
             if low:
                 collapsed[rate] = low
     if len(complete) < len(rates):
