@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.compose import run_config
 from harness.studies.finished_runs import is_finished, run_dir_of
-from harness.studies.grids import describe, grid_outcome
+from harness.studies.grids import describe, grid_outcome, grid_runs
 from harness.studies.pool import REPO, Run, RunSource, run_all
 from harness.studies.progress import status_lines
 from harness.studies.stages import stage_runs
@@ -30,18 +30,15 @@ from harness.studies.table_stages import planned_runs, startable_runs
 
 def study_runs(study: DictConfig, only: str | None = None) -> list[Run]:
     """Every stage's runs in order, as the finished runs stand: a grid that extends itself (``extend:
-    true``) with every rate they call for so far, a table stage's cells where the fallback rule has
-    moved them so far, and the seeds a stage with ``of:`` adds so far."""
+    true``) with every rate they call for so far and none a collapse has made moot, a table stage's
+    cells where the fallback rule has moved them so far, and the seeds a stage with ``of:`` adds so far."""
     if only is not None and only not in study.stages:
         raise SystemExit(f"--stage {only!r} is not a stage of this study (stages: {', '.join(study.stages)})")
-    overrides = tuple(study.get("overrides") or ())
     runs = []
     for name in [only] if only else list(study.stages):
         stage = study.stages[name]
         if stage.get("extend"):
-            runs += stage_runs(
-                name, stage, study.model, list(study.seeds), overrides, grid_outcome(name, stage, study)[0]
-            )
+            runs += grid_runs(name, stage, study)
         else:
             runs += planned_runs(name, stage, study)[0]
     return runs
@@ -53,12 +50,11 @@ def run_grid(
     """Run a learning-rate grid; with ``extend: true``, grow it past any chosen rate at its edge
     until every choice is interior (conf/protocol/minilm-paper/README.md). The pool asks for the
     grid's runs again as each one ends, so a rate the finished runs call for starts in the next free
-    slot. A failed run leaves its method unjudged; the others go on. Returns the failed runs."""
-    overrides = tuple(study.get("overrides") or ())
+    slot, and a run a collapse has made moot is dropped before it starts. A failed run leaves its
+    method unjudged; the others go on. Returns the failed runs."""
 
     def runs_as_they_stand() -> list[Run]:
-        rates, _ = grid_outcome(name, stage, study)
-        return [r for r in stage_runs(name, stage, study.model, list(study.seeds), overrides, rates) if keep(r)]
+        return [r for r in grid_runs(name, stage, study) if keep(r)]
 
     failed = pool(runs_as_they_stand)
     if not failed:  # every choice the finished runs allow is made

@@ -23,12 +23,14 @@ from harness.inputs.heldout import heldout_indices
 from harness.inputs.tasks import TaskSpec
 from harness.report.bootstrap import paired_bootstrap
 from harness.report.protocols import HELDOUT, PAPER, protocol_score
+from harness.report.study_report import grid_rule_table
 from harness.storage.epoch_predictions import read_predictions
 from harness.studies.finished_runs import run_dir_of
 from harness.studies.grids import grid_outcome
 from harness.studies.paired_interval import paired_difference
 from harness.studies.pool import Run, RunSource
 from harness.studies.rate_choice import choose_rate, fallback_rate, rate_beyond
+from harness.studies.stages import stage_runs
 from harness.study import run_study, study_runs
 from harness.token_lengths import share_over
 from tests.conftest import compose
@@ -116,9 +118,24 @@ def test_every_rate_collapsed_extends_downwards_and_an_unfinished_grid_decides_n
     scores = {1e-2: {"mrpc": 50, "stsb": 10}, 3e-2: {"mrpc": 50, "stsb": 10}}
     choice = choose_rate(scores, TASKS, {"mrpc": 60, "stsb": 20})
     assert (choice.chosen, choice.extend_to) == (None, pytest.approx(3e-3))
-    unfinished = choose_rate({1e-2: {"mrpc": 50}, 3e-2: {"mrpc": 70, "stsb": 30}}, TASKS, {"mrpc": 60, "stsb": 20})
+    unfinished = choose_rate({1e-2: {"mrpc": 70}, 3e-2: {"mrpc": 70, "stsb": 30}}, TASKS, {"mrpc": 60, "stsb": 20})
     assert (unfinished.chosen, unfinished.extend_to) == (None, None)
-    assert unfinished.collapsed == {1e-2: ["mrpc"]}  # final already: its STS-B run cannot lift it
+
+
+def test_a_rate_collapsed_on_one_task_needs_none_of_its_other_runs():
+    """Amendment 3: 5e-3 collapsed on MRPC, so no STS-B score can make it eligible; the choice among
+    the other rates is made without that run, and is the one it would be whatever the run scored."""
+    probe = {"mrpc": 60, "stsb": 20}
+    scores = {1e-3: {"mrpc": 70, "stsb": 30}, 2e-3: {"mrpc": 80, "stsb": 40}, 5e-3: {"mrpc": 55}}
+    choice = choose_rate(scores, TASKS, probe)
+    assert (choice.collapsed, choice.unneeded) == ({5e-3: ["mrpc"]}, {5e-3: ["stsb"]})
+    assert (choice.chosen, choice.extend_to) == (2e-3, None)
+    for stsb in (0, 99):
+        ran = choose_rate({**scores, 5e-3: {"mrpc": 55, "stsb": stsb}}, TASKS, probe)
+        assert (ran.chosen, ran.extend_to, ran.unneeded) == (2e-3, None, {})
+    every_rate_down = choose_rate({1e-2: {"mrpc": 50}, 3e-2: {"mrpc": 70, "stsb": 10}}, TASKS, probe)
+    assert (every_rate_down.chosen, every_rate_down.extend_to) == (None, pytest.approx(3e-3))
+    assert every_rate_down.unneeded == {1e-2: ["stsb"]}  # 3e-2 has all its scores: nothing to skip
 
 
 def test_every_grid_of_the_paper_study_judges_its_methods_against_the_probe():
@@ -155,18 +172,21 @@ def write_score(run: Run, score: float, reported: float | None = None, **by_metr
 def scoring_pool(
     score: Callable[[Run], float], calls: list[list[Run]], write: Callable[[Run], None] | None = None
 ) -> Callable[[RunSource], list[Run]]:
-    """A stand-in for the study's pool: each run it is handed "finishes" at once with ``score(run)``
-    (or with what ``write`` writes for it). Handed a function, it asks it again after each run, as
-    the real pool does when one ends; each call records the runs handed, or added, then."""
+    """A stand-in for the study's pool, one slot: the first run listed and not run yet "finishes" at
+    once with ``score(run)`` (or with what ``write`` writes for it). Handed a function, it asks it
+    again after each run, as the real pool does when one ends, so a run it no longer lists never
+    runs; each call records the runs listed for the first time then."""
     finish = write or (lambda run: write_score(run, score(run)))
 
     def pool(runs: RunSource) -> list[Run]:
+        listed: set[Run] = set()
         ran: set[Run] = set()
-        while new := [r for r in (runs() if callable(runs) else runs) if r not in ran]:
-            calls.append(new)
-            for run in new:
-                finish(run)
-                ran.add(run)
+        while todo := [r for r in (runs() if callable(runs) else runs) if r not in ran]:
+            if new := [r for r in todo if r not in listed]:
+                calls.append(new)
+                listed.update(new)
+            finish(todo[0])
+            ran.add(todo[0])
         return []
 
     return pool
@@ -214,6 +234,45 @@ def test_the_study_grows_a_grid_until_every_choice_is_interior(tmp_path):
         ["aflora@0.09/mrpc"],
         ["aflora@0.3/mrpc"],
     ]
+
+
+def test_a_grid_never_runs_what_a_collapse_made_moot_and_says_so(tmp_path, capsys):
+    """Amendment 3: LoRA at 5e-3 scores under the probe on MRPC, so the study never hands over its
+    STS-B run once the probe's choice is the floor (the pool asks again after every run), lists it no
+    more, and chooses 2e-3 as it would have; the report's grid table reads "not run"."""
+
+    def score(run: Run) -> float:
+        lr, method, task = float(run.value("train.lr")), run.value("method"), run.value("task")
+        if method == "head":
+            return 0.3 - 0.1 * abs(np.log10(lr / 0.1))
+        return {1e-3: 0.6, 2e-3: 0.7, 5e-3: 0.2 if task == "mrpc" else 0.9}[lr]
+
+    grid = {
+        "tasks": ["mrpc", "stsb"],
+        "runs_dir": str(tmp_path),
+        "extend": True,
+        "probe": "head",
+        "lr": {"head": [3e-2, 1e-1, 3e-1], "lora": [1e-3, 2e-3, 5e-3]},
+    }
+    study = OmegaConf.create({"model": "minilm", "seeds": [1], "overrides": ["budget=paper"], "stages": {"grid": grid}})
+    handed: list[list[Run]] = []
+    assert run_study(study, None, lambda run: True, scoring_pool(score, handed)) == []
+
+    def names(runs: list[Run]) -> set[str]:
+        return {f"{r.value('method')}@{r.value('train.lr')}/{r.value('task')}" for r in runs}
+
+    as_written = stage_runs("grid", study.stages.grid, "minilm", [1], ("budget=paper",))
+    ran = [r for r in as_written if (run_dir_of(r.overrides)[0] / "result.json").exists()]
+    assert names(as_written) - names(ran) == {"lora@0.005/stsb"}  # listed at the start, then dropped unrun
+    assert names(study_runs(study)) == names(ran)  # what --dry-run and --status list now
+    choice = grid_outcome("grid", study.stages.grid, study)[1]["lora"]
+    assert (choice.chosen, choice.extend_to, choice.unneeded) == (2e-3, None, {5e-3: ["stsb"]})
+    assert "lora: chose 0.002 [0.001: 60.00, 0.002: 70.00, 0.005: — (collapsed on mrpc) (stsb not run)]" in (
+        capsys.readouterr().out
+    )
+    lora_row = next(row for row in grid_rule_table(study).rows if "LoRA" in row["Method"]("md"))
+    assert "0.005: — (MRPC 20.00, STS-B not run)" in lora_row["train.lr: mean selection score (per task)"]("md")
+    assert lora_row["Collapsed"]("md") == "0.005 on MRPC"
 
 
 def test_the_paper_study_scores_mrpc_rates_by_accuracy_at_the_epoch_f1_chose(tmp_path):

@@ -157,6 +157,25 @@ def test_a_run_the_source_adds_starts_at_its_place_in_the_listing_not_after_the_
     assert started.read_text().split() == ["seed=1", "seed=2", "seed=3"]
 
 
+@pytest.mark.integration  # by the marker check's rule: it calls run_all (here run.py is replaced)
+def test_a_queued_run_the_source_no_longer_lists_never_starts(tmp_path, monkeypatch, capsys):
+    """One slot; once seed 1 ends the source lists seed 2 no more (as a grid does with a run a
+    collapse made moot): seed 2 must not start, seed 3 must, and the pool says which run it dropped."""
+    started = tmp_path / "started.txt"
+    monkeypatch.setattr(pool, "RUN_PY", stand_in_run_py(tmp_path, f"open({str(started)!r}, 'a').write(args[1] + ' ')"))
+    monkeypatch.setattr(pool, "is_finished", lambda overrides: False)
+    first, second, third = (Run(("task=rte", f"seed={seed}")) for seed in (1, 2, 3))
+
+    def runs_as_they_stand() -> list[Run]:
+        return [first, third] if started.exists() else [first, second, third]
+
+    assert run_all(runs_as_they_stand, jobs=1, logs=tmp_path / "logs") == []
+    assert started.read_text().split() == ["seed=1", "seed=3"]
+    out = capsys.readouterr().out
+    assert "the finished runs make 1 moot: rte_2" in out
+    assert "[2/2] rte_3: ok" in out  # the count leaves the dropped run out
+
+
 def study_of_four_stand_ins(tmp_path: Path, body: str) -> tuple[subprocess.Popen, Path, Path]:
     """``harness.study`` (its own command line) on 4 runs, 2 at a time, with run.py replaced by a
     stand-in: ``body``, which touches MARK (``<tmp>/started/<its first argument>``) once it is ready

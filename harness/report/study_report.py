@@ -154,9 +154,16 @@ def bootstrap_table(runs: list[RunRecord], model: str) -> Table:
     return Table.from_rows("bootstrap_comparisons", f"Example-level paired bootstrap ({model})", cells, csv, notes)
 
 
-def _rate_cell(rate: float, by_task: dict[str, float], tasks: list[str], fmt: str, chosen: bool) -> str:
-    """``rate: mean (task score, ...)``; a rate not run on every task yet has no mean."""
-    parts = [f"{task_title(t)} {render.num(by_task[t], fmt) if t in by_task else MISSING[fmt]}" for t in tasks]
+def _rate_cell(
+    rate: float, by_task: dict[str, float], tasks: list[str], fmt: str, chosen: bool, moot: list[str]
+) -> str:
+    """``rate: mean (task score, ...)``; a rate not run on every task yet has no mean, and a task its
+    collapse elsewhere made moot reads "not run"."""
+    parts = [
+        f"{task_title(t)} "
+        + (render.num(by_task[t], fmt) if t in by_task else "not run" if t in moot else MISSING[fmt])
+        for t in tasks
+    ]
     complete = all(t in by_task for t in tasks)
     mean = render.num(sum(by_task[t] for t in tasks) / len(tasks), fmt, is_best=chosen) if complete else MISSING[fmt]
     return f"{rate:g}: {mean} ({', '.join(parts)})"
@@ -190,7 +197,15 @@ def grid_rule_table(study: DictConfig) -> Table | None:
                         "Grid": name,
                         "Method": render.escape(method_label(method), fmt),
                         "train.lr: mean selection score (per task)": "; ".join(
-                            _rate_cell(r, by_rate.get(r, {}), tasks, fmt, r == chosen) for r in rates[method]
+                            _rate_cell(
+                                r,
+                                by_rate.get(r, {}),
+                                tasks,
+                                fmt,
+                                r == chosen,
+                                choice.unneeded.get(r, []) if choice else [],
+                            )
+                            for r in rates[method]
                         ),
                         "Collapsed": ", ".join(
                             f"{r:g} on {'/'.join(task_title(t) for t in ts)}"
@@ -224,8 +239,8 @@ def grid_rule_table(study: DictConfig) -> Table | None:
         f"Model: `{study.model}`. A run's selection score: its selection-half metric at the epoch that half "
         f"chose{scored_on}, in percent; a rate's, the mean over the grid's tasks (in bold: the rate chosen). "
         "A rate with a run at or below the probe's on the same task is collapsed and not eligible; a choice at "
-        "the grid's edge extended the grid by one rate until it was interior. — : not judged yet (a rate still "
-        "running).",
+        "the grid's edge extended the grid by one rate until it was interior; a collapsed rate's other runs are not "
+        "run (amendment 3). — : not judged yet (a rate still running).",
     ]
     return Table.from_rows("lr_rule", f"Learning rates by the study's rule ({study.model})", cells, csv, notes)
 

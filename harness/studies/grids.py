@@ -1,7 +1,7 @@
 """A learning-rate grid as its finished runs stand: each method's rates, its choice by the
-protocol's rule (harness/studies/rate_choice.py), and the rates an edge extension adds
-(``extend: true``). The study tool runs a grid with it, and a table stage and the study's report
-take their rates from it.
+protocol's rule (harness/studies/rate_choice.py), the rates an edge extension adds
+(``extend: true``) and the runs a collapse makes moot. The study tool runs a grid with it, and a
+table stage and the study's report take their rates from it.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def grid_choices(
 
 def describe(method: str, choice: RateChoice) -> str:
     scores = ", ".join(
-        f"{rate:g}: {score:.2f}"
+        f"{rate:g}: "
+        + (f"{choice.mean_scores[rate]:.2f}" if rate in choice.mean_scores else "—")
         + (f" (collapsed on {'/'.join(choice.collapsed[rate])})" if rate in choice.collapsed else "")
-        for rate, score in sorted(choice.mean_scores.items())
+        + (f" ({'/'.join(choice.unneeded[rate])} not run)" if rate in choice.unneeded else "")
+        for rate in sorted({*choice.mean_scores, *choice.collapsed})
     )
     if choice.extend_to is not None:
         verdict = (
@@ -73,3 +75,16 @@ def grid_outcome(
             return rates, choices
         for method, rate in more.items():
             extended.setdefault(method, []).append(rate)
+
+
+def grid_runs(name: str, stage: DictConfig, study: DictConfig) -> list[Run]:
+    """A grid's runs as its finished runs stand: every rate they call for, less the runs of a rate
+    that has collapsed on another task (moot: the rate stays ineligible whatever they score)."""
+    rates, choices = grid_outcome(name, stage, study)
+    runs = stage_runs(name, stage, study.model, list(study.seeds), tuple(study.get("overrides") or ()), rates)
+    return [r for r in runs if not _moot(r, choices)]
+
+
+def _moot(run: Run, choices: Mapping[str, RateChoice]) -> bool:
+    choice = choices.get(run.value("method"))
+    return choice is not None and run.value("task") in choice.unneeded.get(float(run.value("train.lr")), [])

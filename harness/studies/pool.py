@@ -9,7 +9,9 @@ The runs may be a function instead of a list: the pool asks it again each time a
 run it lists then for the first time joins the queue at its place in that listing, so it starts
 before the runs listed after it. A learning-rate grid that grows past an edge (harness/study.py) is
 one: a rate its finished runs call for starts at once, beside a long run of another method, instead
-of after it. A table stage whose first seed decides its later seeds' rates is another.
+of after it. A table stage whose first seed decides its later seeds' rates is another. A queued run
+the function no longer lists is dropped before it starts (a grid's run that a collapse made moot);
+a running one finishes.
 
 Ctrl-C (or SIGTERM, SIGHUP) stops the pool: no queued run starts, each running one gets one SIGINT
 and stops as ``run.py`` does on its own (its log says what it kept), and the pool exits 130 with one
@@ -159,6 +161,7 @@ def run_all(runs: RunSource, jobs: int, logs: Path, threads: int | None = None) 
     def newly_listed() -> tuple[list[Run], list[Run]]:
         """The runs the source lists for the first time, and those of them not finished yet."""
         latest = list(runs() if callable(runs) else runs)
+        order.clear()
         order.update((run, place) for place, run in enumerate(latest))
         new = [run for run in latest if run not in listed]
         listed.update(new)
@@ -185,12 +188,20 @@ def run_all(runs: RunSource, jobs: int, logs: Path, threads: int | None = None) 
                 )
                 if code:
                     failed.append(run)
-                if callable(runs) and (added := newly_listed()[1]):
+                if not callable(runs):
+                    continue
+                added = newly_listed()[1]
+                if dropped := [r for r in queue if r not in order]:
+                    todo = [r for r in todo if r not in dropped]
+                    print(
+                        f"the finished runs make {len(dropped)} moot: {', '.join(r.label for r in dropped)}", flush=True
+                    )
+                if added:
                     todo += added
-                    queue = sorted(queue + added, key=order.__getitem__)  # a seed 2 listed now goes before seed 3
                     print(
                         f"the finished runs call for {len(added)} more: {', '.join(r.label for r in added)}", flush=True
                     )
+                queue = sorted((r for r in queue + added if r in order), key=order.__getitem__)  # seed 2 before 3
             if running:
                 requests.event.wait(POLL_SECONDS)
     failed.sort(key=todo.index)

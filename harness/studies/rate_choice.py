@@ -5,6 +5,8 @@ choice is never at its edge (conf/protocol/minilm-paper/README.md, "Learning rat
 - A rate's score is the mean of its runs' scores over the grid's tasks.
 - A run at or below the probe's score on the same task has *collapsed*; a rate with a collapsed
   run is not eligible. The probe itself is chosen by the score alone.
+- A rate that collapsed on one task needs none of its other runs: whatever they score, it stays
+  ineligible, so the choice waits only for the rates that can still be chosen (amendment 3).
 - The chosen rate is the eligible rate with the best score (a tie goes to the lower rate).
 - A chosen rate that is the lowest or highest rate run asks for one more rate beyond it: the edge
   times the ratio of the edge to its neighbour, to one significant figure. With no eligible rate the
@@ -28,6 +30,7 @@ class RateChoice:
     chosen: float | None  # None: no eligible rate yet
     mean_scores: dict[float, float]  # every rate with a score on every task
     collapsed: dict[float, list[str]]  # rate -> the tasks on which it collapsed, finished rates or not
+    unneeded: dict[float, list[str]]  # rate -> the tasks it has not run that its collapse makes moot
     extend_to: float | None  # the rate the grid must run next; None when the choice is interior
 
 
@@ -43,7 +46,8 @@ def choose_rate(scores: Scores, tasks: list[str], probe: Mapping[str, float] | N
     """The rule above over ``scores``; ``probe`` maps each task to the probe's score (None: this is the probe).
 
     Rates lacking a score on some task are not judged yet: no choice is made and no extension asked
-    until every rate of the grid has all its scores. Their collapses are listed as their runs land.
+    until every rate of the grid has all its scores or has collapsed. Collapses are listed as their
+    runs land.
     """
     rates = sorted(scores)
     if len(rates) < 2:
@@ -56,18 +60,19 @@ def choose_rate(scores: Scores, tasks: list[str], probe: Mapping[str, float] | N
             low = [t for t in tasks if t in scores[rate] and scores[rate][t] <= probe[t]]
             if low:
                 collapsed[rate] = low
-    if len(complete) < len(rates):
-        return RateChoice(None, mean_scores, collapsed, None)
-    eligible = [r for r in rates if r not in collapsed]
+    unneeded = {r: [t for t in tasks if t not in scores[r]] for r in collapsed if r not in complete}
+    if any(r not in complete and r not in collapsed for r in rates):
+        return RateChoice(None, mean_scores, collapsed, unneeded, None)
+    eligible = [r for r in rates if r not in collapsed]  # each has all its scores
     if not eligible:
-        return RateChoice(None, mean_scores, collapsed, rate_beyond(rates[0], rates[1]))
+        return RateChoice(None, mean_scores, collapsed, unneeded, rate_beyond(rates[0], rates[1]))
     chosen = max(eligible, key=lambda r: (mean_scores[r], -r))
     extend_to = None
     if chosen == rates[0]:
         extend_to = rate_beyond(rates[0], rates[1])
     elif chosen == rates[-1]:
         extend_to = rate_beyond(rates[-1], rates[-2])
-    return RateChoice(chosen, mean_scores, collapsed, extend_to)
+    return RateChoice(chosen, mean_scores, collapsed, unneeded, extend_to)
 
 
 def fallback_rate(score: float, probe_score: float, chosen: float, rates: list[float]) -> float | None:
