@@ -159,11 +159,13 @@ def _rate_cell(
 ) -> str:
     """``rate: mean (task score, ...)``; a rate not run on every task yet has no mean, and a task its
     collapse elsewhere made moot reads "not run"."""
-    parts = [
-        f"{task_title(t)} "
-        + (render.num(by_task[t], fmt) if t in by_task else "not run" if t in moot else MISSING[fmt])
-        for t in tasks
-    ]
+
+    def task_score(task: str) -> str:
+        if task in by_task:
+            return render.num(by_task[task], fmt)
+        return "not run" if task in moot else MISSING[fmt]
+
+    parts = [f"{task_title(t)} {task_score(t)}" for t in tasks]
     complete = all(t in by_task for t in tasks)
     mean = render.num(sum(by_task[t] for t in tasks) / len(tasks), fmt, is_best=chosen) if complete else MISSING[fmt]
     return f"{rate:g}: {mean} ({', '.join(parts)})"
